@@ -1,0 +1,230 @@
+"""The `jump` command: synth, prepare, train, evaluate, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+
+def _add_synth(sub):
+    p = sub.add_parser("synth", help="write a realistic synthetic clickstream CSV",
+                       description="Seeded synthetic clicks: session_id,user_id,item_id,timestamp (Unix s).")
+    p.add_argument("--clicks", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--items", type=int, default=None, help="catalogue size (default: SynthConfig's)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_synth)
+
+
+def cmd_synth(a) -> int:
+    from .synth import SynthConfig, write_csv
+    kw = {"clicks": a.clicks, "seed": a.seed}
+    if a.items:
+        kw["n_items"] = a.items
+    stats = write_csv(SynthConfig(**kw), a.out, progress=True)
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def _add_prepare(sub):
+    from .readers import FORMATS
+    p = sub.add_parser("prepare", help="sessionize, censor (eq. 4), filter and split raw clicks",
+                       description="Read raw clicks, build sessions and censored dwell tuples, apply the paper's "
+                                   "filter, split, and write a prepared dataset; prints the paper's Table 1.")
+    p.add_argument("inputs", nargs="+", help="input file(s) (.gz read transparently)")
+    p.add_argument("--format", dest="fmt", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, help="output directory")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--split", choices=("random", "temporal"), default="random",
+                   help="random 80/20 by session (the paper's) or temporal (last --test-days days)")
+    g.add_argument("--test", nargs="+", metavar="FILE", help="a given test file (same format); disables --split")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--test-days", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-item-count", type=int, default=3)
+    p.add_argument("--min-session-len", type=int, default=2)
+    p.add_argument("--c1", type=float, default=2000.0, help="censoring threshold (s), eq. 4")
+    p.add_argument("--c2", type=float, default=30.0, help="dwell of a session's last click (s), eq. 4")
+    p.add_argument("--gap", type=float, default=None,
+                   help="inactivity gap (s) splitting a key's clicks into sessions (default: the format's)")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows instead of failing")
+    c = p.add_argument_group("csv format options")
+    c.add_argument("--delimiter", default=None)
+    c.add_argument("--session-col")
+    c.add_argument("--user-col")
+    c.add_argument("--item-col")
+    c.add_argument("--time-col")
+    c.add_argument("--time-unit", choices=("s", "ms", "us", "iso"))
+    c.add_argument("--no-header", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(a) -> int:
+    from .prepare import PrepareConfig, prepare
+    opts = {}
+    if a.fmt == "csv":
+        for name in ("delimiter", "session_col", "user_col", "item_col", "time_col", "time_unit"):
+            if getattr(a, name) is not None:
+                opts[name] = getattr(a, name)
+        if a.no_header:
+            opts["header"] = False
+            for name in ("session_col", "user_col", "item_col", "time_col"):
+                if name in opts:
+                    opts[name] = int(opts[name])
+    cfg = PrepareConfig(fmt=a.fmt, inputs=a.inputs, out=a.out, split="given" if a.test else a.split,
+                        test_inputs=a.test, test_fraction=a.test_fraction, test_days=a.test_days, seed=a.seed,
+                        min_item_count=a.min_item_count, min_session_len=a.min_session_len, c1=a.c1, c2=a.c2,
+                        gap=a.gap, use_default_gap=a.gap is None, skip_bad=a.skip_bad, reader_options=opts)
+    prepare(cfg)
+    return 0
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train JUMP on a prepared dataset",
+                       description="Maximise the joint log-likelihood (eq. 17-18) with Adam; early stopping on "
+                                   "validation loss; writes the best checkpoint.")
+    p.add_argument("--data", required=True, help="prepared dataset directory")
+    p.add_argument("--out", required=True, help="checkpoint path")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--max-len", type=int, default=200, help="training window length for long sessions")
+    p.add_argument("--time-budget", type=float, default=None, help="stop training after this many seconds")
+    p.add_argument("--dim", type=int, default=100)
+    p.add_argument("--z", type=float, default=60.0, help="fast-step scale (s): ceil(tau/z) fast cells per click")
+    p.add_argument("--max-fast-steps", type=int, default=8)
+    p.add_argument("--sigma", type=float, default=10.0, help="log-dwell sigma of eq. 10")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(a) -> int:
+    from .data import load_prepared
+    from .train import TrainConfig, train
+    data = load_prepared(a.data)
+    params = data.meta["config"]
+    model = {"dim": a.dim, "z": a.z, "max_fast_steps": a.max_fast_steps, "sigma": a.sigma,
+             "c1": params["c1"], "c2": params["c2"]}
+    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
+                      val_fraction=a.val_fraction, seed=a.seed, device=a.device, max_len=a.max_len,
+                      time_budget_s=a.time_budget, model=model)
+    train(data, a.out, cfg, progress=not a.no_progress)
+    return 0
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="Recall/MRR/NDCG@20 over the full catalogue, dwell MAE, by length",
+                       description="Evaluate a checkpoint on a prepared dataset's test split.")
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="checkpoint path")
+    p.add_argument("--protocol", choices=("paper", "live"), default="paper",
+                   help="paper: every context dwell known; live: the latest click's dwell unknown (the stream's view)")
+    p.add_argument("--json", required=True, help="output JSON path")
+    p.add_argument("--report-dir", default=None, help="Markdown and PNG output directory (default: next to --json)")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--baselines", default="pop", help="comma-separated baselines to report alongside ('' for none)")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(a) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .data import load_prepared
+    from .evaluate import evaluate
+    from .pop import Popularity
+    from .report import markdown_table, plot_dwell_histograms, plot_recall_by_length
+    from .train import resolve_device
+
+    data = load_prepared(a.data)
+    device = resolve_device(a.device)
+    model, meta = load_checkpoint(a.model, map_location=device, expect_items=data.items)
+    print(f"evaluating {a.model} (trained on {meta['dataset_fingerprint'][:12]}) on {a.data} test split: "
+          f"{len(data.test):,} sessions, {data.test.n_clicks:,} clicks, protocol {a.protocol}, device {device}")
+    with tqdm(total=data.test.n_clicks, desc=f"JUMP {a.protocol}", unit="click") as bar:
+        result = evaluate(model, data.test, a.protocol, a.k, a.batch_size, device, progress=bar.update)
+    result.update({"model": "jump", "checkpoint": str(a.model), "dataset_fingerprint": data.fingerprint,
+                   "model_dataset_fingerprint": meta["dataset_fingerprint"], "code_version": __version__})
+    rows = {f"JUMP ({a.protocol})": result}
+    result["baselines"] = {}
+    for name in [b for b in a.baselines.split(",") if b]:
+        if name != "pop":
+            raise SystemExit(f"unknown baseline {name!r} (available here: pop)")
+        r = evaluate(Popularity(data.n_items).fit(data.train), data.test, a.protocol, a.k, a.batch_size, "cpu")
+        result["baselines"][name] = r
+        rows["POP + global median dwell"] = r
+    out = Path(a.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report_dir = Path(a.report_dir) if a.report_dir else out.parent
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stem = out.stem
+    table = markdown_table(rows, a.k)
+    figs = {"dwell_histograms": str(plot_dwell_histograms(data.test, report_dir / f"{stem}_fig2_dwell.png", "(test split)")),
+            "recall_by_length": str(plot_recall_by_length(rows, report_dir / f"{stem}_fig7_recall_by_length.png", a.k))}
+    result["figures"] = figs
+    md = report_dir / f"{stem}.md"
+    md.write_text(f"# JUMP evaluation ({a.protocol} protocol)\n\nData: `{a.data}` (fingerprint "
+                  f"`{data.fingerprint[:12]}`), model: `{a.model}`. Full-catalogue ranking over "
+                  f"{data.n_items - 1:,} items, pessimistic ties.\n\n{table}\n")
+    result["markdown"] = str(md)
+    out.write_text(json.dumps(result, indent=2))
+    print(table)
+    print(f"\nwrote {out}, {md}, {figs['dwell_histograms']}, {figs['recall_by_length']}")
+    return 0
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="benchmarks that print figures")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    t = bsub.add_parser("train", help="training clicks/s, peak memory and full-evaluation wall time")
+    t.add_argument("--clicks", type=int, default=1_000_000, help="synthetic clicks to generate")
+    t.add_argument("--dim", type=int, default=100)
+    t.add_argument("--batches", type=int, default=50, help="training batches to time per device")
+    t.add_argument("--devices", default="auto", help="comma-separated: cpu,cuda (auto: cpu and cuda if present)")
+    t.add_argument("--work-dir", default="runs/bench")
+    t.add_argument("--json", default=None)
+    t.set_defaults(func=cmd_bench_train)
+
+
+def cmd_bench_train(a) -> int:
+    from .bench import bench_train
+    bench_train(clicks=a.clicks, dim=a.dim, batches=a.batches, devices=a.devices, work_dir=a.work_dir,
+                json_out=a.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jump", description="JUMP: joint next-click and dwell-time prediction "
+                                "(Zhou et al., IJCAI 2018) for session streams.")
+    p.add_argument("--version", action="version", version=f"jump {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_bench):
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.time()
+    try:
+        rc = args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:   # clear one-line errors, no traceback
+        print(f"jump {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    if rc == 0 and args.command != "bench":
+        print(f"[jump {args.command} done in {time.time() - t0:.1f}s]", file=sys.stderr)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""JUMP: A Joint Predictor for User Click and Dwell Time (Zhou et al., IJCAI 2018).
+
+One readable model file. Sections follow the paper, bottom-up:
+  embedding (eq. 16) -> fast-slow layer of RH-MI cells (eq. 14-15) -> attention (eq. 12-13)
+  -> tied softmax click head (eq. 9) + per-item linear dwell head (eq. 11)
+  -> joint log-likelihood (eq. 17-18) with the censored log-normal dwell density (eq. 10).
+
+Documented choices where the paper is silent or ambiguous (tested in tests/test_model.py):
+  * Eq. 14 is circular as printed (the slow cell reads h_1^F, which needs the slow state). We
+    follow the FS-RNN ordering of Mujika et al. (2017): the first fast cell reads the input, the
+    slow cell reads the first fast cell's output, the second fast cell reads the slow state, and
+    the remaining fast cells have no input:
+        h_0^F = F(h_{j-1}, x_j);  h_j^S = S(h_{j-1}^S, h_0^F);  h_1^F = F(h_0^F, h_j^S);
+        h_k^F = F(h_{k-1}^F) for 2 <= k <= n_j;  output h_j = h_{n_j}^F.
+    F is one cell (one set of weights) for every fast step, as eq. 14 writes a single F.
+  * n_j = clamp(ceil(tau_j / z), 1, max_fast_steps). The floor of 1 keeps the slow cell on the
+    output path when tau_j = 0; the cap bounds compute (default: tau >= 8 z all take 8 steps).
+  * RH-MI cells (eq. 15) carry bias terms b_c, b_g (as in Wu et al. 2016b and Zilly et al. 2016);
+    the paper prints none. b_g starts at -1 so a fresh cell mostly carries its state (highway).
+  * v(S_0), the feature of the empty context (needed by the k = 1 terms of eq. 17), is a learned
+    vector `start_feature`: P(i_1 | S_0) is then a learned popularity prior.
+  * The dwell density is that of y = log tau (eq. 10, with its normalising constants). Dwell
+    times below `min_dwell` seconds are floored there before the log (tau = 0 has no log).
+  * The dwell point estimate is the median of the predicted log-normal, exp(mu): it minimises
+    the expected absolute error under the model (the mean exp(mu + sigma^2 / 2) is useless at
+    sigma = 10).
+  * Live protocol: at click k the dwell on click k is unknown. It is represented as censored at
+    c2, (tau = c2, delta = 1) -- exactly how the last click of every training session looks.
+    `live_features` computes that in one extra fast-slow step per position.
+Item index 0 is padding / unknown item: its embedding rows are zero and it is never ranked.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .batch import SessionBatch
+
+
+@dataclass
+class JumpConfig:
+    n_items: int                 # catalogue size including index 0 (padding / unknown)
+    dim: int = 100               # d: item, time and hidden dimension (§5.2)
+    c1: float = 2000.0           # s, censoring threshold of eq. 4
+    c2: float = 30.0             # s, dwell of a session's last click, eq. 4
+    z: float = 60.0              # s, fast-step scale of eq. 14 (not given by the paper)
+    max_fast_steps: int = 8      # cap on ceil(tau / z)
+    sigma: float = 10.0          # log-dwell standard deviation, eq. 10 (§5.2)
+    min_dwell: float = 0.5       # s, floor before log tau in the likelihood
+
+    @property
+    def time_rows(self) -> int:  # rows of T: floor(tau) for tau in [0, max(c1, c2)]
+        return int(math.floor(max(self.c1, self.c2))) + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def censored_lognormal_loglik(log_tau: torch.Tensor, delta: torch.Tensor, mu: torch.Tensor,
+                              sigma: float) -> torch.Tensor:
+    """log P(log T | mu) of eq. 10: normal log-density if observed, log survival if censored."""
+    zscore = (log_tau - mu) / sigma                                        # (...)
+    observed = -0.5 * zscore**2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
+    censored = torch.special.log_ndtr(-zscore)                             # log(1 - Psi(z))
+    return torch.where(delta.bool(), censored, observed)                   # (...)
+
+
+class RHMICell(nn.Module):
+    """Recurrent-Highway cell with multiplicative integration (eq. 15).
+
+    m = alpha*(Wc x * Uc h) + beta*Wc x + gamma*Uc h + b_c;  c = tanh(m)
+    g = sigmoid(Wg x + Ug h + b_g);  h' = (1 - g)*h + g*c
+    Called without x, every term containing x is omitted: m = gamma*Uc h + b_c, g = sigmoid(Ug h + b_g).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.input_proj = nn.Linear(dim, 2 * dim, bias=False)   # [Wc; Wg]
+        self.state_proj = nn.Linear(dim, 2 * dim, bias=False)   # [Uc; Ug]
+        self.alpha = nn.Parameter(torch.ones(dim))    # multiplicative gate
+        self.beta = nn.Parameter(torch.ones(dim))     # linear gate on the input
+        self.gamma = nn.Parameter(torch.ones(dim))    # linear gate on the state
+        self.cand_bias = nn.Parameter(torch.zeros(dim))
+        self.gate_bias = nn.Parameter(torch.full((dim,), -1.0))
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor | None = None,
+                x_proj: torch.Tensor | None = None) -> torch.Tensor:
+        """h (N, d); x (N, d) or None; x_proj (N, 2d) = input_proj(x) when precomputed."""
+        uc, ug = self.state_proj(h).chunk(2, dim=-1)                       # (N, d), (N, d)
+        if x is None and x_proj is None:
+            m = self.gamma * uc + self.cand_bias                           # (N, d)
+            g = torch.sigmoid(ug + self.gate_bias)                         # (N, d)
+        else:
+            wc, wg = (self.input_proj(x) if x_proj is None else x_proj).chunk(2, dim=-1)
+            m = self.alpha * wc * uc + self.beta * wc + self.gamma * uc + self.cand_bias
+            g = torch.sigmoid(wg + ug + self.gate_bias)                    # (N, d)
+        return (1 - g) * h + g * torch.tanh(m)                             # (N, d)
+
+
+class FastSlowLayer(nn.Module):
+    """Fast-slow RNN of eq. 14 (FS-RNN ordering, see the module docstring) over RH-MI cells."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fast_cell = RHMICell(dim)
+        self.slow_cell = RHMICell(dim)
+
+    def step(self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor,
+             n_fast: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One click for N sequences: fast/slow (N, d) states, x_proj (N, 2d), n_fast (N,) >= 1."""
+        f = self.fast_cell(fast, x_proj=x_proj)                            # h_0^F (N, d)
+        slow = self.slow_cell(slow, f)                                     # h_j^S (N, d)
+        f = self.fast_cell(f, slow)                                        # h_1^F (N, d)
+        # The ceil(tau/z) fast-step loop: sequences with fewer steps keep their state, so a batch
+        # runs max(n_fast) steps and every sequence gets exactly its own n_j.
+        for k in range(2, int(n_fast.max()) + 1):
+            f = torch.where((n_fast >= k).unsqueeze(-1), self.fast_cell(f), f)   # h_k^F (N, d)
+        return f, slow
+
+    def forward(self, x: torch.Tensor, n_fast: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, d), n_fast (B, L), mask (B, L) -> outputs h (B, L, d), slow states (B, L, d).
+
+        Right-padded batches: a padded position never updates the carried states, so every
+        valid output is independent of padding and of the other sequences in the batch.
+        """
+        B, L, d = x.shape
+        x_proj = self.fast_cell.input_proj(x)                              # (B, L, 2d), once for all steps
+        fast = x.new_zeros(B, d)                                           # (B, d)
+        slow = x.new_zeros(B, d)                                           # (B, d)
+        outs, slows = [], []
+        for j in range(L):
+            f, s = self.step(fast, slow, x_proj[:, j], n_fast[:, j])       # (B, d), (B, d)
+            valid = mask[:, j].unsqueeze(-1)                               # (B, 1)
+            fast, slow = torch.where(valid, f, fast), torch.where(valid, s, slow)
+            outs.append(fast)
+            slows.append(slow)
+        return torch.stack(outs, 1), torch.stack(slows, 1)                 # (B, L, d) x2
+
+
+def causal_attention(h: torch.Tensor) -> torch.Tensor:
+    """Eq. 12-13: v_k = sum_{i<=k} softmax_i(h_i . h_k / sqrt(d)) h_i.  h (B, L, d) -> (B, L, d)."""
+    L, d = h.shape[1], h.shape[2]
+    scores = h @ h.transpose(1, 2) / math.sqrt(d)                          # (B, L_query, L_key)
+    future = torch.ones(L, L, dtype=torch.bool, device=h.device).triu(1)   # key i > query k
+    attn = scores.masked_fill(future, float("-inf")).softmax(dim=-1)       # (B, L, L)
+    return attn @ h                                                        # (B, L, d)
+
+
+class Jump(nn.Module):
+    def __init__(self, config: JumpConfig):
+        super().__init__()
+        self.config = c = config
+        self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)      # V (eq. 9, 16)
+        self.time_emb = nn.Embedding(c.time_rows, c.dim)                   # T (eq. 16)
+        self.emb_norm = nn.BatchNorm1d(c.dim)                              # eq. 16
+        self.fast_slow = FastSlowLayer(c.dim)                              # eq. 14-15
+        self.start_feature = nn.Parameter(torch.zeros(c.dim))              # v(S_0)
+        self.dwell_weight = nn.Embedding(c.n_items, c.dim, padding_idx=0)  # W (eq. 11)
+        self.dwell_bias = nn.Embedding(c.n_items, 1, padding_idx=0)        # b (eq. 11)
+        nn.init.normal_(self.item_emb.weight, std=0.1)
+        nn.init.normal_(self.time_emb.weight, std=0.1)
+        nn.init.zeros_(self.dwell_weight.weight)
+        nn.init.constant_(self.dwell_bias.weight, math.log(c.c2))
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+            self.dwell_bias.weight[0].zero_()
+
+    @property
+    def dwell_sigma(self) -> float:
+        return self.config.sigma
+
+    @property
+    def min_dwell(self) -> float:
+        return self.config.min_dwell
+
+    # -- layers -------------------------------------------------------------------------------
+    def n_fast(self, tau: torch.Tensor) -> torch.Tensor:
+        """Fast-step count per click: clamp(ceil(tau / z), 1, max_fast_steps).  (...) long."""
+        c = self.config
+        return torch.ceil(tau / c.z).clamp(1, c.max_fast_steps).long()
+
+    def embed(self, items: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Eq. 16: BatchNorm(V[i] + T[floor(tau)]).  (B, L) -> (B, L, d).
+
+        Batch statistics use valid positions only, so padding cannot change any output.
+        """
+        rows = torch.floor(tau).long().clamp(0, self.config.time_rows - 1)  # (B, L)
+        x = self.item_emb(items) + self.time_emb(rows)                     # (B, L, d)
+        out = torch.zeros_like(x)                                          # (B, L, d)
+        out[mask] = self.emb_norm(x[mask])                                 # (n_valid, d)
+        return out
+
+    def features(self, batch: SessionBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Session features v_1..v_L with every dwell known (paper protocol).
+
+        Returns v (B, L, d), fast-slow outputs h (B, L, d), slow states (B, L, d).
+        """
+        x = self.embed(batch.items, batch.tau, batch.mask)                 # (B, L, d)
+        h, slow = self.fast_slow(x, self.n_fast(batch.tau), batch.mask)    # (B, L, d) x2
+        return causal_attention(h), h, slow                                # v (B, L, d)
+
+    def live_features(self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor) -> torch.Tensor:
+        """Features v'_j of the prefix 1..j with the dwell on click j unknown (live protocol).
+
+        Click j is re-embedded with (tau = c2, delta = 1) and stepped from the states after
+        click j-1; attention runs over h_1..h_{j-1} and the live h'_j.  -> (B, L, d)
+        """
+        c = self.config
+        B, L, d = h.shape
+        live_tau = torch.full_like(batch.tau, c.c2)                        # (B, L)
+        x = self.embed(batch.items, live_tau, batch.mask)                  # (B, L, d)
+        prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]                          # (B, L, d) state after j-1
+        prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]                       # (B, L, d)
+        live_h, _ = self.fast_slow.step(prev_fast.reshape(B * L, d), prev_slow.reshape(B * L, d),
+                                        self.fast_slow.fast_cell.input_proj(x).reshape(B * L, 2 * d),
+                                        self.n_fast(live_tau).reshape(B * L))
+        live_h = live_h.view(B, L, d)                                      # (B, L, d)
+        scale = math.sqrt(d)
+        past = (live_h @ h.transpose(1, 2)) / scale                        # (B, L_query, L_key)
+        not_past = torch.ones(L, L, dtype=torch.bool, device=h.device).triu(0)  # key i >= query j
+        past = past.masked_fill(not_past, float("-inf"))
+        own = (live_h * live_h).sum(-1, keepdim=True) / scale              # (B, L, 1)
+        attn = torch.cat([past, own], dim=-1).softmax(dim=-1)              # (B, L, L+1)
+        return attn[..., :L] @ h + attn[..., L:] * live_h                  # (B, L, d)
+
+    def context(self, v: torch.Tensor) -> torch.Tensor:
+        """v(S_{k-1}) for every click k: [v(S_0), v_1, ..., v_{L-1}].  (B, L, d) -> (B, L, d)."""
+        start = self.start_feature.expand(v.shape[0], 1, -1)               # (B, 1, d)
+        return torch.cat([start, v[:, :-1]], dim=1)                        # (B, L, d)
+
+    def click_logits(self, v: torch.Tensor) -> torch.Tensor:
+        """Eq. 9 with V tied to the input embedding; index 0 is never a candidate.  (..., n_items)."""
+        logits = v @ self.item_emb.weight.t()                              # (..., n_items)
+        logits[..., 0] = float("-inf")
+        return logits
+
+    def dwell_mu(self, ctx: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Eq. 11: mu = W[i] . v(S_{k-1}) + b[i].  ctx (B, L, d), items (B, L) -> (B, L)."""
+        return (self.dwell_weight(items) * ctx).sum(-1) + self.dwell_bias(items).squeeze(-1)
+
+    # -- the model contract ----------------------------------------------------------------------
+    def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
+        """Joint negative log-likelihood of eq. 17-18 (mean over sessions) and its parts."""
+        c = self.config
+        v, _, _ = self.features(batch)                                     # (B, L, d)
+        ctx = self.context(v)                                              # (B, L, d)
+        m = batch.mask                                                     # (B, L)
+        click_ll = -F.cross_entropy(self.click_logits(ctx[m]), batch.items[m], reduction="none")
+        log_tau = torch.log(batch.tau[m].clamp_min(c.min_dwell))           # (n_valid,)
+        dwell_ll = censored_lognormal_loglik(log_tau, batch.delta[m], self.dwell_mu(ctx, batch.items)[m],
+                                             c.sigma)                      # (n_valid,)
+        n_sessions = batch.items.shape[0]
+        loss = -(click_ll.sum() + dwell_ll.sum()) / n_sessions
+        outputs = {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach()}
+        return outputs, loss
+
+    @torch.no_grad()
+    def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:
+        """Scores of every item for the next click after each position with a successor.
+
+        Returns (P, n_items) in `batch.next_positions()` order: row p ranks candidates for
+        click j+1 given clicks 1..j. protocol 'paper': dwell on click j known; 'live': unknown.
+        """
+        v, h, slow = self.features(batch)                                  # (B, L, d)
+        if protocol == "live":
+            v = self.live_features(batch, h, slow)                         # (B, L, d)
+        elif protocol != "paper":
+            raise ValueError(f"protocol must be 'paper' or 'live', not {protocol!r}")
+        return self.click_logits(v[batch.next_positions()])               # (P, n_items)
+
+    @torch.no_grad()
+    def predict_dwell(self, batch: SessionBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Median predicted dwell (s) of every click given its item and the clicks before it.
+
+        Returns (median (B, L), mu (B, L)). Context dwells are known at that time in both
+        protocols (click k's arrival fixes tau_{k-1}), so there is one dwell prediction.
+        """
+        v, _, _ = self.features(batch)                                     # (B, L, d)
+        mu = self.dwell_mu(self.context(v), batch.items)                   # (B, L)
+        return torch.exp(mu), mu
