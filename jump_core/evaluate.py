@@ -30,18 +30,19 @@ from .model import censored_lognormal_loglik
 
 BUCKETS = (("2-6", 2, 6), ("7-9", 7, 9), ("10-30", 10, 30), ("31-150", 31, 150), (">150", 151, math.inf))
 PROTOCOLS = ("paper", "live")
+MISS_RANK = 2**31 - 1   # rank given to a target that can't be recommended (unseen in training)
 
 
 def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Rank of each target among all candidates, ties counted against it.  (P, n), (P,) -> (P,).
 
-    Targets equal to 0 (unknown item) get rank n (a miss at any cutoff below n).
+    Targets equal to 0 (unknown item) get MISS_RANK: a miss at every cutoff.
     """
     if torch.isnan(scores).any():
         raise ValueError("model produced NaN scores")
     target_scores = scores.gather(1, targets.unsqueeze(1))                 # (P, 1)
     ranks = (scores >= target_scores).sum(1)                               # (P,) includes the target
-    return torch.where(targets == 0, torch.full_like(ranks, scores.shape[1]), ranks)
+    return torch.where(targets == 0, torch.full_like(ranks, MISS_RANK), ranks)
 
 
 def ranking_metrics(ranks: np.ndarray, k: int = 20) -> dict:
