@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(JUMP) prepare --format csv --session-col session_id --item-col item_id --time-col timestamp \
 		$(DEMO)/clicks.csv --out $(DEMO)/data
 	@echo "== 3/5 train JUMP (CPU budget: 110 s)"
-	$(JUMP) train --data $(DEMO)/data --out $(DEMO)/jump.ckpt --epochs 10 --time-budget 110
+	$(JUMP) train --data $(DEMO)/data --out $(DEMO)/jump.ckpt --epochs 10 --lr 0.003 --time-budget 110
 	@echo "== 4/5 evaluate, paper protocol (every context dwell known)"
 	$(JUMP) evaluate --data $(DEMO)/data --model $(DEMO)/jump.ckpt --protocol paper --json $(DEMO)/report/paper.json
 	@echo "== 5/5 evaluate, live protocol (the latest click's dwell unknown, as in the stream)"
