@@ -25,6 +25,7 @@ def cmd_synth(a) -> int:
     kw = {"clicks": a.clicks, "seed": a.seed}
     if a.items:
         kw["n_items"] = a.items
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     stats = write_csv(SynthConfig(**kw), a.out, progress=True)
     print(json.dumps(stats, indent=2))
     return 0
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jump {args.command}: error: {e}", file=sys.stderr)
         return 2
     if rc == 0 and args.command != "bench":
+        sys.stdout.flush()
         print(f"[jump {args.command} done in {time.time() - t0:.1f}s]", file=sys.stderr)
     return rc
 
