@@ -22,17 +22,23 @@ test: $(STAMP)
 	$(PY) -m pytest -q -ra
 
 demo: $(STAMP)
-	@echo "== 1/5 synthetic clickstream ($(DEMO_CLICKS) clicks)"
+	@echo "== 1/6 synthetic clickstream ($(DEMO_CLICKS) clicks)"
 	$(JUMP) synth --clicks $(DEMO_CLICKS) --seed 1 --out $(DEMO)/clicks.csv
-	@echo "== 2/5 prepare: sessions, censored dwell (eq. 4), paper filter, 80/20 split"
+	@echo "== 2/6 prepare: sessions, censored dwell (eq. 4), paper filter, 80/20 split"
 	$(JUMP) prepare --format csv --session-col session_id --item-col item_id --time-col timestamp \
 		$(DEMO)/clicks.csv --out $(DEMO)/data
-	@echo "== 3/5 train JUMP (CPU budget: 110 s)"
-	$(JUMP) train --data $(DEMO)/data --out $(DEMO)/jump.ckpt --epochs 10 --lr 0.003 --time-budget 110
-	@echo "== 4/5 evaluate, paper protocol (every context dwell known)"
-	$(JUMP) evaluate --data $(DEMO)/data --model $(DEMO)/jump.ckpt --protocol paper --json $(DEMO)/report/paper.json
-	@echo "== 5/5 evaluate, live protocol (the latest click's dwell unknown, as in the stream)"
-	$(JUMP) evaluate --data $(DEMO)/data --model $(DEMO)/jump.ckpt --protocol live --json $(DEMO)/report/live.json
+	@echo "== 3/6 train JUMP with the paper's sigma = 10 (CPU budget 55 s)"
+	$(JUMP) train --data $(DEMO)/data --out $(DEMO)/jump_sigma10.ckpt --epochs 10 --lr 0.003 --time-budget 55
+	@echo "== 4/6 train JUMP with sigma = 1 (Fig. 5: a larger 1/sigma^2 favours dwell prediction; budget 55 s)"
+	$(JUMP) train --data $(DEMO)/data --out $(DEMO)/jump_sigma1.ckpt --epochs 10 --lr 0.003 --time-budget 55 --sigma 1
+	@echo "== 5/6 evaluate: paper protocol (every context dwell known) and live (the latest dwell unknown, as in the stream)"
+	$(JUMP) evaluate --data $(DEMO)/data --model $(DEMO)/jump_sigma10.ckpt --protocol paper --json $(DEMO)/report/sigma10_paper.json
+	$(JUMP) evaluate --data $(DEMO)/data --model $(DEMO)/jump_sigma10.ckpt --protocol live --json $(DEMO)/report/sigma10_live.json
+	$(JUMP) evaluate --data $(DEMO)/data --model $(DEMO)/jump_sigma1.ckpt --protocol paper --json $(DEMO)/report/sigma1_paper.json
+	$(JUMP) evaluate --data $(DEMO)/data --model $(DEMO)/jump_sigma1.ckpt --protocol live --json $(DEMO)/report/sigma1_live.json
+	@echo "== 6/6 summary"
+	$(JUMP) report $(DEMO)/report/sigma10_paper.json $(DEMO)/report/sigma10_live.json \
+		$(DEMO)/report/sigma1_paper.json $(DEMO)/report/sigma1_live.json --out $(DEMO)/report/summary.md
 	@echo "== demo done: reports and figures in $(DEMO)/report/"
 	@ls -1 $(DEMO)/report/
 

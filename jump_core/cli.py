@@ -1,4 +1,4 @@
-"""The `jump` command: synth, prepare, train, evaluate, bench."""
+"""The `jump` command: synth, prepare, train, evaluate, report, bench."""
 from __future__ import annotations
 
 import argparse
@@ -154,7 +154,7 @@ def cmd_evaluate(a) -> int:
           f"{len(data.test):,} sessions, {data.test.n_clicks:,} clicks, protocol {a.protocol}, device {device}")
     with tqdm(total=data.test.n_clicks, desc=f"JUMP {a.protocol}", unit="click") as bar:
         result = evaluate(model, data.test, a.protocol, a.k, a.batch_size, device, progress=bar.update)
-    result.update({"model": "jump", "checkpoint": str(a.model), "dataset_fingerprint": data.fingerprint,
+    result.update({"model": "jump", "model_config": meta["config"], "checkpoint": str(a.model), "dataset_fingerprint": data.fingerprint,
                    "model_dataset_fingerprint": meta["dataset_fingerprint"], "code_version": __version__})
     rows = {f"JUMP ({a.protocol})": result}
     result["baselines"] = {}
@@ -204,12 +204,38 @@ def cmd_bench_train(a) -> int:
     return 0
 
 
+def _add_report(sub):
+    p = sub.add_parser("report", help="merge evaluation JSON files into one Markdown table and Fig. 7")
+    p.add_argument("inputs", nargs="+", help="JSON files written by `jump evaluate`")
+    p.add_argument("--out", required=True, help="Markdown output path (the figure is written next to it)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(a) -> int:
+    from .report import markdown_table, plot_recall_by_length
+    rows, k = {}, 20
+    for path in a.inputs:
+        r = json.loads(Path(path).read_text())
+        k = r.get("k", 20)
+        rows[f"JUMP sigma={r['model_config']['sigma']:g} ({r['protocol']})"] = r
+        for name, b in r.get("baselines", {}).items():
+            rows.setdefault(f"{name.upper()} ({b['protocol']})", b)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(rows, k)
+    fig = plot_recall_by_length(rows, out.with_name(out.stem + "_fig7_recall_by_length.png"), k)
+    out.write_text(f"# JUMP evaluation summary\n\nFrom: {', '.join(a.inputs)}\n\n{table}\n")
+    print(table)
+    print(f"\nwrote {out} and {fig}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jump", description="JUMP: joint next-click and dwell-time prediction "
                                 "(Zhou et al., IJCAI 2018) for session streams.")
     p.add_argument("--version", action="version", version=f"jump {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_bench):
+    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_report, _add_bench):
         add(sub)
     return p
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import readers
 from .data import SessionSet, file_sha256, vocab_fingerprint
-from .sessions import C1_DEFAULT, C2_DEFAULT, censor, session_starts
+from .sessions import C1_DEFAULT, C2_DEFAULT, censor, session_id, session_starts
 
 DAY = 86400.0
 
@@ -50,11 +50,6 @@ class PrepareConfig:
     use_default_gap: bool = True
     skip_bad: bool = False
     reader_options: dict = field(default_factory=dict)
-
-
-def session_id(key: str, start_ts: float) -> str:
-    """Stable id of a session: its key and the millisecond time of its first click."""
-    return f"{key}@{int(round(start_ts * 1000))}"
 
 
 @dataclass
