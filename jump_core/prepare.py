@@ -54,13 +54,8 @@ class PrepareConfig:
 
 @dataclass
 class RawSessions:
-    """Sessionized, censored clicks before filtering; items are codes into `item_names`."""
-    item_codes: np.ndarray   # (N,) int64
-    ts: np.ndarray           # (N,) float64
-    tau: np.ndarray          # (N,) float64
-    delta: np.ndarray        # (N,) uint8
-    offsets: np.ndarray      # (S+1,) int64
-    session_ids: list[str]
+    """Sessionized, censored clicks before filtering; `sessions.items` are codes into `item_names`."""
+    sessions: SessionSet
     item_names: list[str]
     max_gap: float           # largest within-session gap (raw Delta), s
     stats: readers.ReadStats
@@ -84,11 +79,11 @@ def read_sessions(fmt: str, paths: list[str], gap: float | None, c1: float, c2: 
     offsets = np.append(starts, len(t)).astype(np.int64)
     tau, delta = censor(t, offsets, c1, c2)
     key_names = list(key_codes)
-    sids = [session_id(key_names[k[s]], t[s]) for s in starts]
+    sids = np.array([session_id(key_names[k[s]], t[s]).encode() for s in starts], dtype=bytes)
     same = np.ones(len(t), dtype=bool)
     same[starts] = False
     gaps = np.diff(t, prepend=t[:1])[same]
-    return RawSessions(i, t, tau, delta, offsets, sids, list(item_codes),
+    return RawSessions(SessionSet(i, t, tau, delta, offsets, sids), list(item_codes),
                        float(gaps.max()) if len(gaps) else 0.0, stats)
 
 
@@ -96,16 +91,15 @@ def _session_index(offsets: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
 
 
-def filter_sessions(raw: RawSessions, keep_click: np.ndarray, min_session_len: int) -> tuple[SessionSet, dict]:
+def filter_sessions(raw: SessionSet, keep_click: np.ndarray, min_session_len: int) -> tuple[SessionSet, dict]:
     """Drop the clicks not in keep_click, then the sessions left too short (step 4)."""
     sess = _session_index(raw.offsets)
-    new_len = np.bincount(sess[keep_click], minlength=len(raw.offsets) - 1)
+    new_len = np.bincount(sess[keep_click], minlength=len(raw))
     keep_sess = new_len >= min_session_len
     keep = keep_click & keep_sess[sess]
     lengths = new_len[keep_sess]
-    out = SessionSet(raw.item_codes[keep], raw.ts[keep], raw.tau[keep], raw.delta[keep],
-                     np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                     np.array([s.encode() for s, k in zip(raw.session_ids, keep_sess) if k], dtype=bytes))
+    out = SessionSet(raw.items[keep], raw.ts[keep], raw.tau[keep], raw.delta[keep],
+                     np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), raw.session_ids[keep_sess])
     counts = {"clicks_dropped_rare_items": int((~keep_click).sum()),
               "sessions_dropped_too_short": int((~keep_sess).sum()),
               "clicks_dropped_with_short_sessions": int((keep_click & ~keep_sess[sess]).sum())}
@@ -113,8 +107,8 @@ def filter_sessions(raw: RawSessions, keep_click: np.ndarray, min_session_len: i
 
 
 def _rare_filter(raw: RawSessions, min_count: int) -> np.ndarray:
-    counts = np.bincount(raw.item_codes, minlength=len(raw.item_names))
-    return counts[raw.item_codes] >= min_count
+    codes = raw.sessions.items
+    return np.bincount(codes, minlength=len(raw.item_names))[codes] >= min_count
 
 
 def _split(sessions: SessionSet, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -164,10 +158,10 @@ def prepare(cfg: PrepareConfig, log=print) -> dict:
     gap = readers.default_gap(cfg.fmt, paths=cfg.inputs, **cfg.reader_options) if cfg.use_default_gap else cfg.gap
     log(f"reading {cfg.fmt}: {', '.join(map(str, cfg.inputs))} (session gap: {gap if gap is not None else 'given ids'})")
     raw = read_sessions(cfg.fmt, cfg.inputs, gap, cfg.c1, cfg.c2, cfg.skip_bad, cfg.reader_options)
-    log(f"  {raw.stats.summary()}; {len(raw.session_ids):,} sessions, {len(raw.item_names):,} items")
-    counts: dict = {"read": asdict(raw.stats), "raw_clicks": len(raw.ts), "raw_sessions": len(raw.session_ids),
+    log(f"  {raw.stats.summary()}; {len(raw.sessions):,} sessions, {len(raw.item_names):,} items")
+    counts: dict = {"read": asdict(raw.stats), "raw_clicks": raw.sessions.n_clicks, "raw_sessions": len(raw.sessions),
                     "raw_items": len(raw.item_names)}
-    sessions, filt = filter_sessions(raw, _rare_filter(raw, cfg.min_item_count), cfg.min_session_len)
+    sessions, filt = filter_sessions(raw.sessions, _rare_filter(raw, cfg.min_item_count), cfg.min_session_len)
     counts["filter"] = filt
     names, max_gap = raw.item_names, raw.max_gap
     if cfg.split == "given":
@@ -176,8 +170,8 @@ def prepare(cfg: PrepareConfig, log=print) -> dict:
         train = sessions
         log(f"reading test {', '.join(map(str, cfg.test_inputs))}")
         raw_t = read_sessions(cfg.fmt, cfg.test_inputs, gap, cfg.c1, cfg.c2, cfg.skip_bad, cfg.reader_options)
-        log(f"  {raw_t.stats.summary()}; {len(raw_t.session_ids):,} sessions")
-        test, filt_t = filter_sessions(raw_t, np.ones(len(raw_t.ts), dtype=bool), cfg.min_session_len)
+        log(f"  {raw_t.stats.summary()}; {len(raw_t.sessions):,} sessions")
+        test, filt_t = filter_sessions(raw_t.sessions, np.ones(raw_t.sessions.n_clicks, dtype=bool), cfg.min_session_len)
         counts["test_read"] = asdict(raw_t.stats)
         counts["test_filter"] = filt_t
         test_names, max_gap = raw_t.item_names, max(max_gap, raw_t.max_gap)

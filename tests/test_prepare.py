@@ -33,7 +33,7 @@ def test_censoring_happens_on_the_raw_session_before_filtering(tmp_path):
             (2, "a", 0), (2, "b", 3000), (2, "c", 3010),
             (3, "a", 0), (3, "b", 1), (3, "c", 2)]
     raw = read_sessions("csv", [write(tmp_path, rows)], None, 2000, 30, options=CSV_OPTS)
-    assert raw.tau.tolist() == [10, 5, 85, 30, 2000, 10, 30, 1, 1, 30]
+    assert raw.sessions.tau.tolist() == [10, 5, 85, 30, 2000, 10, 30, 1, 1, 30]
     meta = prepare(PrepareConfig("csv", [str(write(tmp_path, rows))], str(tmp_path / "out"), test_fraction=0.0,
                                  reader_options=CSV_OPTS), log=lambda *_: None)
     d = load_prepared(tmp_path / "out")
@@ -114,7 +114,7 @@ def test_session_rec_given_split_matches_provenance(tmp_path):
 def test_reddit_sample_one_hour_sessions(tmp_path):
     path = need(DATA / "reddit" / "kaggle-head-sample" / "reddit_sample.csv")
     raw = read_sessions("reddit", [path], 3600.0, 2000, 30)
-    assert len(raw.session_ids) == 1861                       # PROVENANCE.md: 1,861 one-hour sessions
+    assert len(raw.sessions) == 1861                       # PROVENANCE.md: 1,861 one-hour sessions
     meta = prepare(PrepareConfig("reddit", [str(path)], str(tmp_path / "r"), test_fraction=0.0), log=lambda *_: None)
     # PROVENANCE.md after the paper filter: 3,734 clicks in 797 sessions over 230 items
     assert (meta["table1"]["clicks"], meta["table1"]["train_sessions"], meta["table1"]["items"]) == (3734, 797, 230)
