@@ -62,7 +62,7 @@ def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 2
     """Fig. 7: Recall@k by session-length bucket, one bar group per bucket."""
     plt = _pyplot()
     names = [b[0] for b in BUCKETS]
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / max(len(results), 1)
     for i, (label, r) in enumerate(results.items()):
         vals = [r["by_length"][n][f"recall@{k}"] for n in names]
@@ -72,7 +72,7 @@ def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 2
     ax.set_ylabel(f"Recall@{k}")
     ax.set_xlabel("session length")
     ax.set_ylim(0, 1)
-    ax.legend()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"Recall@{k} by session length (Fig. 7)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

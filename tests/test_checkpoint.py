@@ -76,6 +76,7 @@ def test_incompatible_config_and_version_are_refused(saved, tmp_path):
         load_checkpoint(tmp_path / "dim.ckpt")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_arbitrary_pickle_is_not_executed(tmp_path):
     import pickle
 
