@@ -72,3 +72,9 @@ def test_censor_properties(raw, c1, c2):
     gaps = np.diff(ts)
     np.testing.assert_array_equal(delta[:-1] == 1, gaps >= c1)
     np.testing.assert_allclose(tau[:-1][delta[:-1] == 0], gaps[gaps < c1])
+
+
+def test_session_id_is_key_and_first_click_ms():
+    from jump_core.sessions import session_id
+    assert session_id("user7", 1396310400.1234) == "user7@1396310400123"
+    assert session_id("user7", 1396310400.1234) != session_id("user7", 1396310401.0)
