@@ -1,10 +1,11 @@
 """One evaluation path for every model: full-catalogue ranking, pessimistic ties, dwell MAE.
 
-The model contract (JUMP and every baseline):
-  next_scores(batch, protocol) -> (P, n_items) scores for the click after every position that
-      has one, in batch.next_positions() order; column 0 (unknown item) is never a candidate.
-  predict_dwell(batch) -> (median (B, L), mu (B, L)) or None: predicted dwell of every click
-      given its item and the clicks before it; `dwell_sigma` is the log-normal sigma.
+The model contract (JUMP and every baseline), one pass per batch:
+  predict(batch, protocol) -> (scores, dwell)
+    scores (P, n_items): for the click after every position that has one, in
+      batch.next_positions() order; column 0 (unknown item) is never a candidate.
+    dwell (median (B, L), mu (B, L)) or None: predicted dwell of every click given its item
+      and the clicks before it; the model's `dwell_sigma` is the log-normal sigma.
 
 Metrics:
   * Next click: every position k = 1..l-1 of every test session predicts click k+1, ranked
@@ -78,12 +79,12 @@ def evaluate(model, data: SessionSet, protocol: str = "paper", k: int = 20, batc
     for _, batch in data.batches(batch_size):
         batch = batch.to(device)
         targets = batch.next_targets()                                     # (P,)
+        scores, dwell = model.predict(batch, protocol)
         if len(targets):
-            r = pessimistic_ranks(model.next_scores(batch, protocol), targets)
+            r = pessimistic_ranks(scores, targets)
             ranks.append(r.cpu().numpy())
             rank_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[batch.next_positions()].cpu().numpy())
             oov += int((targets == 0).sum())
-        dwell = model.predict_dwell(batch)
         if dwell is not None:
             median, mu = dwell
             m = batch.mask

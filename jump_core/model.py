@@ -260,26 +260,31 @@ class Jump(nn.Module):
         return outputs, loss
 
     @torch.no_grad()
-    def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:
-        """Scores of every item for the next click after each position with a successor.
+    def predict(self, batch: SessionBatch, protocol: str = "paper"
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Next-click scores and dwell predictions from one pass over the batch.
 
-        Returns (P, n_items) in `batch.next_positions()` order: row p ranks candidates for
-        click j+1 given clicks 1..j. protocol 'paper': dwell on click j known; 'live': unknown.
+        Returns (scores (P, n_items), (median (B, L), mu (B, L))): row p of scores ranks the
+        candidates for click j+1 given clicks 1..j, in `batch.next_positions()` order
+        (protocol 'paper': the dwell on click j known; 'live': unknown). The dwell of click k
+        is predicted from its item and clicks 1..k-1, whose dwells are known at that time in
+        both protocols (click k's arrival fixes tau_{k-1}), so it does not depend on protocol.
         """
+        if protocol not in ("paper", "live"):
+            raise ValueError(f"protocol must be 'paper' or 'live', not {protocol!r}")
         v, h, slow = self.features(batch)                                  # (B, L, d)
+        mu = self.dwell_mu(self.context(v), batch.items)                   # (B, L)
         if protocol == "live":
             v = self.live_features(batch, h, slow)                         # (B, L, d)
-        elif protocol != "paper":
-            raise ValueError(f"protocol must be 'paper' or 'live', not {protocol!r}")
-        return self.click_logits(v[batch.next_positions()])               # (P, n_items)
+        return self.click_logits(v[batch.next_positions()]), (torch.exp(mu), mu)
+
+    def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:
+        """The scores of `predict`.  (P, n_items)"""
+        return self.predict(batch, protocol)[0]
 
     @torch.no_grad()
     def predict_dwell(self, batch: SessionBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Median predicted dwell (s) of every click given its item and the clicks before it.
-
-        Returns (median (B, L), mu (B, L)). Context dwells are known at that time in both
-        protocols (click k's arrival fixes tau_{k-1}), so there is one dwell prediction.
-        """
+        """The dwell predictions of `predict` without scoring the catalogue: (median, mu) (B, L)."""
         v, _, _ = self.features(batch)                                     # (B, L, d)
         mu = self.dwell_mu(self.context(v), batch.items)                   # (B, L)
         return torch.exp(mu), mu

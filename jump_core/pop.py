@@ -39,6 +39,9 @@ class Popularity:
         n = int(batch.next_positions().sum())
         return self.counts.to(batch.items.device).expand(n, -1)           # (P, n_items)
 
+    def predict(self, batch: SessionBatch, protocol: str = "paper"):
+        return self.next_scores(batch, protocol), self.predict_dwell(batch)
+
     def predict_dwell(self, batch: SessionBatch):
         median = torch.full(batch.items.shape, self.median_dwell, device=batch.items.device)  # (B, L)
         return median, torch.full_like(median, math.log(self.median_dwell))

@@ -244,3 +244,15 @@ def test_dwell_median_is_exp_mu():
     model = make_model().eval()
     med, mu = model.predict_dwell(batch_of())
     torch.testing.assert_close(med, torch.exp(mu))
+
+
+def test_predict_is_one_pass_of_both_heads():
+    model = make_model().eval()
+    b = batch_of()
+    for protocol in ("paper", "live"):
+        scores, (med, mu) = model.predict(b, protocol)
+        assert scores.shape == (int(b.next_positions().sum()), 12)
+        torch.testing.assert_close(med, model.predict_dwell(b)[0])   # dwell does not depend on protocol
+        torch.testing.assert_close(mu, model.predict_dwell(b)[1])
+    with pytest.raises(ValueError, match="protocol"):
+        model.predict(b, "future")
