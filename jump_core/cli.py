@@ -184,9 +184,11 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
-def _add_bench(sub):
+def _add_bench(sub, extra=()):
     p = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = p.add_subparsers(dest="bench", required=True)
+    for add in extra:
+        add(bsub)
     t = bsub.add_parser("train", help="training clicks/s, peak memory and full-evaluation wall time")
     t.add_argument("--clicks", type=int, default=1_000_000, help="synthetic clicks to generate")
     t.add_argument("--dim", type=int, default=100)
@@ -230,25 +232,29 @@ def cmd_report(a) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra=(), extra_bench=()) -> argparse.ArgumentParser:
+    """The `jump` parser; `extra` / `extra_bench` add sub-commands (the stream's, from pipeline.cli)."""
     p = argparse.ArgumentParser(prog="jump", description="JUMP: joint next-click and dwell-time prediction "
                                 "(Zhou et al., IJCAI 2018) for session streams.")
     p.add_argument("--version", action="version", version=f"jump {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_report, _add_bench):
+    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_report):
+        add(sub)
+    _add_bench(sub, extra_bench)
+    for add in extra:
         add(sub)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
     t0 = time.time()
     try:
         rc = args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as e:   # clear one-line errors, no traceback
         print(f"jump {args.command}: error: {e}", file=sys.stderr)
         return 2
-    if rc == 0 and args.command != "bench":
+    if rc == 0 and args.command not in ("bench", "sessionizer", "inference", "broker", "tail", "demo-stream"):
         sys.stdout.flush()
         print(f"[jump {args.command} done in {time.time() - t0:.1f}s]", file=sys.stderr)
     return rc

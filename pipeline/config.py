@@ -1,0 +1,203 @@
+"""Every setting of the stream workers, read from environment variables with documented defaults.
+
+`Settings.from_env()` is the only reader of the environment; `settings_help()` renders the table
+printed by `jump sessionizer --help` / `jump inference --help` and kept in the README.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, fields
+
+from jump_core.sessions import C1_DEFAULT, C2_DEFAULT, REDDIT_GAP
+
+
+def _opt(env: str, default, doc: str, kind=None):
+    return field(default=default, metadata={"env": env, "doc": doc, "kind": kind or type(default)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- Kafka ----------------------------------------------------------------------------------
+    bootstrap_servers: str = _opt("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092",
+                                  "comma-separated host:port list of the Kafka cluster")
+    security_protocol: str = _opt("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    sasl_mechanism: str = _opt("KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_*)")
+    sasl_username: str = _opt("KAFKA_SASL_USERNAME", "", "SASL user")
+    sasl_password: str = _opt("KAFKA_SASL_PASSWORD", "", "SASL password")
+    ssl_cafile: str = _opt("KAFKA_SSL_CAFILE", "", "CA bundle for SSL/SASL_SSL")
+    ssl_certfile: str = _opt("KAFKA_SSL_CERTFILE", "", "client certificate (mutual TLS)")
+    ssl_keyfile: str = _opt("KAFKA_SSL_KEYFILE", "", "client key (mutual TLS)")
+    app_id: str = _opt("JUMP_APP_ID", "jump-stream", "Faust app id: consumer-group and changelog-topic prefix")
+    data_dir: str = _opt("JUMP_DATA_DIR", "", "Faust data directory (default: a per-app folder in the temp dir)")
+    # -- topics ---------------------------------------------------------------------------------
+    topic_clicks: str = _opt("JUMP_TOPIC_CLICKS", "clicks", "input clicks")
+    topic_rekeyed: str = _opt("JUMP_TOPIC_REKEYED", "jump-clicks-rekeyed",
+                              "internal: clicks whose message key was not their session key, re-keyed")
+    topic_requests: str = _opt("JUMP_TOPIC_REQUESTS", "jump-inference-requests", "internal: one request per click")
+    topic_predictions: str = _opt("JUMP_TOPIC_PREDICTIONS", "jump-predictions", "one prediction per click")
+    topic_training_log: str = _opt("JUMP_TOPIC_TRAINING_LOG", "jump-training-log", "one record per closed session")
+    topic_dead_letters: str = _opt("JUMP_TOPIC_DEAD_LETTERS", "jump-dead-letters", "rejected input, with reason")
+    partitions: int = _opt("JUMP_PARTITIONS", 4,
+                           "partitions of clicks, the re-key topic, requests and the session table "
+                           "(co-partitioned; must equal the clicks topic's count when it exists)")
+    output_partitions: int = _opt("JUMP_OUTPUT_PARTITIONS", 4, "partitions of predictions, training log, dead letters")
+    replication_factor: int = _opt("JUMP_REPLICATION_FACTOR", 1, "replication factor of topics created at start-up")
+    create_topics: bool = _opt("JUMP_CREATE_TOPICS", True, "create missing topics at start-up (idempotent)")
+    # -- sessionizer ----------------------------------------------------------------------------
+    session_key_field: str = _opt("JUMP_SESSION_KEY_FIELD", "auto",
+                                  "value field holding the session key: user, session, or auto "
+                                  "(session when present, else user)")
+    session_gap_s: float = _opt("JUMP_SESSION_GAP_S", REDDIT_GAP, "event-time inactivity gap that closes a session (s)")
+    grace_s: float = _opt("JUMP_GRACE_S", 60.0, "out-of-order tolerance (s of event time behind stream time)")
+    idle_close_s: float = _opt("JUMP_IDLE_CLOSE_S", -1.0,
+                               "wall-clock seconds without input on a partition after which its open "
+                               "sessions close (default: gap + grace)")
+    tick_interval_s: float = _opt("JUMP_TICK_INTERVAL_S", 5.0, "wall-clock period of the idle-check tick records")
+    max_future_s: float = _opt("JUMP_MAX_FUTURE_S", 300.0, "clicks more than this ahead of wall-clock are rejected")
+    max_session_clicks: int = _opt("JUMP_MAX_SESSION_CLICKS", 1000,
+                                   "hard cap on a session's clicks; further clicks are dead-lettered")
+    context_clicks: int = _opt("JUMP_CONTEXT_CLICKS", 50, "the model sees a session's most recent N clicks")
+    c1: float = _opt("JUMP_C1", C1_DEFAULT, "censoring threshold c1 of eq. 4 (s)")
+    c2: float = _opt("JUMP_C2", C2_DEFAULT, "dwell c2 of a session's last click, eq. 4 (s)")
+    sessionizer_batch: int = _opt("JUMP_SESSIONIZER_BATCH", 1000, "clicks per sessionizer batch")
+    sessionizer_wait_s: float = _opt("JUMP_SESSIONIZER_WAIT_S", 0.05, "max wait to fill a sessionizer batch (s)")
+    # -- inference ------------------------------------------------------------------------------
+    checkpoint: str = _opt("JUMP_CHECKPOINT", "runs/model.ckpt", "JUMP checkpoint served by the inference worker")
+    device: str = _opt("JUMP_DEVICE", "auto", "auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
+    max_batch: int = _opt("JUMP_MAX_BATCH", 256, "inference micro-batch size (requests)")
+    max_wait_s: float = _opt("JUMP_MAX_WAIT_S", 0.02, "max wait to fill an inference micro-batch (s)")
+    top_k: int = _opt("JUMP_TOP_K", 20, "items per prediction")
+    # -- operations -----------------------------------------------------------------------------
+    metrics_port: int = _opt("JUMP_METRICS_PORT", 9464, "Prometheus /metrics port (0: none)")
+    metrics_addr: str = _opt("JUMP_METRICS_ADDR", "0.0.0.0", "address the metrics endpoint binds")
+    log_level: str = _opt("JUMP_LOG_LEVEL", "info", "worker log level")
+
+    @property
+    def idle_close(self) -> float:
+        return self.session_gap_s + self.grace_s if self.idle_close_s < 0 else self.idle_close_s
+
+    @property
+    def bootstrap_hosts(self) -> list[str]:
+        return [h.strip() for h in self.bootstrap_servers.split(",") if h.strip()]
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        return ("session", "user") if self.session_key_field == "auto" else (self.session_key_field,)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(f.metadata["env"], raw, f.metadata["kind"])
+        values.update(overrides)
+        s = cls(**values)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        def need(ok: bool, env: str, what: str):
+            if not ok:
+                raise ValueError(f"{env}: {what}")
+        need(self.partitions >= 1, "JUMP_PARTITIONS", "must be >= 1")
+        need(self.output_partitions >= 1, "JUMP_OUTPUT_PARTITIONS", "must be >= 1")
+        need(self.replication_factor >= 1, "JUMP_REPLICATION_FACTOR", "must be >= 1")
+        need(self.session_gap_s > 0 and math.isfinite(self.session_gap_s), "JUMP_SESSION_GAP_S", "must be > 0")
+        need(self.grace_s >= 0, "JUMP_GRACE_S", "must be >= 0")
+        need(self.tick_interval_s > 0, "JUMP_TICK_INTERVAL_S", "must be > 0")
+        need(math.isfinite(self.idle_close_s), "JUMP_IDLE_CLOSE_S", "must be a number (negative: gap + grace)")
+        need(self.max_future_s >= 0, "JUMP_MAX_FUTURE_S", "must be >= 0")
+        need(self.max_session_clicks >= 1, "JUMP_MAX_SESSION_CLICKS", "must be >= 1")
+        need(self.context_clicks >= 1, "JUMP_CONTEXT_CLICKS", "must be >= 1")
+        need(self.c1 > 0, "JUMP_C1", "must be > 0")
+        need(self.c2 > 0, "JUMP_C2", "must be > 0")
+        need(self.max_batch >= 1, "JUMP_MAX_BATCH", "must be >= 1")
+        need(self.sessionizer_batch >= 1, "JUMP_SESSIONIZER_BATCH", "must be >= 1")
+        need(self.max_wait_s >= 0, "JUMP_MAX_WAIT_S", "must be >= 0")
+        need(self.sessionizer_wait_s >= 0, "JUMP_SESSIONIZER_WAIT_S", "must be >= 0")
+        need(self.top_k >= 1, "JUMP_TOP_K", "must be >= 1")
+        need(self.session_key_field in ("auto", "user", "session") or bool(self.session_key_field),
+             "JUMP_SESSION_KEY_FIELD", "must name a field")
+        need(self.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+             "KAFKA_SECURITY_PROTOCOL", "must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+        need(self.sasl_mechanism in ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), "KAFKA_SASL_MECHANISM",
+             "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        need(bool(self.bootstrap_hosts), "KAFKA_BOOTSTRAP_SERVERS", "must list at least one host:port")
+
+    # -- Kafka client settings (security passes through to every client) -----------------------
+    def kafka_python_kwargs(self) -> dict:
+        """kafka-python keyword arguments (bootstrap + security)."""
+        kw = {"bootstrap_servers": self.bootstrap_hosts, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.sasl_mechanism or "PLAIN", sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=self.sasl_password)
+        if self.security_protocol.endswith("SSL"):
+            kw.update({k: v for k, v in (("ssl_cafile", self.ssl_cafile), ("ssl_certfile", self.ssl_certfile),
+                                         ("ssl_keyfile", self.ssl_keyfile)) if v})
+        return kw
+
+    def faust_broker_credentials(self):
+        """A Faust credentials object, or None for PLAINTEXT."""
+        import faust
+        ssl_context = None
+        if self.security_protocol.endswith("SSL"):
+            import ssl
+            ssl_context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+            if self.ssl_certfile:
+                ssl_context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile or None)
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism.startswith("SCRAM"):
+                return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password,
+                                             mechanism=self.sasl_mechanism, ssl_context=ssl_context)
+            return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password,
+                                         ssl_context=ssl_context)
+        if ssl_context is not None:
+            return faust.SSLCredentials(ssl_context)
+        return None
+
+
+def _parse(env: str, raw: str, kind):
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{env}={raw!r}: expected {kind.__name__}") from None
+
+
+def settings_help() -> str:
+    """The settings as a plain-text table: variable, default, meaning."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        rows.append((f.metadata["env"], "" if default == "" else str(default), f.metadata["doc"]))
+    w = max(len(r[0]) for r in rows)
+    d = max(len(r[1]) for r in rows)
+    return "\n".join(f"  {e:<{w}}  {v:<{d}}  {doc}" for e, v, doc in rows)
+
+
+def settings_markdown() -> str:
+    """The same table in Markdown (the README's configuration section)."""
+    out = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = "" if f.default == "" else f"`{f.default}`"
+        out.append(f"| `{f.metadata['env']}` | {default} | {f.metadata['doc']} |")
+    return "\n".join(out)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables reproducing `settings` (to launch a worker process with them)."""
+    out = {}
+    for f in fields(Settings):
+        v = getattr(settings, f.name)
+        out[f.metadata["env"]] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    return out
