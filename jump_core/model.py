@@ -279,19 +279,60 @@ class Jump(nn.Module):
         return self.click_logits(v[batch.next_positions()]), (torch.exp(mu), mu)
 
     @torch.no_grad()
-    def predict_last(self, batch: SessionBatch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def predict_last(self, batch: SessionBatch, with_state: bool = False):
         """The stream's prediction at each session's latest click (live protocol).
 
         Row b answers "what comes after click L_b, and how long will the user dwell on it?":
         (scores (B, n_items), (median (B,), mu (B,))). The scores are exactly the `predict(...,
         'live')` row of that click, so offline live metrics measure what the stream emits.
+        With `with_state`, also returns the fast-slow outputs h and slow states (B, L, d), from
+        which `live_step` can continue the sessions one click at a time.
         """
         v, h, slow = self.features(batch)                                  # (B, L, d)
         rows = torch.arange(batch.items.shape[0], device=batch.items.device)
         last = batch.lengths - 1                                           # (B,)
         mu = self.dwell_mu(self.context(v), batch.items)[rows, last]       # (B,)
         live = self.live_features(batch, h, slow)[rows, last]              # (B, d)
-        return self.click_logits(live), (torch.exp(mu), mu)
+        out = (self.click_logits(live), (torch.exp(mu), mu))
+        return out + (h, slow) if with_state else out
+
+    @torch.no_grad()
+    def live_step(self, fast: torch.Tensor, slow: torch.Tensor, memory: torch.Tensor, mem_len: torch.Tensor,
+                  prev_items: torch.Tensor, prev_tau: torch.Tensor, has_prev: torch.Tensor, items: torch.Tensor):
+        """`predict_last` for one more click per session, from cached states (the stream's fast path).
+
+        State of a session after its first j clicks (all with known dwell): fast, slow (B, d) and the
+        attention memory h_1..h_j (B, M, d) right-padded, mem_len (B,) = j. When click n arrives, the
+        dwell of click n-1 becomes known: rows with has_prev first consume click n-1 (prev_items,
+        prev_tau (B,)), then click n (items (B,)) is scored with the live rule (tau = c2). Returns
+        (scores (B, n_items), (median, mu) (B,), (fast, slow, memory, mem_len) after click n-1).
+        """
+        c = self.config
+        B, d = fast.shape
+        scale = math.sqrt(d)
+        rows = torch.arange(B, device=fast.device)
+        x = self.embed(prev_items[:, None], prev_tau[:, None], has_prev[:, None])[:, 0]   # (B, d)
+        f, s = self.fast_slow.step(fast, slow, self.fast_slow.fast_cell.input_proj(x), self.n_fast(prev_tau))
+        fast = torch.where(has_prev[:, None], f, fast)                     # (B, d)
+        slow = torch.where(has_prev[:, None], s, slow)                     # (B, d)
+        memory = torch.cat([memory, memory.new_zeros(B, 1, d)], dim=1)     # (B, M+1, d)
+        memory[rows[has_prev], mem_len[has_prev]] = fast[has_prev]
+        mem_len = mem_len + has_prev.long()                                # (B,)
+        keys = torch.arange(memory.shape[1], device=fast.device) < mem_len[:, None]   # (B, M+1)
+        # paper feature v_{n-1} (eq. 12-13): the latest output attends over h_1..h_{n-1}; v(S_0) if none
+        att = ((memory @ fast[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
+        v = (att.softmax(-1)[:, :, None] * memory).sum(1)                  # (B, d)
+        v = torch.where((mem_len > 0)[:, None], v, self.start_feature.expand(B, d))
+        mu = (self.dwell_weight(items) * v).sum(-1) + self.dwell_bias(items).squeeze(-1)  # (B,)
+        # live feature of click n: stepped with (c2, censored), attends over h_1..h_{n-1} and itself
+        live_tau = torch.full_like(prev_tau, c.c2)                         # (B,)
+        x = self.embed(items[:, None], live_tau[:, None], torch.ones_like(has_prev)[:, None])[:, 0]
+        live_h, _ = self.fast_slow.step(fast, slow, self.fast_slow.fast_cell.input_proj(x), self.n_fast(live_tau))
+        past = ((memory @ live_h[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
+        own = (live_h * live_h).sum(-1, keepdim=True) / scale              # (B, 1)
+        attn = torch.cat([past, own], dim=-1).softmax(-1)                  # (B, M+2)
+        v_live = (attn[:, :-1, None] * memory).sum(1) + attn[:, -1:] * live_h   # (B, d)
+        return self.click_logits(v_live), (torch.exp(mu), mu), (fast, slow, memory, mem_len)
 
     def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:
         """The scores of `predict`.  (P, n_items)"""

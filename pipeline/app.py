@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 import time
 import weakref
@@ -151,13 +152,48 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
     holder = {"engine": engine}
     app.jump_engine = holder
 
+    def _stamp():
+        st = os.stat(s.checkpoint)
+        return st.st_mtime_ns, st.st_size
+
     def _engine():
         if holder["engine"] is None:
-            holder["engine"] = InferenceEngine(s.checkpoint, s.device, s.top_k)
+            holder["stamp"] = _stamp()
+            holder["engine"] = InferenceEngine(s.checkpoint, s.device, s.top_k, cache_sessions=s.cache_sessions)
             e = holder["engine"]
             metrics.model_info.labels(e.version, str(e.device)).set(1)
             log.info("serving %s (%d items) on %s", e.version, len(e.items), e.device)
         return holder["engine"]
+
+    if s.reload_check_s > 0:
+        @app.timer(interval=s.reload_check_s)
+        async def reload_checkpoint():
+            # Hot reload: a new file at JUMP_CHECKPOINT (written atomically: write, then rename) is
+            # loaded and validated off the event loop, then swapped in between two micro-batches.
+            # A file that fails validation is refused; the old model keeps serving.
+            old = holder.get("engine")
+            if old is None:
+                return
+            try:
+                stamp = _stamp()
+            except OSError:
+                return
+            if stamp == holder.get("stamp"):
+                return
+            holder["stamp"] = stamp
+            loop = asyncio.get_running_loop()
+            try:
+                new = await loop.run_in_executor(None, lambda: InferenceEngine(
+                    s.checkpoint, s.device, s.top_k, cache_sessions=s.cache_sessions))
+            except Exception as exc:
+                metrics.model_reloads.labels("refused").inc()
+                log.error("refused checkpoint %s: %s; still serving %s", s.checkpoint, exc, old.version)
+                return
+            holder["engine"] = new
+            metrics.model_reloads.labels("loaded").inc()
+            metrics.model_info.remove(old.version, str(old.device))
+            metrics.model_info.labels(new.version, str(new.device)).set(1)
+            log.info("now serving %s (was %s)", new.version, old.version)
 
     @app.agent(source)
     async def infer(stream):

@@ -68,6 +68,12 @@ class Settings:
     max_batch: int = _opt("JUMP_MAX_BATCH", 256, "inference micro-batch size (requests)")
     max_wait_s: float = _opt("JUMP_MAX_WAIT_S", 0.02, "max wait to fill an inference micro-batch (s)")
     top_k: int = _opt("JUMP_TOP_K", 20, "items per prediction")
+    reload_check_s: float = _opt("JUMP_RELOAD_CHECK_S", 10.0,
+                                 "how often the inference worker checks JUMP_CHECKPOINT for a new file "
+                                 "(hot reload between micro-batches; 0: never)")
+    cache_sessions: int = _opt("JUMP_INFERENCE_CACHE_SESSIONS", 20000,
+                               "sessions whose recurrent state the inference worker keeps (LRU; 0: none, "
+                               "every click re-reads its whole context)")
     # -- operations -----------------------------------------------------------------------------
     metrics_port: int = _opt("JUMP_METRICS_PORT", 9464, "Prometheus /metrics port (0: none)")
     metrics_addr: str = _opt("JUMP_METRICS_ADDR", "0.0.0.0", "address the metrics endpoint binds")
@@ -120,6 +126,8 @@ class Settings:
         need(self.max_wait_s >= 0, "JUMP_MAX_WAIT_S", "must be >= 0")
         need(self.sessionizer_wait_s >= 0, "JUMP_SESSIONIZER_WAIT_S", "must be >= 0")
         need(self.top_k >= 1, "JUMP_TOP_K", "must be >= 1")
+        need(self.reload_check_s >= 0, "JUMP_RELOAD_CHECK_S", "must be >= 0")
+        need(self.cache_sessions >= 0, "JUMP_INFERENCE_CACHE_SESSIONS", "must be >= 0")
         need(self.session_key_field in ("auto", "user", "session") or bool(self.session_key_field),
              "JUMP_SESSION_KEY_FIELD", "must name a field")
         need(self.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),

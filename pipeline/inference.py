@@ -8,9 +8,9 @@ every click, exactly the row that `jump evaluate --protocol live` scores offline
 """
 from __future__ import annotations
 
-import hashlib
 import threading
-import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,10 +21,28 @@ from jump_core.sessions import censor
 from jump_core.train import resolve_device
 
 
-class InferenceEngine:
-    """A loaded checkpoint and the request -> prediction function."""
+@dataclass
+class _Cached:
+    """A session's state after its first j clicks (all with known dwell), for `Jump.live_step`."""
+    items: list[str]          # the j clicks' items ...
+    ts: list[float]           # ... and event times (a request must extend exactly this prefix)
+    fast: torch.Tensor        # (d,)
+    slow: torch.Tensor        # (d,)
+    memory: torch.Tensor      # (j, d) fast-slow outputs h_1..h_j
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 20):
+
+class InferenceEngine:
+    """A loaded checkpoint and the request -> prediction function.
+
+    Sessions are continued from cached states when the request extends the cached prefix by one
+    click (the normal case: one request per click, in order), so a click costs one or two recurrent
+    steps instead of a pass over its whole prefix. Anything else -- a cache miss, a re-sent request,
+    an out-of-order insertion, a prefix cut by JUMP_CONTEXT_CLICKS -- takes the full pass
+    (`Jump.predict_last`) over the request's clicks. Both paths compute the same function (tested).
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 20, chunk: int = 64,
+                 cache_sessions: int = 20_000):
         self.path = Path(checkpoint)
         self.device = resolve_device(device)
         self.model, self.meta = load_checkpoint(self.path, map_location=self.device)
@@ -32,43 +50,112 @@ class InferenceEngine:
         self.index = {name: i + 1 for i, name in enumerate(self.items)}   # 0 = unknown item
         self.top_k = min(top_k, len(self.items))
         cfg = self.model.config
-        self.c1, self.c2 = cfg.c1, cfg.c2
+        self.c1, self.c2, self.dim = cfg.c1, cfg.c2, cfg.dim
         self.version = f"{self.path.stem}:{self.meta['state_sha256'][:12]}"
         self.lock = threading.Lock()
+        self.chunk = chunk
+        self.cache_sessions = cache_sessions
+        self.cache: OrderedDict[str, _Cached] = OrderedDict()
+        self.stats = {"cached": 0, "full": 0}
 
     def predict(self, requests: list[dict]) -> tuple[list[dict], int]:
         """Predictions (without emit_ts) for decoded request records, and the count of unknown items
         among the requests' current clicks."""
-        items, tau, delta = [], [], []
-        unknown = 0
+        prepared = []
         for r in requests:
             ids = [self.index.get(i, 0) for i in r["items"]]
-            t, d = censor(r["ts"], None, self.c1, self.c2)
-            items.append(ids)
-            tau.append(t)
-            delta.append(d)
-            unknown += ids[-1] == 0
-        batch = SessionBatch.from_sessions(items, tau, delta).to(self.device)
+            tau, delta = censor(r["ts"], None, self.c1, self.c2)
+            prepared.append((r, ids, tau, delta))
+        # requests of one session in one batch run in successive waves (each extends the previous)
+        waves: dict[int, list[int]] = {}
+        seen: dict[str, int] = {}
+        for i, r in enumerate(requests):
+            k = seen.get(r["session_id"], 0)
+            seen[r["session_id"]] = k + 1
+            waves.setdefault(k, []).append(i)
+        results: list = [None] * len(requests)
         with self.lock:
-            scores, (median, _) = self.model.predict_last(batch)          # (B, n_items), (B,)
-        top_scores, top_ids = scores.topk(self.top_k, dim=1)               # (B, k)
-        top_scores, top_ids, median = top_scores.cpu().tolist(), top_ids.cpu().tolist(), median.cpu().tolist()
-        out = []
-        for r, ids, ts_, sc, dw in zip(requests, items, top_ids, top_scores, median):
+            for k in sorted(waves):
+                self._wave([prepared[i] for i in waves[k]], waves[k], results)
+        out, unknown = [], 0
+        for (r, ids, _, _), (top_ids, top_scores, dwell) in zip(prepared, results):
+            unknown += ids[-1] == 0
             out.append({"session_key": r["session_key"], "session_id": r["session_id"], "position": r["position"],
-                        "item": r["items"][-1], "item_known": ids[-1] != 0, "dwell_s": float(dw),
-                        "top_items": [self.items[i - 1] for i in ts_], "top_scores": [float(x) for x in sc],
+                        "item": r["items"][-1], "item_known": ids[-1] != 0, "dwell_s": float(dwell),
+                        "top_items": [self.items[i - 1] for i in top_ids], "top_scores": top_scores,
                         "model_version": self.version, "event_ts": r["event_ts"], "ingest_ts": r["ingest_ts"]})
         return out, unknown
 
+    def _lookup(self, r: dict, n: int) -> tuple[_Cached | None, bool]:
+        """The cached state this request continues, and whether click n-1 must be consumed first."""
+        if not self.cache_sessions:
+            return None, False
+        if n == 1:
+            z = torch.zeros(self.dim, device=self.device)
+            return _Cached([], [], z, z, torch.zeros(0, self.dim, device=self.device)), False
+        e = self.cache.get(r["session_id"])
+        if e is None:
+            return None, False
+        j = len(e.items)
+        if j in (n - 2, n - 1) and e.items == r["items"][:j] and e.ts == r["ts"][:j]:
+            return e, j == n - 2
+        return None, False
 
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    def _wave(self, batch: list, positions: list[int], results: list) -> None:
+        hits, misses = [], []
+        for p, pos in zip(batch, positions):
+            e, has_prev = self._lookup(p[0], len(p[1]))
+            (hits if e is not None else misses).append((p, pos, e, has_prev))
+        if hits:
+            self._cached(hits, results)
+        # the full pass runs over the longest prefix of a chunk: group similar lengths together
+        misses.sort(key=lambda m: len(m[0][1]))
+        for start in range(0, len(misses), self.chunk):
+            self._full(misses[start:start + self.chunk], results)
 
+    def _cached(self, hits: list, results: list) -> None:
+        B, dev = len(hits), self.device
+        M = max(e.memory.shape[0] for _, _, e, _ in hits)
+        memory = torch.zeros(B, M, self.dim, device=dev)                   # (B, M, d)
+        for b, (_, _, e, _) in enumerate(hits):
+            memory[b, :e.memory.shape[0]] = e.memory
+        fast = torch.stack([e.fast for _, _, e, _ in hits])                # (B, d)
+        slow = torch.stack([e.slow for _, _, e, _ in hits])                # (B, d)
+        mem_len = torch.tensor([e.memory.shape[0] for _, _, e, _ in hits], device=dev)
+        has_prev = torch.tensor([hp for _, _, _, hp in hits], device=dev)
+        prev_items = torch.tensor([p[1][-2] if hp else 0 for p, _, _, hp in hits], device=dev)
+        prev_tau = torch.tensor([float(p[2][-2]) if hp else 0.0 for p, _, _, hp in hits], device=dev)
+        items = torch.tensor([p[1][-1] for p, _, _, _ in hits], device=dev)
+        scores, (median, _), (fast, slow, memory, mem_len) = self.model.live_step(
+            fast, slow, memory, mem_len, prev_items, prev_tau, has_prev, items)
+        self._emit(scores, median, [pos for _, pos, _, _ in hits], results)
+        for b, ((r, _, _, _), _, e, hp) in enumerate(hits):
+            j = int(mem_len[b])
+            self._store(r["session_id"], r["items"][:j], r["ts"][:j], fast[b], slow[b], memory[b, :j])
+        self.stats["cached"] += B
 
-def now() -> float:
-    return time.time()
+    def _full(self, misses: list, results: list) -> None:
+        batch = SessionBatch.from_sessions([p[1] for p, _, _, _ in misses], [p[2] for p, _, _, _ in misses],
+                                           [p[3] for p, _, _, _ in misses]).to(self.device)
+        scores, (median, _), h, slow = self.model.predict_last(batch, with_state=True)
+        self._emit(scores, median, [pos for _, pos, _, _ in misses], results)
+        for b, ((r, ids, _, _), _, _, _) in enumerate(misses):
+            j = len(ids) - 1                                               # clicks with known dwell
+            if j == 0:
+                continue                                                   # a first click needs no cache
+            self._store(r["session_id"], r["items"][:j], r["ts"][:j], h[b, j - 1], slow[b, j - 1], h[b, :j])
+        self.stats["full"] += len(misses)
+
+    def _emit(self, scores: torch.Tensor, median: torch.Tensor, positions: list[int], results: list) -> None:
+        top_s, top_i = scores.topk(self.top_k, dim=1)                      # (B, k)
+        top_s, top_i, median = top_s.cpu().tolist(), top_i.cpu().tolist(), median.cpu().tolist()
+        for b, pos in enumerate(positions):
+            results[pos] = (top_i[b], top_s[b], median[b])
+
+    def _store(self, sid: str, items: list, ts: list, fast, slow, memory) -> None:
+        if not self.cache_sessions:
+            return
+        self.cache[sid] = _Cached(list(items), list(ts), fast.clone(), slow.clone(), memory.clone())
+        self.cache.move_to_end(sid)
+        while len(self.cache) > self.cache_sessions:
+            self.cache.popitem(last=False)

@@ -60,6 +60,8 @@ latency = Histogram("jump_click_to_prediction_seconds", "Input click's Kafka tim
                     buckets=_SECONDS, registry=REGISTRY)
 predicted_dwell = Histogram("jump_predicted_dwell_seconds", "Predicted dwell (median) per prediction",
                             buckets=_DWELL_BUCKETS, registry=REGISTRY)
+model_reloads = Counter("jump_model_reloads", "Checkpoint reload attempts by the inference worker", ["result"],
+                        registry=REGISTRY)
 model_info = Gauge("jump_model_info", "The served model (value 1)", ["model_version", "device"], registry=REGISTRY)
 
 

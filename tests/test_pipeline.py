@@ -40,7 +40,7 @@ def make_settings(bootstrap: str, tag: str, tmp: Path, **kw) -> Settings:
     base = dict(bootstrap_servers=bootstrap, app_id=f"jump-test-{token}", partitions=2, output_partitions=2,
                 tick_interval_s=1.0, idle_close_s=3.0, context_clicks=100, max_session_clicks=100,
                 checkpoint=str(tmp / "model.ckpt"), device="cpu", data_dir=str(tmp / "faust"), top_k=20,
-                max_future_s=300.0)
+                max_future_s=300.0, reload_check_s=1.0)
     base.update(kw)
     return Settings.from_env(env={}, **topics, **base)
 
@@ -229,6 +229,39 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(reddit_pipeline):
     assert (accepted, dead_n, dups, rekeyed) == (n_accepted, len(bad) + 2, 1, 1)
     assert consumed == accepted + dead_n + dups + rekeyed
     assert procs.metric_sum(pipe.metrics("inference"), "jump_predictions_total") == accepted
+
+
+def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(reddit_pipeline):
+    pipe, model, items = reddit_pipeline
+    pipe.wait_count(pipe.s.topic_predictions, "prediction", 5000)
+    ckpt = Path(pipe.s.checkpoint)
+    old = procs.scrape(pipe.ports["inference"])
+    refused0 = procs.metric_sum(old, "jump_model_reloads_total")
+    # a corrupt file: refused, the old model keeps serving
+    tmp = ckpt.with_suffix(".tmp")
+    tmp.write_bytes(b"not a checkpoint")
+    tmp.replace(ckpt)
+    procs.wait_for(lambda: procs.metric_sum(pipe.metrics("inference"), "jump_model_reloads_total") > refused0, 30,
+                   what="the corrupt checkpoint to be refused")
+    m = pipe.metrics("inference")
+    assert m['jump_model_reloads_total{result="refused"}'] >= 1
+    # a new valid model: loaded between micro-batches, and its version is on every later prediction
+    torch.manual_seed(123)
+    new = Jump(JumpConfig(n_items=len(items) + 1, dim=16)).eval()
+    save_checkpoint(ckpt, new, items, "test")                            # atomic write + rename
+    procs.wait_for(lambda: pipe.metrics("inference").get('jump_model_reloads_total{result="loaded"}', 0) >= 1, 30,
+                   what="the new checkpoint to be loaded")
+    versions = [k for k in pipe.metrics("inference") if k.startswith("jump_model_info{")]
+    assert len(versions) == 1                                              # the old series is removed
+    sent = [(b"reload-user", codec.encode_click("reload-user", items[0], 1482766896.0 + 30 + i, f"rl{i}"))
+            for i in range(3)]
+    produce(pipe.s, pipe.s.topic_clicks, sent)
+    preds = procs.wait_for(lambda: [p for _, p in pipe.records(pipe.s.topic_predictions, "prediction")
+                                    if p["session_key"] == "reload-user"] or None, 60, what="post-reload predictions")
+    before = {p["model_version"] for _, p in pipe.records(pipe.s.topic_predictions, "prediction")
+              if p["session_key"] != "reload-user"}
+    assert len(before) == 1 and preds[0]["model_version"] not in before
+    assert pipe.procs["inference"].poll() is None
 
 
 def test_sigkill_sessionizer_loses_no_session(kafka_bootstrap, tmp_path):
