@@ -288,13 +288,18 @@ class Jump(nn.Module):
         With `with_state`, also returns the fast-slow outputs h and slow states (B, L, d), from
         which `live_step` can continue the sessions one click at a time.
         """
-        v, h, slow = self.features(batch)                                  # (B, L, d)
         rows = torch.arange(batch.items.shape[0], device=batch.items.device)
-        last = batch.lengths - 1                                           # (B,)
-        mu = self.dwell_mu(self.context(v), batch.items)[rows, last]       # (B,)
-        live = self.live_features(batch, h, slow)[rows, last]              # (B, d)
-        out = (self.click_logits(live), (torch.exp(mu), mu))
-        return out + (h, slow) if with_state else out
+        out = self.predict_live_at(batch, rows, batch.lengths - 1)
+        return out if with_state else out[:2]
+
+    @torch.no_grad()
+    def predict_live_at(self, batch: SessionBatch, rows: torch.Tensor, clicks: torch.Tensor):
+        """`predict_last` at any clicks: click clicks[r] (0-based) of session rows[r], seeing only the
+        clicks up to it. Returns (scores (R, n_items), (median, mu) (R,), h, slow (B, L, d))."""
+        v, h, slow = self.features(batch)                                  # (B, L, d)
+        mu = self.dwell_mu(self.context(v), batch.items)[rows, clicks]     # (R,)
+        live = self.live_features(batch, h, slow)[rows, clicks]            # (R, d)
+        return self.click_logits(live), (torch.exp(mu), mu), h, slow
 
     @torch.no_grad()
     def live_step(self, fast: torch.Tensor, slow: torch.Tensor, memory: torch.Tensor, mem_len: torch.Tensor,

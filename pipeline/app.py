@@ -143,128 +143,34 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
 
 
 def create_inference_app(settings: Settings, engine=None) -> faust.App:
-    """The GPU worker: micro-batches of requests -> JUMP `predict_last` -> predictions."""
-    from .inference import InferenceEngine
+    """The GPU worker on Faust: micro-batches of requests -> JUMP -> predictions (see serving.py)."""
+    from .serving import InferenceRunner, Msg
     s = settings
     app = _app(s, "inference")
     source = app.topic(s.topic_requests, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=s.partitions)
-    holder = {"engine": engine}
-    app.jump_engine = holder
-
-    def _stamp():
-        st = os.stat(s.checkpoint)
-        return st.st_mtime_ns, st.st_size
-
-    def _engine():
-        if holder["engine"] is None:
-            holder["stamp"] = _stamp()
-            holder["engine"] = InferenceEngine(s.checkpoint, s.device, s.top_k, cache_sessions=s.cache_sessions)
-            e = holder["engine"]
-            metrics.model_info.labels(e.version, str(e.device)).set(1)
-            log.info("serving %s (%d items) on %s", e.version, len(e.items), e.device)
-        return holder["engine"]
+    runner = InferenceRunner(s, engine)
+    app.jump_runner = runner
 
     if s.reload_check_s > 0:
         @app.timer(interval=s.reload_check_s)
         async def reload_checkpoint():
-            # Hot reload: a new file at JUMP_CHECKPOINT (written atomically: write, then rename) is
-            # loaded and validated off the event loop, then swapped in between two micro-batches.
-            # A file that fails validation is refused; the old model keeps serving.
-            old = holder.get("engine")
-            if old is None:
-                return
-            try:
-                stamp = _stamp()
-            except OSError:
-                return
-            if stamp == holder.get("stamp"):
-                return
-            holder["stamp"] = stamp
-            loop = asyncio.get_running_loop()
-            try:
-                new = await loop.run_in_executor(None, lambda: InferenceEngine(
-                    s.checkpoint, s.device, s.top_k, cache_sessions=s.cache_sessions))
-            except Exception as exc:
-                metrics.model_reloads.labels("refused").inc()
-                log.error("refused checkpoint %s: %s; still serving %s", s.checkpoint, exc, old.version)
-                return
-            holder["engine"] = new
-            metrics.model_reloads.labels("loaded").inc()
-            metrics.model_info.remove(old.version, str(old.device))
-            metrics.model_info.labels(new.version, str(new.device)).set(1)
-            log.info("now serving %s (was %s)", new.version, old.version)
+            await runner.maybe_reload()
 
     @app.agent(source)
     async def infer(stream):
         producer = app.producer
-        loop = asyncio.get_running_loop()
-        engine = await loop.run_in_executor(None, _engine)
+
+        async def send(topic, key, value, partition):
+            await producer.send(topic, key, value, partition, None, None)
+
+        await asyncio.get_running_loop().run_in_executor(None, runner.load)
         async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
-            start = time.time()
-            requests, origin = [], []
-            for e in events:
-                try:
-                    requests.append(codec.decode("request", e.message.value))
-                    origin.append(e.message)
-                except Exception as exc:  # a foreign record on the internal topic: dead-letter it
-                    metrics.bad_requests.inc()
-                    record = {"reason": "bad_request", "detail": f"request: {exc}"[:500],
-                              "source_topic": e.message.topic, "source_partition": e.message.partition,
-                              "source_offset": e.message.offset, "key": e.message.key, "value": e.message.value,
-                              "dead_ts": start}
-                    await producer.send(s.topic_dead_letters, e.message.key, codec.encode("dead_letter", record),
-                                        e.message.partition % s.output_partitions, None, None)
-            if not requests:
-                continue
-            for m in origin:
-                metrics.queue_wait.observe(max(0.0, start - m.timestamp))
-            engine = holder["engine"]
-            t0 = time.perf_counter()
-            try:
-                preds, unknown = await loop.run_in_executor(None, engine.predict, requests)
-            except Exception:
-                metrics.inference_failures.inc()
-                log.exception("inference failed on a batch of %d requests; retrying one by one", len(requests))
-                preds, unknown = await _one_by_one(loop, engine, requests, producer, s, origin)
-            metrics.compute.observe(time.perf_counter() - t0)
-            metrics.batch_size.observe(len(requests))
-            metrics.unknown_items.inc(unknown)
-            futures = []
-            for pred, r in zip(preds, requests):
-                if pred is None:
-                    continue
-                emit = time.time()
-                pred["emit_ts"] = emit
-                key = f"{pred['session_id']}/{pred['position']}".encode()
-                futures.append(await producer.send(s.topic_predictions, key, codec.encode("prediction", pred),
-                                                   r["partition"] % s.output_partitions, None, None))
-                metrics.latency.observe(max(0.0, emit - pred["ingest_ts"]))
-                metrics.predicted_dwell.observe(pred["dwell_s"])
-            if futures:
-                await asyncio.gather(*futures)
-            metrics.predictions.inc(len(futures))
+            await runner.handle([Msg(e.message.topic, e.message.partition, e.message.offset, e.message.key,
+                                     e.message.value, e.message.timestamp) for e in events], send)
             _update_lag(app, {s.topic_requests})
 
     return app
-
-
-async def _one_by_one(loop, engine, requests, producer, s, origin):
-    """After a failed batch, isolate the failing requests: dead-letter them, predict the rest."""
-    preds, unknown = [], 0
-    for r, m in zip(requests, origin):
-        try:
-            (p,), u = await loop.run_in_executor(None, engine.predict, [r])
-            preds.append(p)
-            unknown += u
-        except Exception as exc:
-            preds.append(None)
-            record = {"reason": "inference_failed", "detail": f"inference failed: {type(exc).__name__}: {exc}"[:500],
-                      "source_topic": m.topic, "source_partition": m.partition, "source_offset": m.offset,
-                      "key": m.key, "value": m.value, "dead_ts": time.time()}
-            await producer.send(s.topic_dead_letters, m.key, codec.encode("dead_letter", record),
-                                m.partition % s.output_partitions, None, None)
-    return preds, unknown
 
 
 def run_worker(app: faust.App, settings: Settings) -> None:

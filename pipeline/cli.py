@@ -52,6 +52,19 @@ def cmd_inference(a) -> int:
     from .app import create_inference_app, run_worker
     from .config import Settings
     s = Settings.from_env()
+    if s.inference_runtime == "aiokafka":
+        import asyncio
+        import logging
+
+        from . import metrics
+        from .broker import ensure_topics
+        from .serving import run_direct
+        logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        if s.create_topics:
+            ensure_topics(s)
+        metrics.serve(s.metrics_port, s.metrics_addr)
+        asyncio.run(run_direct(s))
+        return 0
     _faust_argv(s.log_level)
     run_worker(create_inference_app(s), s)
     return 0
@@ -59,18 +72,11 @@ def cmd_inference(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import tools
-    extra = [_add_sessionizer, _add_inference, tools.add_broker, tools.add_topics, tools.add_replay, tools.add_tail]
-    extra_bench = []
-    try:  # TODO(dev): drop the guard once bench.py and demo.py land
-        from .bench import add_bench_stream
-        extra_bench.append(add_bench_stream)
-    except ImportError:
-        pass
-    try:
-        from .demo import add_demo
-        extra.append(add_demo)
-    except ImportError:
-        pass
+    from .bench import add_bench_stream
+    from .demo import add_demo
+    extra = [_add_sessionizer, _add_inference, tools.add_broker, tools.add_topics, tools.add_replay, tools.add_tail,
+             add_demo]
+    extra_bench = [add_bench_stream]
     return core_cli.build_parser(extra=extra, extra_bench=extra_bench)
 
 

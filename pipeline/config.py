@@ -68,6 +68,12 @@ class Settings:
     max_batch: int = _opt("JUMP_MAX_BATCH", 256, "inference micro-batch size (requests)")
     max_wait_s: float = _opt("JUMP_MAX_WAIT_S", 0.02, "max wait to fill an inference micro-batch (s)")
     top_k: int = _opt("JUMP_TOP_K", 20, "items per prediction")
+    inference_runtime: str = _opt("JUMP_INFERENCE_RUNTIME", "aiokafka",
+                                  "aiokafka (a bare consumer-group loop: the stateless worker skips Faust's "
+                                  "per-event stream cost) or faust (a Faust agent); same contract and guarantee")
+    torch_threads: int = _opt("JUMP_TORCH_THREADS", 1,
+                              "torch intra-op threads of the inference worker on CPU (0: torch's default); "
+                              "on CPU the model runs on the event-loop thread, where one thread is fastest")
     reload_check_s: float = _opt("JUMP_RELOAD_CHECK_S", 10.0,
                                  "how often the inference worker checks JUMP_CHECKPOINT for a new file "
                                  "(hot reload between micro-batches; 0: never)")
@@ -126,6 +132,8 @@ class Settings:
         need(self.max_wait_s >= 0, "JUMP_MAX_WAIT_S", "must be >= 0")
         need(self.sessionizer_wait_s >= 0, "JUMP_SESSIONIZER_WAIT_S", "must be >= 0")
         need(self.top_k >= 1, "JUMP_TOP_K", "must be >= 1")
+        need(self.inference_runtime in ("faust", "aiokafka"), "JUMP_INFERENCE_RUNTIME", "must be faust or aiokafka")
+        need(self.torch_threads >= 0, "JUMP_TORCH_THREADS", "must be >= 0")
         need(self.reload_check_s >= 0, "JUMP_RELOAD_CHECK_S", "must be >= 0")
         need(self.cache_sessions >= 0, "JUMP_INFERENCE_CACHE_SESSIONS", "must be >= 0")
         need(self.session_key_field in ("auto", "user", "session") or bool(self.session_key_field),

@@ -62,21 +62,39 @@ class InferenceEngine:
         """Predictions (without emit_ts) for decoded request records, and the count of unknown items
         among the requests' current clicks."""
         prepared = []
-        for r in requests:
-            ids = [self.index.get(i, 0) for i in r["items"]]
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            ids = [self.index.get(x, 0) for x in r["items"]]
             tau, delta = censor(r["ts"], None, self.c1, self.c2)
             prepared.append((r, ids, tau, delta))
-        # requests of one session in one batch run in successive waves (each extends the previous)
-        waves: dict[int, list[int]] = {}
-        seen: dict[str, int] = {}
-        for i, r in enumerate(requests):
-            k = seen.get(r["session_id"], 0)
-            seen[r["session_id"]] = k + 1
-            waves.setdefault(k, []).append(i)
+            groups.setdefault(r["session_id"], []).append(i)
         results: list = [None] * len(requests)
+        hits, full = [], []                    # full: (prepared row, [(result index, click index)])
         with self.lock:
-            for k in sorted(waves):
-                self._wave([prepared[i] for i in waves[k]], waves[k], results)
+            for sid, idx in groups.items():
+                if len(idx) == 1:
+                    p = prepared[idx[0]]
+                    e, has_prev = self._lookup(p[0], len(p[1]))
+                    if e is not None:
+                        hits.append((p, idx[0], e, has_prev))
+                    else:
+                        full.append((p, [(idx[0], len(p[1]) - 1)]))
+                    continue
+                # Several clicks of one session in one batch (a backlog): when every request is a
+                # prefix of the longest, one pass over the longest answers all of them.
+                longest = prepared[max(idx, key=lambda i: len(prepared[i][1]))]
+                lr = longest[0]
+                if all(lr["items"][:len(prepared[i][1])] == prepared[i][0]["items"]
+                       and lr["ts"][:len(prepared[i][1])] == prepared[i][0]["ts"] for i in idx):
+                    full.append((longest, [(i, len(prepared[i][1]) - 1) for i in idx]))
+                else:
+                    full += [(prepared[i], [(i, len(prepared[i][1]) - 1)]) for i in idx]
+            if hits:
+                self._cached(hits, results)
+            # the full pass runs over the longest prefix of a chunk: group similar lengths together
+            full.sort(key=lambda f: len(f[0][1]))
+            for start in range(0, len(full), self.chunk):
+                self._full(full[start:start + self.chunk], results)
         out, unknown = [], 0
         for (r, ids, _, _), (top_ids, top_scores, dwell) in zip(prepared, results):
             unknown += ids[-1] == 0
@@ -101,18 +119,6 @@ class InferenceEngine:
             return e, j == n - 2
         return None, False
 
-    def _wave(self, batch: list, positions: list[int], results: list) -> None:
-        hits, misses = [], []
-        for p, pos in zip(batch, positions):
-            e, has_prev = self._lookup(p[0], len(p[1]))
-            (hits if e is not None else misses).append((p, pos, e, has_prev))
-        if hits:
-            self._cached(hits, results)
-        # the full pass runs over the longest prefix of a chunk: group similar lengths together
-        misses.sort(key=lambda m: len(m[0][1]))
-        for start in range(0, len(misses), self.chunk):
-            self._full(misses[start:start + self.chunk], results)
-
     def _cached(self, hits: list, results: list) -> None:
         B, dev = len(hits), self.device
         M = max(e.memory.shape[0] for _, _, e, _ in hits)
@@ -134,17 +140,19 @@ class InferenceEngine:
             self._store(r["session_id"], r["items"][:j], r["ts"][:j], fast[b], slow[b], memory[b, :j])
         self.stats["cached"] += B
 
-    def _full(self, misses: list, results: list) -> None:
-        batch = SessionBatch.from_sessions([p[1] for p, _, _, _ in misses], [p[2] for p, _, _, _ in misses],
-                                           [p[3] for p, _, _, _ in misses]).to(self.device)
-        scores, (median, _), h, slow = self.model.predict_last(batch, with_state=True)
-        self._emit(scores, median, [pos for _, pos, _, _ in misses], results)
-        for b, ((r, ids, _, _), _, _, _) in enumerate(misses):
+    def _full(self, rows: list, results: list) -> None:
+        batch = SessionBatch.from_sessions([p[1] for p, _ in rows], [p[2] for p, _ in rows],
+                                           [p[3] for p, _ in rows]).to(self.device)
+        b_idx = [b for b, (_, targets) in enumerate(rows) for _ in targets]
+        j_idx = [j for _, targets in rows for _, j in targets]
+        scores, (median, _), h, slow = self.model.predict_live_at(
+            batch, torch.tensor(b_idx, device=self.device), torch.tensor(j_idx, device=self.device))
+        self._emit(scores, median, [i for _, targets in rows for i, _ in targets], results)
+        for b, ((r, ids, _, _), targets) in enumerate(rows):
             j = len(ids) - 1                                               # clicks with known dwell
-            if j == 0:
-                continue                                                   # a first click needs no cache
-            self._store(r["session_id"], r["items"][:j], r["ts"][:j], h[b, j - 1], slow[b, j - 1], h[b, :j])
-        self.stats["full"] += len(misses)
+            if j > 0:                                                      # a first click needs no cache
+                self._store(r["session_id"], r["items"][:j], r["ts"][:j], h[b, j - 1], slow[b, j - 1], h[b, :j])
+            self.stats["full"] += len(targets)
 
     def _emit(self, scores: torch.Tensor, median: torch.Tensor, positions: list[int], results: list) -> None:
         top_s, top_i = scores.topk(self.top_k, dim=1)                      # (B, k)

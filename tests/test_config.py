@@ -11,6 +11,7 @@ FIELDS = fields(Settings)
 ENV = {f.name: f.metadata["env"] for f in FIELDS}
 #: a valid non-default raw value per field kind (fields with a closed set of values get their own)
 SPECIAL = {"security_protocol": ("SASL_SSL", "SASL_SSL"), "session_key_field": ("session", "session"),
+           "inference_runtime": ("faust", "faust"),
            "sasl_mechanism": ("SCRAM-SHA-512", "SCRAM-SHA-512")}
 BY_KIND = {int: ("7", 7), float: ("2.5", 2.5), bool: ("no", False), str: ("some-value", "some-value")}
 
@@ -238,3 +239,11 @@ def test_settings_markdown_has_one_row_per_field():
         assert cells[0] == f"`{f.metadata['env']}`" and cells[2] == f.metadata["doc"]
         if f.default != "":
             assert cells[1] == f"`{f.default}`"
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+    from dataclasses import fields as dc_fields
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [f.metadata["env"] for f in dc_fields(Settings) if f"`{f.metadata['env']}`" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"

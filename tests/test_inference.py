@@ -84,7 +84,12 @@ def test_cached_steps_equal_full_pass(ckpt, batch):
     cached_engine = InferenceEngine(ckpt, "cpu")
     cached = run(cached_engine, reqs, batch)
     same(cached, full)
-    assert cached_engine.stats["cached"] > 0.8 * len(reqs)        # in-order requests hit the cache
+    st = cached_engine.stats
+    assert st["cached"] + st["full"] == len(reqs)
+    if batch == 1:
+        assert st["cached"] > 0.8 * len(reqs)                      # in-order requests hit the cache
+    else:
+        assert st["full"] > 0                                      # same-session backlogs: one pass each
 
 
 def test_resent_windowed_and_evicted_requests_fall_back_correctly(ckpt):

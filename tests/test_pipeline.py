@@ -271,8 +271,9 @@ def test_sigkill_sessionizer_loses_no_session(kafka_bootstrap, tmp_path):
     clicks = list(readers.read_clicks("reddit", [REDDIT]))
     items = sorted({c[1] for c in clicks})
     random_model(tmp_path / "model.ckpt", items)
+    # this pipeline's inference worker runs on the Faust runtime (the module's on the default, aiokafka)
     pipe = Pipeline(make_settings(kafka_bootstrap, "kill", tmp_path, sessionizer_batch=50,
-                                  sessionizer_wait_s=0.01), tmp_path)
+                                  sessionizer_wait_s=0.01, inference_runtime="faust"), tmp_path)
     try:
         replay(pipe.s, "reddit", [REDDIT], progress=False)           # all input waits in the topic
         pipe.start("inference")
