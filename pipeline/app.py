@@ -24,10 +24,29 @@ from .sessionizer import Message, SessionizerCore
 log = logging.getLogger("jump.pipeline")
 
 
+def _patch_fetch_wait() -> None:
+    """Faust hard-codes the consumer's fetch_max_wait_ms (1500); use the app's JUMP_FETCH_MAX_WAIT_MS."""
+    from faust.transport.drivers import aiokafka as driver
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "jump_patched", False):
+        return
+
+    def _create_worker_consumer(self, transport):
+        consumer = create(self, transport)
+        wait = getattr(self.app, "jump_fetch_max_wait_ms", None)
+        if wait:
+            consumer._fetch_max_wait_ms = wait      # read by aiokafka when its fetcher starts
+        return consumer
+
+    _create_worker_consumer.jump_patched = True
+    driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
 def _app(settings: Settings, role: str) -> faust.App:
+    _patch_fetch_wait()
     app_id = f"{settings.app_id}-{role}"
     datadir = settings.data_dir or str(Path(tempfile.gettempdir()) / "jump-stream" / app_id)
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=[f"kafka://{h}" for h in settings.bootstrap_hosts],
         broker_credentials=settings.faust_broker_credentials(),
@@ -48,6 +67,8 @@ def _app(settings: Settings, role: str) -> faust.App:
         web_enabled=False,
         processing_guarantee="at_least_once",
     )
+    app.jump_fetch_max_wait_ms = settings.fetch_max_wait_ms
+    return app
 
 
 def _update_lag(app: faust.App, topics: set[str]) -> None:

@@ -606,8 +606,7 @@ def _print(res: dict) -> None:
     print(head)
     print("-" * len(head) + "------------------------")
     for name, r in v.items():
-        label = labels.get(name, f"(c) pipeline, JUMP d={r.get('dim')}"
-                                 + ("" if r.get("inference_runtime", "faust") == "faust" else f", {r['inference_runtime']}"))
+        label = labels.get(name, f"(c) pipeline, d={r.get('dim')}, inference {r.get('inference_runtime', 'faust')}")
         p50 = f"{r['latency_p50_s'] * 1000:8.0f}" if "latency_p50_s" in r else f"{'-':>8}"
         p99 = f"{r['latency_p99_s'] * 1000:8.0f}" if "latency_p99_s" in r else f"{'-':>8}"
         cpu = " ".join(f"{k}={x:g}" for k, x in r.get("cpu_s", {}).items())

@@ -28,6 +28,9 @@ class Settings:
     ssl_cafile: str = _opt("KAFKA_SSL_CAFILE", "", "CA bundle for SSL/SASL_SSL")
     ssl_certfile: str = _opt("KAFKA_SSL_CERTFILE", "", "client certificate (mutual TLS)")
     ssl_keyfile: str = _opt("KAFKA_SSL_KEYFILE", "", "client key (mutual TLS)")
+    fetch_max_wait_ms: int = _opt("JUMP_FETCH_MAX_WAIT_MS", 50,
+                                  "consumer fetch long-poll limit (ms); Tansu answers a waiting fetch late, so "
+                                  "this bounds each hop's latency there (Kafka answers as soon as data arrives)")
     app_id: str = _opt("JUMP_APP_ID", "jump-stream", "Faust app id: consumer-group and changelog-topic prefix")
     data_dir: str = _opt("JUMP_DATA_DIR", "", "Faust data directory (default: a per-app folder in the temp dir)")
     # -- topics ---------------------------------------------------------------------------------
@@ -116,6 +119,7 @@ class Settings:
             if not ok:
                 raise ValueError(f"{env}: {what}")
         need(self.partitions >= 1, "JUMP_PARTITIONS", "must be >= 1")
+        need(1 <= self.fetch_max_wait_ms <= 30_000, "JUMP_FETCH_MAX_WAIT_MS", "must be 1..30000")
         need(self.output_partitions >= 1, "JUMP_OUTPUT_PARTITIONS", "must be >= 1")
         need(self.replication_factor >= 1, "JUMP_REPLICATION_FACTOR", "must be >= 1")
         need(self.session_gap_s > 0 and math.isfinite(self.session_gap_s), "JUMP_SESSION_GAP_S", "must be > 0")

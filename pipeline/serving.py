@@ -171,7 +171,8 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
                                 enable_idempotence=False, max_batch_size=1 << 18, **common)
     consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_hosts, group_id=f"{s.app_id}-inference-direct",
                                 enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
-                                heartbeat_interval_ms=3_000, max_poll_records=s.max_batch, **common)
+                                heartbeat_interval_ms=3_000, max_poll_records=s.max_batch,
+                                fetch_max_wait_ms=s.fetch_max_wait_ms, **common)
 
     async def commit():
         await producer.flush()

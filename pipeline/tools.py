@@ -441,3 +441,19 @@ def cmd_topics(a) -> int:
         return ensure_topics(settings, timeout_s=a.timeout)
     print(json.dumps(_kafka_errors_as_runtime(run), indent=2))
     return 0
+
+
+def produce_records(settings: "Settings", topic: str, records, partition: int | None = None) -> None:
+    """Send (key, value) byte pairs and wait for every acknowledgement (no idempotent producer:
+    Tansu lacks it)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**settings.kafka_python_kwargs(), enable_idempotence=False, acks=1, linger_ms=5,
+                             max_in_flight_requests_per_connection=1)
+    try:
+        futures = [producer.send(topic, key=k, value=v, partition=partition) for k, v in records]
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        producer.close()
