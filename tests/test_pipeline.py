@@ -4,6 +4,7 @@ processes started as in production, a real sample replayed, outputs compared wit
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from collections import Counter
 from dataclasses import fields, replace
@@ -29,9 +30,38 @@ REDDIT = DATA / "reddit" / "kaggle-head-sample" / "reddit_sample.csv"
 pytestmark = pytest.mark.timeout(300)
 
 
-def need_reddit():
-    if not REDDIT.exists():
-        pytest.skip(f"real sample absent: {REDDIT}")
+class Source:
+    """The replayed clicks: the real REDDIT sample when ../shared/data has it, else a synthetic,
+    user-keyed stream (so the stream is tested on every machine); offline reference included."""
+
+    def __init__(self, tmp: Path):
+        if REDDIT.exists() and not os.environ.get("JUMP_TEST_SYNTHETIC"):
+            self.fmt, self.paths, self.options, self.real = "reddit", [str(REDDIT)], {}, True
+        else:
+            from jump_core.synth import SynthConfig, write_csv
+            path = tmp / "synthetic.csv"
+            write_csv(SynthConfig(clicks=5000, seed=3), path)
+            self.fmt, self.paths, self.real = "csv", [str(path)], False
+            self.options = {"user_col": "user_id", "item_col": "item_id", "time_col": "timestamp"}
+        self.clicks = list(readers.read_clicks(self.fmt, self.paths, **self.options))
+        self.n = len(self.clicks)
+        self.last_ts = max(c[2] for c in self.clicks)
+        self.raw = read_sessions(self.fmt, self.paths, 3600.0, 2000.0, 30.0, options=self.options)
+        self.longest = int(self.raw.sessions.lengths.max())
+
+    def replay(self, settings, **kw):
+        return replay(settings, self.fmt, self.paths, progress=False, reader_options=self.options, **kw)
+
+    def offline(self, model_items: list[str]) -> dict:
+        """Offline preparation (read_sessions) per session id, with the model's item ids."""
+        index = {name: i + 1 for i, name in enumerate(model_items)}
+        sessions = {}
+        for s in range(len(self.raw.sessions)):
+            d = self.raw.sessions.session(s)
+            d["names"] = [self.raw.item_names[i] for i in d["items"]]
+            d["ids"] = [index.get(n, 0) for n in d["names"]]
+            sessions[d["session_id"]] = d
+        return sessions
 
 
 def make_settings(bootstrap: str, tag: str, tmp: Path, **kw) -> Settings:
@@ -93,55 +123,43 @@ class Pipeline:
                                  f"\n--- inference\n{self.log('inference')}") from None
 
 
-def offline_reference(model_items: list[str]):
-    """Offline preparation (read_sessions) and offline live inference (Jump.predict on whole sessions)."""
-    raw = read_sessions("reddit", [str(REDDIT)], 3600.0, 2000.0, 30.0)
-    index = {name: i + 1 for i, name in enumerate(model_items)}
-    sessions = {}
-    for s in range(len(raw.sessions)):
-        d = raw.sessions.session(s)
-        d["names"] = [raw.item_names[i] for i in d["items"]]
-        d["ids"] = [index.get(n, 0) for n in d["names"]]
-        sessions[d["session_id"]] = d
-    return sessions
-
-
 @pytest.fixture(scope="module")
-def reddit_pipeline(kafka_bootstrap, tmp_path_factory):
-    need_reddit()
+def stream(kafka_bootstrap, tmp_path_factory):
+    """One pipeline for the module: workers started, the source replayed once."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    clicks = list(readers.read_clicks("reddit", [REDDIT]))
-    counts = Counter(c[1] for c in clicks)
+    src = Source(tmp)
+    counts = Counter(c[1] for c in src.clicks)
     items = sorted(i for i, n in counts.items() if n >= 2)        # singletons stay unknown to the model
     model = random_model(tmp / "model.ckpt", items)
-    pipe = Pipeline(make_settings(kafka_bootstrap, "e2e", tmp), tmp)
+    cap = max(100, src.longest + 1)
+    pipe = Pipeline(make_settings(kafka_bootstrap, "e2e", tmp, context_clicks=cap, max_session_clicks=cap), tmp)
     try:
         pipe.start("sessionizer")
         pipe.start("inference")
-        stats = replay(pipe.s, "reddit", [REDDIT], progress=False, event_id_prefix="r")
-        assert stats["clicks"] == 5000
-        yield pipe, model, items
+        assert src.replay(pipe.s, event_id_prefix="r")["clicks"] == src.n
+        yield pipe, model, items, src
     finally:
         pipe.stop()
 
 
-def test_training_log_equals_offline_preparation(reddit_pipeline):
-    pipe, _, items = reddit_pipeline
-    offline = offline_reference(items)
+def test_training_log_equals_offline_preparation(stream):
+    pipe, _, items, src = stream
+    offline = src.offline(items)
     logs = pipe.wait_count(pipe.s.topic_training_log, "training_log", len(offline))
-    assert len(offline) == 1861
-    assert {k.decode() for k in logs} == set(offline)                # key = session id
+    if src.real:
+        assert len(offline) == 1861 and src.n == 5000                 # PROVENANCE.md of the REDDIT sample
+    assert {k.decode() for k in logs} == set(offline)                 # key = session id
     for sid, rec in logs.items():
         d = offline[sid.decode()]
         assert (rec["items"], rec["ts"], rec["tau"], rec["delta"]) == (d["names"], d["ts"], d["tau"], d["delta"])
         assert rec["close_reason"] in ("gap", "stream_time", "idle")
 
 
-def test_predictions_equal_offline_live_inference(reddit_pipeline):
-    pipe, model, items = reddit_pipeline
-    offline = offline_reference(items)
-    preds = pipe.wait_count(pipe.s.topic_predictions, "prediction", 5000)
-    assert len(preds) == 5000
+def test_predictions_equal_offline_live_inference(stream):
+    pipe, model, items, src = stream
+    offline = src.offline(items)
+    preds = pipe.wait_count(pipe.s.topic_predictions, "prediction", src.n)
+    assert len(preds) == src.n
     by_sid = {}
     for key, p in preds.items():
         assert key.decode() == f"{p['session_id']}/{p['position']}"   # idempotency key
@@ -157,11 +175,11 @@ def test_predictions_equal_offline_live_inference(reddit_pipeline):
         top_s, top_i = scores.topk(20, dim=1)
         row = 0
         for b, d in enumerate(chunk):
-            stream = by_sid[d["session_id"]]
+            stream_rows = by_sid[d["session_id"]]
             n = len(d["ids"])
-            assert sorted(stream) == list(range(n))
+            assert sorted(stream_rows) == list(range(n))
             for j in range(n):
-                p = stream[j]
+                p = stream_rows[j]
                 assert p["item"] == d["names"][j] and p["event_ts"] == d["ts"][j]
                 assert p["item_known"] == (d["ids"][j] != 0)
                 unknown += d["ids"][j] == 0
@@ -174,17 +192,18 @@ def test_predictions_equal_offline_live_inference(reddit_pipeline):
     assert unknown > 0                                                 # unknown items were served, not dropped
     inf = pipe.metrics("inference")
     assert procs.metric_sum(inf, "jump_unknown_items_total") == unknown
-    assert procs.metric_sum(inf, "jump_predictions_total") == 5000
+    assert procs.metric_sum(inf, "jump_predictions_total") == src.n
     for p in list(preds.values())[:50]:
         assert p["emit_ts"] >= p["ingest_ts"] and len(p["top_items"]) == 20
 
 
-def test_bad_input_is_dead_lettered_and_counts_add_up(reddit_pipeline):
-    pipe, _, items = reddit_pipeline
-    pipe.wait_count(pipe.s.topic_predictions, "prediction", 5000)
+def test_bad_input_is_dead_lettered_and_counts_add_up(stream):
+    pipe, _, items, src = stream
+    pipe.wait_count(pipe.s.topic_predictions, "prediction", src.n)
     import time
     now = time.time()
-    last_ts = 1482766896.0                                             # the sample's stream time
+    last_ts = src.last_ts                                              # the replay's stream time
+    cap = pipe.s.max_session_clicks
     good = lambda key, item, ts, eid=None: (key.encode(), codec.encode_click(key, item, ts, eid))
     bad = [
         (b"k1", b"\xc1\x00 not msgpack"),                                # undecodable
@@ -198,7 +217,7 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(reddit_pipeline):
         (b"k9", codec.pack({"schema": 99, "user": "k9", "item": "a", "ts": last_ts})),  # unsupported_schema
     ]
     late = [good("k10", "a", last_ts + 10, "L1"), good("k10", "a", last_ts - 7200, "L2")]  # 2nd: out of order
-    big = [good("big", items[0], last_ts + 5 + i / 10, f"big-{i}") for i in range(101)]  # cap 100: 1 too long
+    big = [good("big", items[0], last_ts + 5 + i / (cap + 1), f"big-{i}") for i in range(cap + 1)]  # 1 too long
     dup = [good("dupkey", items[1], last_ts + 1, "same-id"), good("dupkey", items[1], last_ts + 1, "same-id")]
     unknown = [good("newuser", "never-seen-item", last_ts + 2, "u1")]
     rekey = [(b"wrong-key", codec.encode_click("rekeyed-user", items[2], last_ts + 3, "rk1"))]
@@ -212,7 +231,7 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(reddit_pipeline):
     for d in dead.values():
         assert d["source_topic"] == pipe.s.topic_clicks and d["source_offset"] >= 0 and d["detail"]
         assert d["value"] in originals or d["reason"] == "session_too_long"
-    n_accepted = 5000 + 1 + 100 + 1 + 1 + 1                          # k10's first, big, dup, new, re-keyed
+    n_accepted = src.n + 1 + cap + 1 + 1 + 1                           # k10's first, big, dup, new, re-keyed
     preds = pipe.wait_count(pipe.s.topic_predictions, "prediction", n_accepted)
     news = {p["session_key"]: p for p in preds.values() if p["session_key"] in ("newuser", "rekeyed-user")}
     assert news["newuser"]["item_known"] is False and len(news["newuser"]["top_items"]) == 20
@@ -225,15 +244,15 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(reddit_pipeline):
     dead_n = procs.metric_sum(m, "jump_dead_letters_total")
     dups = procs.metric_sum(m, "jump_duplicates_dropped_total")
     rekeyed = procs.metric_sum(m, "jump_clicks_rekeyed_total")
-    assert consumed == 5000 + len(sent) + 1                           # +1: the re-keyed copy
+    assert consumed == src.n + len(sent) + 1                          # +1: the re-keyed copy
     assert (accepted, dead_n, dups, rekeyed) == (n_accepted, len(bad) + 2, 1, 1)
     assert consumed == accepted + dead_n + dups + rekeyed
     assert procs.metric_sum(pipe.metrics("inference"), "jump_predictions_total") == accepted
 
 
-def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(reddit_pipeline):
-    pipe, model, items = reddit_pipeline
-    pipe.wait_count(pipe.s.topic_predictions, "prediction", 5000)
+def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(stream):
+    pipe, model, items, src = stream
+    pipe.wait_count(pipe.s.topic_predictions, "prediction", src.n)
     ckpt = Path(pipe.s.checkpoint)
     old = procs.scrape(pipe.ports["inference"])
     refused0 = procs.metric_sum(old, "jump_model_reloads_total")
@@ -253,7 +272,7 @@ def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(reddit_pipelin
                    what="the new checkpoint to be loaded")
     versions = [k for k in pipe.metrics("inference") if k.startswith("jump_model_info{")]
     assert len(versions) == 1                                              # the old series is removed
-    sent = [(b"reload-user", codec.encode_click("reload-user", items[0], 1482766896.0 + 30 + i, f"rl{i}"))
+    sent = [(b"reload-user", codec.encode_click("reload-user", items[0], src.last_ts + 30 + i, f"rl{i}"))
             for i in range(3)]
     produce(pipe.s, pipe.s.topic_clicks, sent)
     preds = procs.wait_for(lambda: [p for _, p in pipe.records(pipe.s.topic_predictions, "prediction")
@@ -267,32 +286,32 @@ def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(reddit_pipelin
 def test_sigkill_sessionizer_loses_no_session(kafka_bootstrap, tmp_path):
     """SIGKILL mid-stream, restart: every session reaches the training log; duplicates only as
     at-least-once allows (same key, same content) and every click gets its prediction."""
-    need_reddit()
-    clicks = list(readers.read_clicks("reddit", [REDDIT]))
-    items = sorted({c[1] for c in clicks})
+    src = Source(tmp_path)
+    items = sorted({c[1] for c in src.clicks})
     random_model(tmp_path / "model.ckpt", items)
+    cap = max(100, src.longest + 1)
     # this pipeline's inference worker runs on the Faust runtime (the module's on the default, aiokafka)
-    pipe = Pipeline(make_settings(kafka_bootstrap, "kill", tmp_path, sessionizer_batch=50,
-                                  sessionizer_wait_s=0.01, inference_runtime="faust"), tmp_path)
+    pipe = Pipeline(make_settings(kafka_bootstrap, "kill", tmp_path, sessionizer_batch=50, sessionizer_wait_s=0.01,
+                                  inference_runtime="faust", context_clicks=cap, max_session_clicks=cap), tmp_path)
     try:
-        replay(pipe.s, "reddit", [REDDIT], progress=False)           # all input waits in the topic
+        src.replay(pipe.s)                                             # all input waits in the topic
         pipe.start("inference")
         pipe.start("sessionizer")
         procs.wait_for(lambda: procs.metric_sum(pipe.metrics("sessionizer"), "jump_clicks_accepted_total") >= 1000,
                        60, interval_s=0.05, what="the sessionizer to be mid-stream")
         before = procs.metric_sum(pipe.metrics("sessionizer"), "jump_clicks_accepted_total")
         procs.kill(pipe.procs["sessionizer"])
-        assert before < 5000, "the sessionizer finished before the kill; the test proves nothing"
+        assert before < src.n, "the sessionizer finished before the kill; the test proves nothing"
         pipe.start("sessionizer")
-        offline = offline_reference(items)
+        offline = src.offline(items)
         logs = pipe.wait_count(pipe.s.topic_training_log, "training_log", len(offline), timeout_s=180)
         assert {k.decode() for k in logs} == set(offline)
         all_logs = pipe.records(pipe.s.topic_training_log, "training_log")
         for key, rec in all_logs:                                       # duplicates carry identical content
             d = offline[key.decode()]
             assert (rec["items"], rec["ts"], rec["tau"], rec["delta"]) == (d["names"], d["ts"], d["tau"], d["delta"])
-        preds = pipe.wait_count(pipe.s.topic_predictions, "prediction", 5000, timeout_s=180)
-        assert len(preds) == 5000
+        preds = pipe.wait_count(pipe.s.topic_predictions, "prediction", src.n, timeout_s=180)
+        assert len(preds) == src.n
         m = pipe.metrics("sessionizer")
         print(f"killed after {before:.0f} accepted clicks; after restart: replayed "
               f"{procs.metric_sum(m, 'jump_duplicates_dropped_total'):.0f}, training-log records "
