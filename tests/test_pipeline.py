@@ -248,6 +248,11 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(stream):
     assert (accepted, dead_n, dups, rekeyed) == (n_accepted, len(bad) + 2, 1, 1)
     assert consumed == accepted + dead_n + dups + rekeyed
     assert procs.metric_sum(pipe.metrics("inference"), "jump_predictions_total") == accepted
+    # consumer lag from the fetch high watermark: drained, so at most the in-flight tick records
+    lag = [v for k, v in m.items() if k.startswith("jump_consumer_lag_messages{")]
+    assert len(lag) == 1 and 0 <= lag[0] <= 2 * pipe.s.partitions
+    inf_lag = [v for k, v in pipe.metrics("inference").items() if k.startswith("jump_consumer_lag_messages{")]
+    assert inf_lag == [0.0]
 
 
 def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(stream):
@@ -299,7 +304,9 @@ def test_sigkill_sessionizer_loses_no_session(kafka_bootstrap, tmp_path):
         pipe.start("sessionizer")
         procs.wait_for(lambda: procs.metric_sum(pipe.metrics("sessionizer"), "jump_clicks_accepted_total") >= 1000,
                        60, interval_s=0.05, what="the sessionizer to be mid-stream")
-        before = procs.metric_sum(pipe.metrics("sessionizer"), "jump_clicks_accepted_total")
+        mid = pipe.metrics("sessionizer")
+        before = procs.metric_sum(mid, "jump_clicks_accepted_total")
+        assert procs.metric_sum(mid, "jump_consumer_lag_messages") > 0      # the backlog is visible as lag
         procs.kill(pipe.procs["sessionizer"])
         assert before < src.n, "the sessionizer finished before the kill; the test proves nothing"
         pipe.start("sessionizer")
