@@ -53,6 +53,12 @@ def _add_prepare(sub):
     p.add_argument("--gap", type=float, default=None,
                    help="inactivity gap (s) splitting a key's clicks into sessions (default: the format's)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows instead of failing")
+    add_csv_options(p)
+    p.set_defaults(func=cmd_prepare)
+
+
+def add_csv_options(p) -> None:
+    """The `csv` reader's options (jump prepare, jump replay)."""
     c = p.add_argument_group("csv format options")
     c.add_argument("--delimiter", default=None)
     c.add_argument("--session-col")
@@ -61,12 +67,11 @@ def _add_prepare(sub):
     c.add_argument("--time-col")
     c.add_argument("--time-unit", choices=("s", "ms", "us", "iso"))
     c.add_argument("--no-header", action="store_true")
-    p.set_defaults(func=cmd_prepare)
 
 
-def cmd_prepare(a) -> int:
-    from .prepare import PrepareConfig, prepare
-    opts = {}
+def reader_options_from_args(a) -> dict:
+    """The reader options given by `add_csv_options` arguments (and --skip-bad where present)."""
+    opts: dict = {}
     if a.fmt == "csv":
         for name in ("delimiter", "session_col", "user_col", "item_col", "time_col", "time_unit"):
             if getattr(a, name) is not None:
@@ -75,7 +80,20 @@ def cmd_prepare(a) -> int:
             opts["header"] = False
             for name in ("session_col", "user_col", "item_col", "time_col"):
                 if name in opts:
-                    opts[name] = int(opts[name])
+                    try:
+                        opts[name] = int(opts[name])
+                    except ValueError:
+                        raise ValueError(f"--{name.replace('_', '-')} must be a 0-based column index "
+                                         "with --no-header") from None
+    if getattr(a, "skip_bad", False):
+        opts["skip_bad"] = True
+    return opts
+
+
+def cmd_prepare(a) -> int:
+    from .prepare import PrepareConfig, prepare
+    opts = reader_options_from_args(a)
+    opts.pop("skip_bad", None)                 # a PrepareConfig field, not a reader option
     cfg = PrepareConfig(fmt=a.fmt, inputs=a.inputs, out=a.out, split="given" if a.test else a.split,
                         test_inputs=a.test, test_fraction=a.test_fraction, test_days=a.test_days, seed=a.seed,
                         min_item_count=a.min_item_count, min_session_len=a.min_session_len, c1=a.c1, c2=a.c2,

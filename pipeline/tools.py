@@ -13,6 +13,8 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 
+from jump_core.cli import add_csv_options, reader_options_from_args
+
 if TYPE_CHECKING:
     from pipeline.config import Settings
 
@@ -346,36 +348,8 @@ def add_replay(subparsers) -> None:
     p.add_argument("--event-id-prefix", default=None, help="event ids are PREFIX:i (default: the first file's name)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed rows instead of failing")
     p.add_argument("--no-progress", action="store_true")
-    c = p.add_argument_group("csv format options")
-    c.add_argument("--delimiter", default=None)
-    c.add_argument("--session-col")
-    c.add_argument("--user-col")
-    c.add_argument("--item-col")
-    c.add_argument("--time-col")
-    c.add_argument("--time-unit", choices=("s", "ms", "us", "iso"))
-    c.add_argument("--no-header", action="store_true")
+    add_csv_options(p)
     p.set_defaults(func=cmd_replay)
-
-
-def reader_options_from_args(a) -> dict:
-    """The csv reader options of `jump prepare` / `jump replay` arguments."""
-    opts: dict = {}
-    if a.fmt == "csv":
-        for name in ("delimiter", "session_col", "user_col", "item_col", "time_col", "time_unit"):
-            if getattr(a, name) is not None:
-                opts[name] = getattr(a, name)
-        if a.no_header:
-            opts["header"] = False
-            for name in ("session_col", "user_col", "item_col", "time_col"):
-                if name in opts:
-                    try:
-                        opts[name] = int(opts[name])
-                    except ValueError:
-                        raise ValueError(f"--{name.replace('_', '-')} must be a 0-based column index "
-                                         "with --no-header") from None
-    if getattr(a, "skip_bad", False):
-        opts["skip_bad"] = True
-    return opts
 
 
 def cmd_replay(a) -> int:

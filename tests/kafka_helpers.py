@@ -60,15 +60,11 @@ def consume_all(settings_or_bootstrap, topic: str, idle_s: float = 2.0, max_wait
 
 
 def produce(settings_or_bootstrap, topic: str, records, partition: int | None = None) -> None:
-    """Send (key: bytes | None, value: bytes) pairs and flush (no idempotence: Tansu lacks it)."""
-    from kafka import KafkaProducer
+    """Send (key: bytes | None, value: bytes) pairs and wait for every acknowledgement."""
+    from pipeline.config import Settings
+    from pipeline.tools import produce_records
 
-    producer = KafkaProducer(**kafka_kwargs(settings_or_bootstrap), enable_idempotence=False, acks=1,
-                             linger_ms=5, max_in_flight_requests_per_connection=1)
-    try:
-        futures = [producer.send(topic, key=k, value=v, partition=partition) for k, v in records]
-        producer.flush()
-        for f in futures:
-            f.get(timeout=30)
-    finally:
-        producer.close()
+    settings = settings_or_bootstrap
+    if not hasattr(settings, "kafka_python_kwargs"):
+        settings = Settings.from_env(env={}, bootstrap_servers=str(settings_or_bootstrap))
+    produce_records(settings, topic, records, partition)
