@@ -42,8 +42,58 @@ def _patch_fetch_wait() -> None:
     driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
 
 
+def _patch_recovery_highwaters() -> None:
+    """Table recovery reads each changelog partition up to its end offset, which Faust takes from
+    ListOffsets. Tansu answers ListOffsets wrong (too low, even 0 for a non-empty partition), so a
+    restarted sessionizer would recover part of its state. Take the larger of ListOffsets and the
+    high watermark of a real fetch (which Tansu reports right); on Kafka the two agree."""
+    from faust.transport.drivers import aiokafka as driver
+    original = driver.AIOKafkaConsumerThread._highwaters
+    if getattr(original, "jump_patched", False):
+        return
+
+    async def _highwaters(self, partitions):
+        reported = dict(await original(self, partitions))
+        kwargs = getattr(self.app, "jump_kafka_kwargs", None)
+        if not kwargs or not partitions or self.consumer.in_transaction:
+            return reported
+        return await fetch_highwaters(kwargs, list(partitions), reported)
+
+    _highwaters.jump_patched = True
+    driver.AIOKafkaConsumerThread._highwaters = _highwaters
+
+
+async def fetch_highwaters(kafka_kwargs: dict, partitions: list, reported: dict, tries: int = 50) -> dict:
+    """max(reported, the fetch high watermark) per partition, with a throwaway group-less consumer."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in partitions}   # Faust's TP -> aiokafka's
+    consumer = AIOKafkaConsumer(**kafka_kwargs, enable_auto_commit=False, fetch_max_wait_ms=50)
+    try:
+        await consumer.start()
+        consumer.assign(list(tps.values()))
+        for tp, atp in tps.items():
+            consumer.seek(atp, max(0, reported.get(tp) or 0))
+        for _ in range(tries):
+            await consumer.getmany(*tps.values(), timeout_ms=100, max_records=1)
+            if all(consumer.highwater(atp) is not None for atp in tps.values()):
+                break
+        out = {}
+        for tp, atp in tps.items():
+            hw = consumer.highwater(atp)
+            if hw is None:
+                log.warning("no fetch high watermark for %s; using ListOffsets (%s)", tp, reported.get(tp))
+            out[tp] = max(reported.get(tp) or 0, hw or 0)
+        return out
+    except Exception:
+        log.exception("fetch high watermarks failed; using ListOffsets %s", reported)
+        return reported
+    finally:
+        await consumer.stop()
+
+
 def _app(settings: Settings, role: str) -> faust.App:
     _patch_fetch_wait()
+    _patch_recovery_highwaters()
     app_id = f"{settings.app_id}-{role}"
     datadir = settings.data_dir or str(Path(tempfile.gettempdir()) / "jump-stream" / app_id)
     app = faust.App(
@@ -68,6 +118,8 @@ def _app(settings: Settings, role: str) -> faust.App:
         processing_guarantee="at_least_once",
     )
     app.jump_fetch_max_wait_ms = settings.fetch_max_wait_ms
+    from .serving import _aiokafka_security
+    app.jump_kafka_kwargs = {"bootstrap_servers": settings.bootstrap_hosts, **_aiokafka_security(settings)}
     return app
 
 

@@ -288,9 +288,22 @@ def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(stream):
     assert pipe.procs["inference"].poll() is None
 
 
-def test_sigkill_sessionizer_loses_no_session(kafka_bootstrap, tmp_path):
+@pytest.fixture
+def own_broker(tmp_path):
+    """A broker of this test's own (or $KAFKA_BOOTSTRAP_SERVERS): the crash test should not share
+    the in-memory embedded broker with the state every earlier test left in it."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    from pipeline.broker import EmbeddedBroker
+    with EmbeddedBroker(log_path=str(tmp_path / "tansu.log")) as broker:
+        yield broker.bootstrap
+
+
+def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path):
     """SIGKILL mid-stream, restart: every session reaches the training log; duplicates only as
     at-least-once allows (same key, same content) and every click gets its prediction."""
+    kafka_bootstrap = own_broker
     src = Source(tmp_path)
     items = sorted({c[1] for c in src.clicks})
     random_model(tmp_path / "model.ckpt", items)
@@ -312,6 +325,16 @@ def test_sigkill_sessionizer_loses_no_session(kafka_bootstrap, tmp_path):
         pipe.start("sessionizer")
         offline = src.offline(items)
         logs = pipe.wait_count(pipe.s.topic_training_log, "training_log", len(offline), timeout_s=180)
+        extra = {k.decode() for k in logs} - set(offline)
+        if extra:                                                       # explain the difference
+            users = {x.rsplit("@", 1)[0] for x in extra}
+            got = sorted((k.decode(), r["ts"][0], r["n_clicks"], r["close_reason"]) for k, r in logs.items()
+                         if r["session_key"] in users)
+            want = sorted((sid, d["ts"][0], len(d["ts"])) for sid, d in offline.items()
+                          if sid.rsplit("@", 1)[0] in users)
+            dead = [(d["reason"], d["detail"]) for _, d in pipe.records(pipe.s.topic_dead_letters, "dead_letter")]
+            raise AssertionError(f"sessions differ: stream {got}\noffline {want}\ndead letters {dead[:10]}"
+                                 f"\n--- sessionizer log\n{pipe.log('sessionizer')}")
         assert {k.decode() for k in logs} == set(offline)
         all_logs = pipe.records(pipe.s.topic_training_log, "training_log")
         for key, rec in all_logs:                                       # duplicates carry identical content
