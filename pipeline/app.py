@@ -252,11 +252,4 @@ def run_worker(app: faust.App, settings: Settings) -> None:
     if settings.create_topics:
         ensure_topics(settings)
     metrics.serve(settings.metrics_port, settings.metrics_addr)
-    try:
-        import uvloop  # noqa: F401
-        loop = "uvloop"
-    except ImportError:
-        loop = "aio"
-    worker = faust.Worker(app, loglevel=settings.log_level, loop=None, redirect_stdouts=False)
-    del loop
-    worker.execute_from_commandline()
+    faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False).execute_from_commandline()

@@ -90,13 +90,3 @@ def record_sessionizer_batch(out) -> None:
         for t, d in zip(tau, delta):
             if not d:
                 dwell.observe(t)
-
-
-def value(metric, **labels) -> float:
-    """Current value of a counter/gauge (tests and the demo summary)."""
-    name = metric._name
-    for fam in REGISTRY.collect():
-        for s in fam.samples:
-            if s.name in (name, name + "_total") and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return 0.0
