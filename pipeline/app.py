@@ -148,11 +148,12 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
     table = app.Table("sessions", partitions=s.partitions, key_type=bytes, value_type=bytes)  # raw bytes
     topic_index = {s.topic_clicks: 0, s.topic_rekeyed: 1}
     core = SessionizerCore(s)
-    state = {"loaded_generation": -1, "generation": 0}
+    state = {"loaded_generation": -1, "generation": 0, "owned": set(), "assigned": set()}
     app.jump_core = core  # for tests and introspection
 
     @app.on_partitions_assigned.connect
     async def _assigned(app_, assigned, **kwargs):
+        state["assigned"] = {tp.partition for tp in assigned if tp.topic in topic_index}
         state["generation"] += 1
 
     def _write(event, key: bytes, value: bytes | None) -> None:
@@ -172,7 +173,9 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(s.sessionizer_batch, within=s.sessionizer_wait_s):
             t0 = time.perf_counter()
             if state["loaded_generation"] != state["generation"]:
-                core.load(list(table.data.items()))
+                # partitions this process kept through the rebalance keep their in-memory state
+                core.load(list(table.data.items()), keep=state["owned"] & state["assigned"])
+                state["owned"] = set(state["assigned"])
                 state["loaded_generation"] = state["generation"]
             msgs = [Message(topic_index[e.message.topic], e.message.partition, e.message.offset,
                             e.message.key, e.message.value, e.message.timestamp) for e in events]

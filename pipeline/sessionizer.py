@@ -136,22 +136,32 @@ class SessionizerCore:
         self.last_input_wall: dict[int, float] = {}
 
     # -- state ---------------------------------------------------------------------------------
-    def load(self, items) -> None:
-        """Rebuild the in-memory mirror from the Table's (key, value) pairs (after recovery)."""
-        self.sessions.clear()
-        self.meta.clear()
-        self.deadlines.clear()
+    def load(self, items, keep: frozenset | set = frozenset()) -> None:
+        """Rebuild the in-memory mirror from the Table's (key, value) pairs (after recovery).
+
+        Partitions in `keep` stay as they are in memory: this process owned them before the
+        rebalance, and its mirror is newer than the Table, which Faust's in-process re-recovery
+        can roll back to the changelog's last flushed records (a key absent from that prefix keeps
+        its new value, one present reverts), mixing old and new state.
+        """
+        kept = {k: s for k, s in self.sessions.items() if s.partition in keep}
+        kept_meta = {p: m for p, m in self.meta.items() if p in keep}
+        self.sessions, self.meta, self.deadlines = kept, kept_meta, {}
         now = self.clock()
         for key, raw in items:
             if raw is None:
                 continue
             if key.startswith(META_PREFIX):
-                self.meta[int(key[len(META_PREFIX):])] = Meta.unpack(raw)
+                p = int(key[len(META_PREFIX):])
+                if p not in keep:
+                    self.meta[p] = Meta.unpack(raw)
             else:
-                s = Session.unpack(raw)
-                self.sessions[key] = s
-                self._push_deadline(key, s)
-        self.last_input_wall = {p: now for p in self.meta}
+                sess = Session.unpack(raw)
+                if sess.partition not in keep:
+                    self.sessions[key] = sess
+        for key, sess in self.sessions.items():
+            self._push_deadline(key, sess)
+        self.last_input_wall = {p: self.last_input_wall.get(p, now) if p in keep else now for p in self.meta}
 
     @property
     def open_sessions(self) -> int:

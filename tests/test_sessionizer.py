@@ -189,3 +189,15 @@ def test_training_log_equals_offline_preparation_on_real_reddit_sample():
     streamed = {g["session_id"]: (g["items"], g["ts"], g["tau"], g["delta"]) for g in stream_logs}
     assert len(streamed) == len(stream_logs) == len(offline) == 1861
     assert streamed == offline
+
+
+def test_reload_keeps_partitions_owned_through_a_rebalance():
+    """A Table rolled back by re-recovery must not roll back partitions this process kept."""
+    f = Feed(partitions=2)
+    first = f.core.process([f.msg("u", "a", 1.0, partition=0), f.msg("v", "b", 2.0, partition=1)])
+    stale = {}
+    _persist(stale, first)
+    f.core.process([f.msg("u", "c", 3.0, partition=0), f.msg("v", "d", 4.0, partition=1)])
+    f.core.load(stale.items(), keep={0})                       # partition 0 kept, partition 1 newly assigned
+    assert f.core.sessions[b"u"].items == ["a", "c"]           # in-memory state kept
+    assert f.core.sessions[b"v"].items == ["b"]                # taken from the Table
