@@ -118,8 +118,7 @@ def _app(settings: Settings, role: str) -> faust.App:
         processing_guarantee="at_least_once",
     )
     app.jump_fetch_max_wait_ms = settings.fetch_max_wait_ms
-    from .serving import _aiokafka_security
-    app.jump_kafka_kwargs = {"bootstrap_servers": settings.bootstrap_hosts, **_aiokafka_security(settings)}
+    app.jump_kafka_kwargs = settings.aiokafka_kwargs()
     return app
 
 
@@ -149,7 +148,6 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
     topic_index = {s.topic_clicks: 0, s.topic_rekeyed: 1}
     core = SessionizerCore(s)
     state = {"loaded_generation": -1, "generation": 0, "owned": set(), "assigned": set()}
-    app.jump_core = core  # for tests and introspection
 
     @app.on_partitions_assigned.connect
     async def _assigned(app_, assigned, **kwargs):
@@ -226,7 +224,6 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
     source = app.topic(s.topic_requests, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=s.partitions)
     runner = InferenceRunner(s, engine)
-    app.jump_runner = runner
 
     if s.reload_check_s > 0:
         @app.timer(interval=s.reload_check_s)

@@ -160,15 +160,30 @@ class Settings:
                                          ("ssl_keyfile", self.ssl_keyfile)) if v})
         return kw
 
+    def ssl_context(self):
+        """The TLS context of SSL / SASL_SSL, or None."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        if self.ssl_certfile:
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile or None)
+        return ctx
+
+    def aiokafka_kwargs(self) -> dict:
+        """aiokafka keyword arguments (bootstrap + security)."""
+        kw = {"bootstrap_servers": self.bootstrap_hosts, "security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.sasl_mechanism or "PLAIN", sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=self.sasl_password)
+        if self.security_protocol.endswith("SSL"):
+            kw["ssl_context"] = self.ssl_context()
+        return kw
+
     def faust_broker_credentials(self):
         """A Faust credentials object, or None for PLAINTEXT."""
         import faust
-        ssl_context = None
-        if self.security_protocol.endswith("SSL"):
-            import ssl
-            ssl_context = ssl.create_default_context(cafile=self.ssl_cafile or None)
-            if self.ssl_certfile:
-                ssl_context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile or None)
+        ssl_context = self.ssl_context()
         if self.security_protocol.startswith("SASL"):
             if self.sasl_mechanism.startswith("SCRAM"):
                 return faust.SASLCredentials(username=self.sasl_username, password=self.sasl_password,

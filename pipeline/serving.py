@@ -166,10 +166,10 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    common = _aiokafka_security(s)
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_hosts, linger_ms=2, acks=1,
+    common = s.aiokafka_kwargs()
+    producer = AIOKafkaProducer(linger_ms=2, acks=1,
                                 enable_idempotence=False, max_batch_size=1 << 18, **common)
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap_hosts, group_id=f"{s.app_id}-inference-direct",
+    consumer = AIOKafkaConsumer(group_id=f"{s.app_id}-inference-direct",
                                 enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
                                 heartbeat_interval_ms=3_000, max_poll_records=s.max_batch,
                                 fetch_max_wait_ms=s.fetch_max_wait_ms, **common)
@@ -222,17 +222,3 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
         finally:
             await consumer.stop()
             await producer.stop()
-
-
-def _aiokafka_security(s: Settings) -> dict:
-    kw = {"security_protocol": s.security_protocol}
-    if s.security_protocol.startswith("SASL"):
-        kw.update(sasl_mechanism=s.sasl_mechanism or "PLAIN", sasl_plain_username=s.sasl_username,
-                  sasl_plain_password=s.sasl_password)
-    if s.security_protocol.endswith("SSL"):
-        import ssl
-        ctx = ssl.create_default_context(cafile=s.ssl_cafile or None)
-        if s.ssl_certfile:
-            ctx.load_cert_chain(s.ssl_certfile, s.ssl_keyfile or None)
-        kw["ssl_context"] = ctx
-    return kw

@@ -117,7 +117,6 @@ class Output:
     counts: dict = field(default_factory=dict)      # outcome -> n
     dead_reasons: dict = field(default_factory=dict)  # reason -> n
     closed: list = field(default_factory=list)      # (close_reason, n_clicks, tau list) for metrics
-    accepted_dwell_gaps: list = field(default_factory=list)
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + n
