@@ -5,7 +5,9 @@ The model contract (JUMP and every baseline), one pass per batch:
     scores (P, n_items): for the click after every position that has one, in
       batch.next_positions() order; column 0 (unknown item) is never a candidate.
     dwell (median (B, L), mu (B, L)) or None: predicted dwell of every click given its item
-      and the clicks before it; the model's `dwell_sigma` is the log-normal sigma.
+      and the clicks before it; the model's `dwell_sigma` is the log-normal sigma, or the model
+      defines `dwell_loglik(batch, dwell) -> (B, L)` for a density of its own (RMTPP).
+    scores may be None for a dwell-only model (no click metrics then).
 
 Metrics:
   * Next click: every position k = 1..l-1 of every test session predicts click k+1, ranked
@@ -80,7 +82,7 @@ def evaluate(model, data: SessionSet, protocol: str = "paper", k: int = 20, batc
         batch = batch.to(device)
         targets = batch.next_targets()                                     # (P,)
         scores, dwell = model.predict(batch, protocol)
-        if len(targets):
+        if scores is not None and len(targets):
             r = pessimistic_ranks(scores, targets)
             ranks.append(r.cpu().numpy())
             rank_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[batch.next_positions()].cpu().numpy())
@@ -91,7 +93,9 @@ def evaluate(model, data: SessionSet, protocol: str = "paper", k: int = 20, batc
             obs = m & ~batch.delta                                         # uncensored clicks
             abs_err.append((median[obs] - batch.tau[obs]).abs().cpu().numpy())
             err_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[obs].cpu().numpy())
-            if sigma is not None:
+            if hasattr(model, "dwell_loglik"):
+                loglik.append(model.dwell_loglik(batch, dwell)[m].cpu().numpy())
+            elif sigma is not None:
                 log_tau = torch.log(batch.tau[m].clamp_min(getattr(model, "min_dwell", 0.5)))
                 loglik.append(censored_lognormal_loglik(log_tau, batch.delta[m], mu[m], sigma).cpu().numpy())
         if progress is not None:

@@ -51,6 +51,18 @@ class JumpConfig:
     max_fast_steps: int = 8      # cap on ceil(tau / z)
     sigma: float = 10.0          # log-dwell standard deviation, eq. 10 (§5.2)
     min_dwell: float = 0.5       # s, floor before log tau in the likelihood
+    # Ablations (jump benchmark --ablations); the defaults are the paper's model.
+    recurrent: str = "fast_slow"  # "fast_slow" (eq. 14), "rh" (one RH-MI cell per click), "gru" (a GRU cell)
+    attention: bool = True        # eq. 12-13; False: v_k = h_k
+    time_embedding: bool = True   # eq. 16's T[floor(tau)]; False: V[i] only (tau still sets n_j)
+    dwell_loss: bool = True       # eq. 17's dwell term; False: clicks only (the dwell head is not trained)
+    dwell_head: str = "per_item"  # eq. 11's W[i], b[i]; "shared": one W, b for every item
+
+    def __post_init__(self):
+        if self.recurrent not in RECURRENT_LAYERS:
+            raise ValueError(f"recurrent must be one of {sorted(RECURRENT_LAYERS)}, not {self.recurrent!r}")
+        if self.dwell_head not in ("per_item", "shared"):
+            raise ValueError(f"dwell_head must be 'per_item' or 'shared', not {self.dwell_head!r}")
 
     @property
     def time_rows(self) -> int:  # rows of T: floor(tau) for tau in [0, max(c1, c2)]
@@ -101,13 +113,42 @@ class RHMICell(nn.Module):
         return (1 - g) * h + g * torch.tanh(m)                             # (N, d)
 
 
-class FastSlowLayer(nn.Module):
+class RecurrentLayer(nn.Module):
+    """The loop over clicks shared by the fast-slow layer and its ablations (`project` + `step`)."""
+
+    def forward(self, x: torch.Tensor, n_fast: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, d), n_fast (B, L), mask (B, L) -> outputs h (B, L, d), slow states (B, L, d).
+
+        Right-padded batches: a padded position never updates the carried states, so every
+        valid output is independent of padding and of the other sequences in the batch.
+        """
+        B, L, d = x.shape
+        x_proj = self.project(x)                              # (B, L, 2d), once for all steps
+        fast = x.new_zeros(B, d)                                           # (B, d)
+        slow = x.new_zeros(B, d)                                           # (B, d)
+        outs, slows = [], []
+        for j in range(L):
+            f, s = self.step(fast, slow, x_proj[:, j], n_fast[:, j])       # (B, d), (B, d)
+            valid = mask[:, j].unsqueeze(-1)                               # (B, 1)
+            fast, slow = torch.where(valid, f, fast), torch.where(valid, s, slow)
+            outs.append(fast)
+            slows.append(slow)
+        return torch.stack(outs, 1), torch.stack(slows, 1)                 # (B, L, d) x2
+
+
+
+class FastSlowLayer(RecurrentLayer):
     """Fast-slow RNN of eq. 14 (FS-RNN ordering, see the module docstring) over RH-MI cells."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.fast_cell = RHMICell(dim)
         self.slow_cell = RHMICell(dim)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The input projection of the first fast cell, computed once per click.  (..., d) -> (..., 2d)"""
+        return self.fast_cell.input_proj(x)
 
     def step(self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor,
              n_fast: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,25 +162,35 @@ class FastSlowLayer(nn.Module):
             f = torch.where((n_fast >= k).unsqueeze(-1), self.fast_cell(f), f)   # h_k^F (N, d)
         return f, slow
 
-    def forward(self, x: torch.Tensor, n_fast: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, L, d), n_fast (B, L), mask (B, L) -> outputs h (B, L, d), slow states (B, L, d).
+class RHLayer(RecurrentLayer):
+    """Ablation: one RH-MI cell step per click, no fast-slow structure (the slow state stays 0)."""
 
-        Right-padded batches: a padded position never updates the carried states, so every
-        valid output is independent of padding and of the other sequences in the batch.
-        """
-        B, L, d = x.shape
-        x_proj = self.fast_cell.input_proj(x)                              # (B, L, 2d), once for all steps
-        fast = x.new_zeros(B, d)                                           # (B, d)
-        slow = x.new_zeros(B, d)                                           # (B, d)
-        outs, slows = [], []
-        for j in range(L):
-            f, s = self.step(fast, slow, x_proj[:, j], n_fast[:, j])       # (B, d), (B, d)
-            valid = mask[:, j].unsqueeze(-1)                               # (B, 1)
-            fast, slow = torch.where(valid, f, fast), torch.where(valid, s, slow)
-            outs.append(fast)
-            slows.append(slow)
-        return torch.stack(outs, 1), torch.stack(slows, 1)                 # (B, L, d) x2
+    def __init__(self, dim: int):
+        super().__init__()
+        self.cell = RHMICell(dim)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cell.input_proj(x)                                     # (..., 2d)
+
+    def step(self, fast, slow, x_proj, n_fast):
+        return self.cell(fast, x_proj=x_proj), slow                        # (N, d), (N, d)
+
+
+class GRULayer(RecurrentLayer):
+    """Ablation: a GRU cell per click (GRU4Rec's recurrence), no fast-slow, no RH-MI."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.cell = nn.GRUCell(dim, dim)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return x                                                           # (..., d): the GRU projects itself
+
+    def step(self, fast, slow, x_proj, n_fast):
+        return self.cell(x_proj, fast), slow                               # (N, d), (N, d)
+
+
+RECURRENT_LAYERS = {"fast_slow": FastSlowLayer, "rh": RHLayer, "gru": GRULayer}
 
 
 def causal_attention(h: torch.Tensor) -> torch.Tensor:
@@ -158,17 +209,19 @@ class Jump(nn.Module):
         self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)      # V (eq. 9, 16)
         self.time_emb = nn.Embedding(c.time_rows, c.dim)                   # T (eq. 16)
         self.emb_norm = nn.BatchNorm1d(c.dim)                              # eq. 16
-        self.fast_slow = FastSlowLayer(c.dim)                              # eq. 14-15
+        self.fast_slow = RECURRENT_LAYERS[c.recurrent](c.dim)              # eq. 14-15 (unless ablated)
         self.start_feature = nn.Parameter(torch.zeros(c.dim))              # v(S_0)
-        self.dwell_weight = nn.Embedding(c.n_items, c.dim, padding_idx=0)  # W (eq. 11)
-        self.dwell_bias = nn.Embedding(c.n_items, 1, padding_idx=0)        # b (eq. 11)
+        dwell_rows, pad = (c.n_items, 0) if c.dwell_head == "per_item" else (1, None)
+        self.dwell_weight = nn.Embedding(dwell_rows, c.dim, padding_idx=pad)   # W (eq. 11)
+        self.dwell_bias = nn.Embedding(dwell_rows, 1, padding_idx=pad)         # b (eq. 11)
         nn.init.normal_(self.item_emb.weight, std=0.1)
         nn.init.normal_(self.time_emb.weight, std=0.1)
         nn.init.zeros_(self.dwell_weight.weight)
         nn.init.constant_(self.dwell_bias.weight, math.log(c.c2))
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-            self.dwell_bias.weight[0].zero_()
+            if c.dwell_head == "per_item":
+                self.dwell_bias.weight[0].zero_()
 
     @property
     def dwell_sigma(self) -> float:
@@ -189,8 +242,9 @@ class Jump(nn.Module):
 
         Batch statistics use valid positions only, so padding cannot change any output.
         """
-        rows = torch.floor(tau).long().clamp(0, self.config.time_rows - 1)  # (B, L)
-        x = self.item_emb(items) + self.time_emb(rows)                     # (B, L, d)
+        x = self.item_emb(items)                                           # (B, L, d)
+        if self.config.time_embedding:
+            x = x + self.time_emb(torch.floor(tau).long().clamp(0, self.config.time_rows - 1))
         out = torch.zeros_like(x)                                          # (B, L, d)
         out[mask] = self.emb_norm(x[mask])                                 # (n_valid, d)
         return out
@@ -202,7 +256,7 @@ class Jump(nn.Module):
         """
         x = self.embed(batch.items, batch.tau, batch.mask)                 # (B, L, d)
         h, slow = self.fast_slow(x, self.n_fast(batch.tau), batch.mask)    # (B, L, d) x2
-        return causal_attention(h), h, slow                                # v (B, L, d)
+        return (causal_attention(h) if self.config.attention else h), h, slow   # v (B, L, d)
 
     def live_features(self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor) -> torch.Tensor:
         """Features v'_j of the prefix 1..j with the dwell on click j unknown (live protocol).
@@ -216,10 +270,12 @@ class Jump(nn.Module):
         x = self.embed(batch.items, live_tau, batch.mask)                  # (B, L, d)
         prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]                          # (B, L, d) state after j-1
         prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]                       # (B, L, d)
+        x_proj = self.fast_slow.project(x)                                 # (B, L, 2d)
         live_h, _ = self.fast_slow.step(prev_fast.reshape(B * L, d), prev_slow.reshape(B * L, d),
-                                        self.fast_slow.fast_cell.input_proj(x).reshape(B * L, 2 * d),
-                                        self.n_fast(live_tau).reshape(B * L))
+                                        x_proj.reshape(B * L, -1), self.n_fast(live_tau).reshape(B * L))
         live_h = live_h.view(B, L, d)                                      # (B, L, d)
+        if not c.attention:
+            return live_h
         scale = math.sqrt(d)
         past = (live_h @ h.transpose(1, 2)) / scale                        # (B, L_query, L_key)
         not_past = torch.ones(L, L, dtype=torch.bool, device=h.device).triu(0)  # key i >= query j
@@ -239,9 +295,14 @@ class Jump(nn.Module):
         logits[..., 0] = float("-inf")
         return logits
 
+    def dwell_rows(self, items: torch.Tensor) -> torch.Tensor:
+        """Row of eq. 11's W, b for each item: its own, or row 0 for every item (shared-head ablation)."""
+        return items if self.config.dwell_head == "per_item" else torch.zeros_like(items)
+
     def dwell_mu(self, ctx: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Eq. 11: mu = W[i] . v(S_{k-1}) + b[i].  ctx (B, L, d), items (B, L) -> (B, L)."""
-        return (self.dwell_weight(items) * ctx).sum(-1) + self.dwell_bias(items).squeeze(-1)
+        rows = self.dwell_rows(items)                                      # (B, L)
+        return (self.dwell_weight(rows) * ctx).sum(-1) + self.dwell_bias(rows).squeeze(-1)
 
     # -- the model contract ----------------------------------------------------------------------
     def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
@@ -255,8 +316,9 @@ class Jump(nn.Module):
         dwell_ll = censored_lognormal_loglik(log_tau, batch.delta[m], self.dwell_mu(ctx, batch.items)[m],
                                              c.sigma)                      # (n_valid,)
         n_sessions = batch.items.shape[0]
-        loss = -(click_ll.sum() + dwell_ll.sum()) / n_sessions
-        outputs = {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach()}
+        nll = -(click_ll.sum() + dwell_ll.sum()) if c.dwell_loss else -click_ll.sum()
+        loss = nll / n_sessions
+        outputs = {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach(), "loss_sum": nll.item()}
         return outputs, loss
 
     @torch.no_grad()
@@ -317,7 +379,7 @@ class Jump(nn.Module):
         scale = math.sqrt(d)
         rows = torch.arange(B, device=fast.device)
         x = self.embed(prev_items[:, None], prev_tau[:, None], has_prev[:, None])[:, 0]   # (B, d)
-        f, s = self.fast_slow.step(fast, slow, self.fast_slow.fast_cell.input_proj(x), self.n_fast(prev_tau))
+        f, s = self.fast_slow.step(fast, slow, self.fast_slow.project(x), self.n_fast(prev_tau))
         fast = torch.where(has_prev[:, None], f, fast)                     # (B, d)
         slow = torch.where(has_prev[:, None], s, slow)                     # (B, d)
         memory = torch.cat([memory, memory.new_zeros(B, 1, d)], dim=1)     # (B, M+1, d)
@@ -326,17 +388,19 @@ class Jump(nn.Module):
         keys = torch.arange(memory.shape[1], device=fast.device) < mem_len[:, None]   # (B, M+1)
         # paper feature v_{n-1} (eq. 12-13): the latest output attends over h_1..h_{n-1}; v(S_0) if none
         att = ((memory @ fast[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
-        v = (att.softmax(-1)[:, :, None] * memory).sum(1)                  # (B, d)
+        v = (att.softmax(-1)[:, :, None] * memory).sum(1) if c.attention else fast   # (B, d)
         v = torch.where((mem_len > 0)[:, None], v, self.start_feature.expand(B, d))
-        mu = (self.dwell_weight(items) * v).sum(-1) + self.dwell_bias(items).squeeze(-1)  # (B,)
+        mu = self.dwell_mu(v[:, None], items[:, None])[:, 0]               # (B,)
         # live feature of click n: stepped with (c2, censored), attends over h_1..h_{n-1} and itself
         live_tau = torch.full_like(prev_tau, c.c2)                         # (B,)
         x = self.embed(items[:, None], live_tau[:, None], torch.ones_like(has_prev)[:, None])[:, 0]
-        live_h, _ = self.fast_slow.step(fast, slow, self.fast_slow.fast_cell.input_proj(x), self.n_fast(live_tau))
+        live_h, _ = self.fast_slow.step(fast, slow, self.fast_slow.project(x), self.n_fast(live_tau))
         past = ((memory @ live_h[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
         own = (live_h * live_h).sum(-1, keepdim=True) / scale              # (B, 1)
         attn = torch.cat([past, own], dim=-1).softmax(-1)                  # (B, M+2)
         v_live = (attn[:, :-1, None] * memory).sum(1) + attn[:, -1:] * live_h   # (B, d)
+        if not c.attention:
+            v_live = live_h
         return self.click_logits(v_live), (torch.exp(mu), mu), (fast, slow, memory, mem_len)
 
     def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:

@@ -36,6 +36,7 @@ class TrainConfig:
     device: str = "auto"
     max_len: int = 200             # training windows: longer sessions are cut (evaluation is not)
     time_budget_s: float | None = None
+    weight_decay: float = 0.0
     model: dict = field(default_factory=dict)   # JumpConfig overrides (dim, c1, c2, z, sigma, ...)
 
 
@@ -62,15 +63,100 @@ def split_validation(train: SessionSet, fraction: float, seed: int) -> tuple[Ses
 
 
 @torch.no_grad()
-def validation_loss(model: Jump, data: SessionSet, batch_size: int, device) -> float:
-    """Mean negative joint log-likelihood per click (eq. 17-18)."""
+def validation_loss(model, data: SessionSet, batch_size: int, device) -> float:
+    """Mean training loss per click on held-out sessions (JUMP: negative eq. 17-18)."""
     model.eval()
     total, clicks = 0.0, 0
     for _, batch in data.batches(batch_size):
-        _, loss = model(batch.to(device))
-        total += loss.item() * batch.items.shape[0]
+        outputs, _ = model(batch.to(device))
+        total += float(outputs["loss_sum"])
         clicks += int(batch.lengths.sum())
     return total / max(clicks, 1)
+
+
+def padded_steps(model, data: SessionSet, cfg: "TrainConfig", epoch: int, device):
+    """Default training steps: shuffled, length-bucketed padded batches; yields (loss, clicks, loss_sum).
+
+    `loss` is what is backpropagated; `loss_sum` (a float, `outputs["loss_sum"]` of the model
+    contract) the summed per-click loss, for the per-click figures of the history. A model may define its own `train_steps(data, cfg, epoch, device)` generator with the same
+    yield (GRU4Rec's session-parallel mini-batches do); the loop below backpropagates each loss.
+    """
+    for _, batch in data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
+        batch = batch.to(device)
+        outputs, loss = model(batch)
+        yield loss, int(batch.lengths.sum()), float(outputs["loss_sum"])
+
+
+def fit_model(model: torch.nn.Module, tr: SessionSet, val: SessionSet, cfg: TrainConfig, progress: bool = True,
+              log=print, name: str = "JUMP", select: str = "val_loss", protocol: str = "paper") -> dict:
+    """The one training loop of every neural model (JUMP and the baselines): Adam, clipping, early stopping.
+
+    After every epoch: validation loss (if the model defines one and `select` is 'val_loss') and
+    validation Recall@20 under `protocol`. The best epoch by `select` ('val_loss' lower is better,
+    'val_recall' higher is better) is kept and loaded into `model`; training stops after `patience`
+    epochs without improvement or at `time_budget_s`. Returns the summary with the per-epoch history.
+    """
+    if select not in ("val_loss", "val_recall"):
+        raise ValueError(f"select must be 'val_loss' or 'val_recall', not {select!r}")
+    device = next(model.parameters()).device
+    tr_windows = tr.windows(cfg.max_len)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = getattr(model, "train_steps", None)
+    steps = steps if steps is not None else (lambda d, c, e, dev: padded_steps(model, d, c, e, dev))
+    best = {"score": math.inf, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    history, t_start, stale = [], time.time(), 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        bar = tqdm(total=tr_windows.n_clicks, desc=f"{name} epoch {epoch}", unit="click", disable=not progress,
+                   dynamic_ncols=True, mininterval=0.5)
+        out_of_time = False
+        for loss, n, n_loss_sum in steps(tr_windows, cfg, epoch, device):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            seen += n
+            loss_sum += n_loss_sum
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", clicks_s=f"{seen / (time.time() - t0):,.0f}", refresh=False)
+            if cfg.time_budget_s is not None and time.time() - t_start > cfg.time_budget_s:
+                out_of_time = True
+                break
+        bar.close()
+        train_s = time.time() - t0
+        train_loss = loss_sum / max(seen, 1)
+        val_loss = validation_loss(model, val, cfg.batch_size, device) if len(val) and select == "val_loss" else None
+        val_recall = evaluate(model, val, protocol, device=device)["recall@20"] if len(val) else None
+        rec = {"epoch": epoch, "train_loss_per_click": train_loss, "val_loss_per_click": val_loss,
+               "val_recall@20": val_recall, "clicks": seen, "train_seconds": round(train_s, 2),
+               "clicks_per_s": round(seen / max(train_s, 1e-9), 1), "complete": not out_of_time}
+        history.append(rec)
+        log(f"{name} epoch {epoch}: train loss/click {train_loss:.4f}  "
+            + (f"val loss/click {val_loss:.4f}  " if val_loss is not None else "")
+            + f"val Recall@20 ({protocol}) {val_recall if val_recall is None else round(val_recall, 4)}  "
+            f"{rec['clicks_per_s']:,.0f} clicks/s{'  (time budget reached)' if out_of_time else ''}")
+        if select == "val_loss":
+            score = val_loss if val_loss is not None else train_loss
+        else:
+            score = -val_recall if val_recall is not None else train_loss
+        if score < best["score"]:
+            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            stale = 0
+        else:
+            stale += 1
+        if out_of_time or stale >= cfg.patience:
+            if stale >= cfg.patience:
+                log(f"{name}: early stopping, no validation improvement for {cfg.patience} epochs")
+            break
+    model.load_state_dict(best["state"])
+    return {"best_epoch": best["epoch"], f"best_{select}": abs(best["score"]), "select": select, "history": history,
+            "train_config": {k: v for k, v in asdict(cfg).items()}, "device": str(device),
+            "seconds": round(time.time() - t_start, 2)}
+
+
+def build_jump(n_items: int, cfg: TrainConfig, device) -> Jump:
+    return Jump(JumpConfig(n_items=n_items, **cfg.model)).to(device)
 
 
 def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: bool = True,
@@ -79,61 +165,14 @@ def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: boo
     data = load_prepared(data) if isinstance(data, str) else data
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model_cfg = JumpConfig(n_items=data.n_items, **cfg.model)
-    model = Jump(model_cfg).to(device)
+    model = build_jump(data.n_items, cfg, device)
+    mc = model.config
     tr, val = split_validation(data.train, cfg.val_fraction, cfg.seed)
-    tr_windows = tr.windows(cfg.max_len)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training JUMP ({n_params:,} parameters, d={model_cfg.dim}, z={model_cfg.z}, sigma={model_cfg.sigma}) "
+    log(f"training JUMP ({n_params:,} parameters, d={mc.dim}, z={mc.z}, sigma={mc.sigma}) "
         f"on {device}: {len(tr):,} sessions / {tr.n_clicks:,} clicks, validation {len(val):,} sessions")
-    best = {"val_loss": math.inf, "epoch": 0, "state": None}
-    history, t_start, stale = [], time.time(), 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0, seen, loss_sum = time.time(), 0, 0.0
-        bar = tqdm(total=tr_windows.n_clicks, desc=f"epoch {epoch}", unit="click", disable=not progress,
-                   dynamic_ncols=True, mininterval=0.5)
-        out_of_time = False
-        for _, batch in tr_windows.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
-            batch = batch.to(device)
-            _, loss = model(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            n = int(batch.lengths.sum())
-            seen += n
-            loss_sum += loss.item() * batch.items.shape[0]
-            bar.update(n)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", clicks_s=f"{seen / (time.time() - t0):,.0f}", refresh=False)
-            if cfg.time_budget_s is not None and time.time() - t_start > cfg.time_budget_s:
-                out_of_time = True
-                break
-        bar.close()
-        train_s = time.time() - t0
-        val_loss = validation_loss(model, val, cfg.batch_size, device) if len(val) else loss_sum / max(seen, 1)
-        val_recall = evaluate(model, val, "paper", device=device)["recall@20"] if len(val) else None
-        rec = {"epoch": epoch, "train_loss_per_click": loss_sum / max(seen, 1), "val_loss_per_click": val_loss,
-               "val_recall@20": val_recall, "clicks": seen, "train_seconds": round(train_s, 2),
-               "clicks_per_s": round(seen / max(train_s, 1e-9), 1), "complete": not out_of_time}
-        history.append(rec)
-        log(f"epoch {epoch}: train loss/click {rec['train_loss_per_click']:.4f}  val loss/click {val_loss:.4f}  "
-            f"val Recall@20 {val_recall if val_recall is None else round(val_recall, 4)}  "
-            f"{rec['clicks_per_s']:,.0f} clicks/s{'  (time budget reached)' if out_of_time else ''}")
-        if val_loss < best["val_loss"]:
-            best = {"val_loss": val_loss, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-            stale = 0
-        else:
-            stale += 1
-        if out_of_time or stale >= cfg.patience:
-            if stale >= cfg.patience:
-                log(f"early stopping: no validation improvement for {cfg.patience} epochs")
-            break
-    model.load_state_dict(best["state"])
-    summary = {"best_epoch": best["epoch"], "best_val_loss_per_click": best["val_loss"], "history": history,
-               "train_config": {k: v for k, v in asdict(cfg).items()}, "device": str(device),
-               "seconds": round(time.time() - t_start, 2)}
+    summary = fit_model(model, tr, val, cfg, progress, log)
+    summary["best_val_loss_per_click"] = summary.pop("best_val_loss")
     save_checkpoint(out, model, data.items, data.fingerprint, summary)
-    log(f"saved best model (epoch {best['epoch']}) to {out}")
+    log(f"saved best model (epoch {summary['best_epoch']}) to {out}")
     return summary

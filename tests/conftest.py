@@ -55,3 +55,18 @@ def stream_settings(kafka_bootstrap, request):
     topics = {f.name: f"{f.default}-{token}" for f in fields(Settings) if f.name.startswith("topic_")}
     return Settings.from_env(env={}, bootstrap_servers=kafka_bootstrap, app_id=f"jump-test-{token}",
                              partitions=2, output_partitions=2, metrics_port=0, **topics)
+
+
+@pytest.fixture(scope="session")
+def synthetic_prepared(tmp_path_factory):
+    """A prepared synthetic dataset with structure (40k clicks, seed 5): POP is weak on it, a
+    sequence model is not. Shared by the baseline and benchmark tests. -> PreparedDataset."""
+    from jump_core.data import load_prepared
+    from jump_core.prepare import PrepareConfig, prepare
+    from jump_core.synth import SynthConfig, write_csv
+    d = tmp_path_factory.mktemp("synthetic_prepared")
+    write_csv(SynthConfig(clicks=40_000, seed=5), d / "clicks.csv")
+    prepare(PrepareConfig("csv", [str(d / "clicks.csv")], str(d / "data"),
+                          reader_options={"session_col": "session_id", "item_col": "item_id", "time_col": "timestamp"}),
+            log=lambda *_: None)
+    return load_prepared(d / "data")

@@ -256,3 +256,63 @@ def test_predict_is_one_pass_of_both_heads():
         torch.testing.assert_close(mu, model.predict_dwell(b)[1])
     with pytest.raises(ValueError, match="protocol"):
         model.predict(b, "future")
+
+
+# -- ablations (jump benchmark --ablations): every variant keeps the model contract -----------------
+
+ABLATIONS = [dict(recurrent="rh"), dict(recurrent="gru"), dict(attention=False), dict(time_embedding=False),
+             dict(dwell_loss=False), dict(dwell_head="shared")]
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
+def test_ablated_models_keep_the_contract(ablation):
+    model = make_model(**ablation).eval()
+    b = batch_of()
+    for protocol in ("paper", "live"):
+        scores = model.next_scores(b, protocol)
+        singles = torch.cat([model.next_scores(batch_of((i,)), protocol) for i in range(3)])
+        torch.testing.assert_close(scores, singles, rtol=1e-5, atol=1e-5)
+        assert torch.isinf(scores[:, 0]).all()
+    # the stream's cached path (live_step, one click at a time) == the offline live rows
+    items, tau = b.items, b.tau
+    B, d = items.shape[0], model.config.dim
+    fast, slow, memory, mem_len = torch.zeros(B, d), torch.zeros(B, d), torch.zeros(B, 0, d), torch.zeros(B, dtype=torch.long)
+    for n in range(int(b.lengths.min())):
+        has_prev = torch.full((B,), n > 0)
+        prev = max(n - 1, 0)
+        scores, (med, _), (fast, slow, memory, mem_len) = model.live_step(
+            fast, slow, memory, mem_len, items[:, prev], tau[:, prev], has_prev, items[:, n])
+        want, (want_med, _), _, _ = model.predict_live_at(b, torch.arange(B), torch.full((B,), n))
+        torch.testing.assert_close(scores, want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(med, want_med, rtol=1e-4, atol=1e-4)
+    # it trains
+    model.train()
+    _, loss = model(b)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_ablation_switches_do_what_they_say():
+    b = batch_of()
+    torch.manual_seed(0)
+    assert isinstance(make_model(recurrent="gru").fast_slow.cell, torch.nn.GRUCell)
+    # no time embedding: the embedding ignores tau
+    m = make_model(time_embedding=False).eval()
+    x1 = m.embed(b.items, b.tau, b.mask)
+    x2 = m.embed(b.items, b.tau * 3 + 7, b.mask)
+    torch.testing.assert_close(x1, x2)
+    # no dwell loss: the loss is the click term only, and no gradient reaches the dwell head
+    m = make_model(dwell_loss=False)
+    out, loss = m(b)
+    torch.testing.assert_close(loss, -out["click_ll"].sum() / 3)
+    loss.backward()
+    assert m.dwell_weight.weight.grad is None or m.dwell_weight.weight.grad.abs().sum() == 0
+    # shared dwell head: one W, b for every item
+    m = make_model(dwell_head="shared")
+    assert m.dwell_weight.weight.shape == (1, m.config.dim)
+    # no attention: v_k == h_k
+    m = make_model(attention=False).eval()
+    v, h, _ = m.features(b)
+    torch.testing.assert_close(v, h)
+    with pytest.raises(ValueError, match="recurrent"):
+        JumpConfig(n_items=5, recurrent="lstm")
