@@ -250,13 +250,66 @@ def cmd_report(a) -> int:
     return 0
 
 
+def _add_benchmark(sub):
+    from .benchmark import ALL_MODELS
+    p = sub.add_parser("benchmark", help="train and evaluate JUMP and the baselines the same way (Tables 2-3, Figs. 5-7)",
+                       description="Every model on the same prepared split, with the same tuning budget (config file), "
+                                   "the same full-catalogue evaluation; writes JSON, a Markdown report and figures.")
+    p.add_argument("--data", required=True, help="prepared dataset directory (jump prepare)")
+    p.add_argument("--models", default="all", help=f"comma-separated, or 'all': {','.join(ALL_MODELS)}")
+    p.add_argument("--json", required=True, help="output JSON path (the report and figures go next to it)")
+    p.add_argument("--config", default=None, help="benchmark config YAML (default: configs/benchmark/default.yaml)")
+    p.add_argument("--report-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--trials", type=int, default=None, help="override the config's trials per model")
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epoch cap per trial")
+    p.add_argument("--time-budget", type=float, default=None, help="override the config's training seconds per trial")
+    p.add_argument("--ablations", action="store_true", help="also train the config's JUMP ablations")
+    p.add_argument("--sweeps", default="", help="comma-separated: sigma (Fig. 5), dim (Fig. 6)")
+    p.add_argument("--max-test-sessions", type=int, default=None, help="evaluate on a seeded sample of test sessions")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
+    s = sub.add_parser("benchmark-summary", help="merge benchmark JSON files into Tables 2-3 across datasets")
+    s.add_argument("inputs", nargs="+", help="JSON files written by `jump benchmark`")
+    s.add_argument("--names", required=True, help="comma-separated dataset names, one per input")
+    s.add_argument("--out", required=True, help="Markdown output path")
+    s.set_defaults(func=cmd_benchmark_summary)
+
+
+def cmd_benchmark(a) -> int:
+    from .benchmark import ALL_MODELS, benchmark
+    models = list(ALL_MODELS) if a.models == "all" else [m for m in a.models.split(",") if m]
+    sweeps = tuple(s for s in a.sweeps.split(",") if s)
+    bad = [s for s in sweeps if s not in ("sigma", "dim")]
+    if bad:
+        raise ValueError(f"unknown sweep(s) {', '.join(bad)} (known: sigma, dim)")
+    benchmark(a.data, models, a.json, config=a.config, report_dir=a.report_dir, seed=a.seed, device=a.device,
+              trials=a.trials, ablations=a.ablations, sweeps=sweeps, max_test_sessions=a.max_test_sessions,
+              time_budget_s=a.time_budget, epochs=a.epochs, progress=not a.no_progress,
+              command="jump " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jump") else None)
+    return 0
+
+
+def cmd_benchmark_summary(a) -> int:
+    from .report import benchmark_summary
+    names = a.names.split(",")
+    if len(names) != len(a.inputs):
+        raise ValueError(f"--names has {len(names)} names for {len(a.inputs)} inputs")
+    md = benchmark_summary([json.loads(Path(p).read_text()) for p in a.inputs], names)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(md)
+    print(md)
+    return 0
+
+
 def build_parser(extra=(), extra_bench=()) -> argparse.ArgumentParser:
     """The `jump` parser; `extra` / `extra_bench` add sub-commands (the stream's, from pipeline.cli)."""
     p = argparse.ArgumentParser(prog="jump", description="JUMP: joint next-click and dwell-time prediction "
                                 "(Zhou et al., IJCAI 2018) for session streams.")
     p.add_argument("--version", action="version", version=f"jump {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_report):
+    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_report, _add_benchmark):
         add(sub)
     _add_bench(sub, extra_bench)
     for add in extra:

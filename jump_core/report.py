@@ -78,3 +78,183 @@ def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 2
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+# -- jump benchmark: Tables 2-3 and Figs. 5-7 ----------------------------------------------------------
+
+def _protocol_rows(result: dict) -> list[tuple[str, str, dict, dict]]:
+    """(label, protocol, model entry, evaluate() output) for every click model; dwell-aware models get two rows."""
+    rows = []
+    for name, m in result["models"].items():
+        if not m["clicks"]:
+            continue
+        for protocol in (("paper", "live") if m["dwell_aware"] else ("live",)):
+            rows.append((m["label"], protocol if m["dwell_aware"] else "both", m, m["protocols"][protocol]))
+    return rows
+
+
+def _params(p: dict) -> str:
+    return ", ".join(f"{k.replace('train.', '')}={v}" for k, v in p.items()) or "–"
+
+
+def benchmark_markdown(result: dict) -> str:
+    k = result.get("k", 20)
+    t1 = result.get("dataset", {})
+    b = result["budget"]
+    hw = result["hardware"]
+    lines = [f"# Benchmark on `{result['data']}`", "",
+             f"- Command: `{result.get('command') or '(library call)'}`",
+             f"- Hardware: {hw['cores']} CPU cores ({hw['cpu']}), torch {hw['torch']} with {hw['torch_threads']} threads, "
+             f"GPU: {hw['gpu'] or 'none'}; device `{result['device']}`. Wall time {result['seconds']:,.0f} s.",
+             f"- Data: {t1.get('items', 0):,} items, {t1.get('train_sessions', 0):,} train / "
+             f"{result['test_sessions_total']:,} test sessions"
+             + (f" (evaluated on a seeded sample of {result['test_sessions']:,})"
+                if result["test_sessions"] != result["test_sessions_total"] else "") + ".",
+             f"- Tuning budget, the same for every model (`{result['config_file']}`): {b['trials']} configurations "
+             f"(the defaults + seeded draws from the model's grid), each ≤ {b['epochs']} epochs and ≤ {b['time_budget_s']} s "
+             f"of training, early stopping on validation Recall@{k} (patience {b.get('patience', 2)}); all fit on the same "
+             f"{1 - b.get('val_fraction', 0.1):.0%} of the training sessions and selected on the other "
+             f"{b.get('val_fraction', 0.1):.0%} (live protocol); the test split is scored once per model.",
+             "- Metrics: full-catalogue ranking, pessimistic ties, every position of every test session; "
+             "targets unseen in training count as misses. `live`: the dwell on the latest click is unknown (the stream's "
+             "view); `paper`: it is known (it leaks the next click's time); dwell-blind models are the same under both.",
+             "", f"## Next click (Table 3 shape)", "",
+             f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | eval s | selected parameters |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for label, protocol, m, r in _protocol_rows(result):
+        lines.append(f"| {label} | {protocol} | {_fmt(r[f'recall@{k}'])} | {_fmt(r[f'mrr@{k}'])} | {_fmt(r[f'ndcg@{k}'])} | "
+                     f"{m['train_seconds']:.1f} | {r.get('eval_wall_seconds', 0):.1f} | {_params(m['params'])} |")
+    lines += ["", "## Dwell time (Table 2 shape)", "",
+              "MAE (s) of the point prediction on uncensored clicks; dwell log-lik: mean censored log-likelihood per click "
+              "(the model's own density).", "",
+              "| model | dwell MAE (s) | dwell log-lik | clicks | train s |", "|---|---:|---:|---:|---:|"]
+    for name, m in result["models"].items():
+        if m["dwell"]:
+            r = m["protocols"]["live"]
+            lines.append(f"| {m['label']} | {_fmt(r['dwell_mae_s'], 2)} | {_fmt(r.get('dwell_loglik'), 3)} | "
+                         f"{r['n_dwell']:,} | {m['train_seconds']:.1f} |")
+    lines += ["", f"## Recall@{k} by session length (Fig. 7 shape, live protocol)", "",
+              "| model | " + " | ".join(n for n, _, _ in BUCKETS) + " |", "|---|" + "---:|" * len(BUCKETS)]
+    for name, m in result["models"].items():
+        if m["clicks"]:
+            bl = m["protocols"]["live"]["by_length"]
+            lines.append(f"| {m['label']} | " + " | ".join(
+                f"{_fmt(bl[n][f'recall@{k}'])} ({bl[n]['n_predictions']:,})" for n, _, _ in BUCKETS) + " |")
+    if result.get("ablations"):
+        lines += ["", "## Ablations of JUMP", "",
+                  "Each variant: the selected JUMP parameters with one part removed, same budget (one configuration).", "",
+                  f"| variant | Recall@{k} live | MRR@{k} live | Recall@{k} paper | dwell MAE (s) | train s |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        full = result["models"]["jump"]
+        for label, m in [("JUMP (full)", full)] + [(a["label"], a) for a in result["ablations"].values()]:
+            lines.append(f"| {label} | {_fmt(m[f'recall@{k}'])} | {_fmt(m[f'mrr@{k}'])} | "
+                         f"{_fmt(m['protocols']['paper'][f'recall@{k}'])} | {_fmt(m['dwell_mae_s'], 2)} | "
+                         f"{m['train_seconds']:.1f} |")
+    if result.get("sweep_sigma"):
+        lines += ["", "## Fig. 5: 1/σ² sweep (JUMP)", "",
+                  f"| 1/σ² | σ | Recall@{k} live | Recall@{k} paper | dwell MAE (s) | best epoch |", "|---:|---:|---:|---:|---:|---:|"]
+        for p in result["sweep_sigma"]:
+            lines.append(f"| {p['inv_sigma2']:g} | {p['sigma']:.3g} | {_fmt(p[f'recall@{k}'])} | {_fmt(p['paper_recall@20'])} | "
+                         f"{_fmt(p['dwell_mae_s'], 2)} | {p['best_epoch']} |")
+    if result.get("sweep_dim"):
+        lines += ["", "## Fig. 6: dimension sweep", "", f"Recall@{k} (live) by d:", "",
+                  "| model | " + " | ".join(str(p["dim"]) for p in next(iter(result["sweep_dim"].values()))) + " |",
+                  "|---|" + "---:|" * len(next(iter(result["sweep_dim"].values())))]
+        for name, pts in result["sweep_dim"].items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(p[f"recall@{k}"]) for p in pts) + " |")
+    if result.get("figures"):
+        lines += ["", "## Figures", ""] + [f"- {n}: `{Path(p).name}`" for n, p in result["figures"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def benchmark_figures(result: dict, directory: Path, stem: str) -> dict:
+    plt = _pyplot()
+    k = result.get("k", 20)
+    figs = {}
+    rows = {m["label"]: m["protocols"]["live"] for m in result["models"].values() if m["clicks"]}
+    if rows:
+        figs["fig7_recall_by_length"] = str(plot_recall_by_length(rows, directory / f"{stem}_fig7_recall_by_length.png", k))
+    curves = {m["label"]: m["history"] for m in result["models"].values() if m.get("history")}
+    if curves:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for label, hist in curves.items():
+            ep = [h["epoch"] for h in hist]
+            axes[0].plot(ep, [h["val_recall@20"] for h in hist], marker="o", label=label)
+            axes[1].plot(ep, [h["train_loss_per_click"] for h in hist], marker="o", label=label)
+        axes[0].set_xlabel("epoch")
+        axes[0].set_ylabel(f"validation Recall@{k} (live)")
+        axes[1].set_xlabel("epoch")
+        axes[1].set_ylabel("training loss per click (model's own loss)")
+        axes[1].set_yscale("log")
+        axes[1].legend(fontsize=7)
+        fig.suptitle("Training curves (selected configuration)")
+        fig.tight_layout()
+        path = directory / f"{stem}_training_curves.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figs["training_curves"] = str(path)
+    if result.get("sweep_sigma"):
+        pts = result["sweep_sigma"]
+        x = [p["inv_sigma2"] for p in pts]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        axes[0].plot(x, [p[f"recall@{k}"] for p in pts], marker="o", label="live")
+        axes[0].plot(x, [p["paper_recall@20"] for p in pts], marker="s", label="paper")
+        axes[0].set_ylabel(f"Recall@{k}")
+        axes[0].legend()
+        axes[1].plot(x, [p["dwell_mae_s"] for p in pts], marker="o", color="#ee6677")
+        axes[1].set_ylabel("dwell MAE (s)")
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.set_xlabel("1/σ²")
+        fig.suptitle("Fig. 5: click vs dwell trade-off (JUMP)")
+        fig.tight_layout()
+        path = directory / f"{stem}_fig5_sigma.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figs["fig5_sigma"] = str(path)
+    if result.get("sweep_dim"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, pts in result["sweep_dim"].items():
+            ax.plot([p["dim"] for p in pts], [p[f"recall@{k}"] for p in pts], marker="o", label=name)
+        ax.set_xlabel("dimension d")
+        ax.set_ylabel(f"Recall@{k} (live)")
+        ax.legend()
+        ax.set_title("Fig. 6: dimension")
+        fig.tight_layout()
+        path = directory / f"{stem}_fig6_dim.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figs["fig6_dim"] = str(path)
+    return figs
+
+
+def benchmark_summary(results: list[dict], names: list[str]) -> str:
+    """Tables 2 and 3 across datasets (one column group per dataset), from several benchmark JSON files."""
+    k = 20
+    head = "| model | protocol | " + " | ".join(f"{n} R@{k} | {n} MRR@{k} | {n} NDCG@{k}" for n in names) + " |"
+    lines = ["Next click (Table 3 shape):", "", head, "|---|---|" + "---:|" * (3 * len(names))]
+    labels = []
+    for r in results:
+        for label, protocol, _, _ in _protocol_rows(r):
+            if (label, protocol) not in labels:
+                labels.append((label, protocol))
+    for label, protocol in labels:
+        cells = []
+        for r in results:
+            hit = [e for lab, p, _, e in _protocol_rows(r) if (lab, p) == (label, protocol)]
+            cells += [_fmt(hit[0][f"recall@{k}"]), _fmt(hit[0][f"mrr@{k}"]), _fmt(hit[0][f"ndcg@{k}"])] if hit else ["–"] * 3
+        lines.append(f"| {label} | {protocol} | " + " | ".join(cells) + " |")
+    lines += ["", "Dwell time (Table 2 shape), MAE in seconds:", "", "| model | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * len(names)]
+    dwell_labels = []
+    for r in results:
+        for m in r["models"].values():
+            if m["dwell"] and m["label"] not in dwell_labels:
+                dwell_labels.append(m["label"])
+    for label in dwell_labels:
+        cells = []
+        for r in results:
+            hit = [m for m in r["models"].values() if m["label"] == label]
+            cells.append(_fmt(hit[0]["dwell_mae_s"], 1) if hit else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
