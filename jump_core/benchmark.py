@@ -238,7 +238,7 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
               report_dir: str | None = None, seed: int = 0, device: str = "auto", trials: int | None = None,
               ablations: bool = False, sweeps: tuple[str, ...] = (), max_test_sessions: int | None = None,
               time_budget_s: float | None = None, epochs: int | None = None, progress: bool = True,
-              command: str | None = None, log=print) -> dict:
+              command: str | None = None, threads: int | None = None, log=print) -> dict:
     """Run the benchmark; writes `out_json`, a Markdown report and figures. Returns the JSON dict."""
     from . import report as rep
     unknown = [m for m in models if m not in REGISTRY]
@@ -247,6 +247,8 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
     if ("dim" in sweeps or "sigma" in sweeps or ablations) and "jump" not in models:
         raise ValueError("--sweeps and --ablations need 'jump' in --models")
     cfg = load_config(config)
+    if threads:
+        torch.set_num_threads(threads)
     for key, value in (("trials", trials), ("time_budget_s", time_budget_s), ("epochs", epochs)):
         if value is not None:
             cfg["budget"][key] = value

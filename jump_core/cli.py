@@ -268,6 +268,7 @@ def _add_benchmark(sub):
     p.add_argument("--ablations", action="store_true", help="also train the config's JUMP ablations")
     p.add_argument("--sweeps", default="", help="comma-separated: sigma (Fig. 5), dim (Fig. 6)")
     p.add_argument("--max-test-sessions", type=int, default=None, help="evaluate on a seeded sample of test sessions")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_benchmark)
     s = sub.add_parser("benchmark-summary", help="merge benchmark JSON files into Tables 2-3 across datasets")
@@ -286,7 +287,7 @@ def cmd_benchmark(a) -> int:
         raise ValueError(f"unknown sweep(s) {', '.join(bad)} (known: sigma, dim)")
     benchmark(a.data, models, a.json, config=a.config, report_dir=a.report_dir, seed=a.seed, device=a.device,
               trials=a.trials, ablations=a.ablations, sweeps=sweeps, max_test_sessions=a.max_test_sessions,
-              time_budget_s=a.time_budget, epochs=a.epochs, progress=not a.no_progress,
+              time_budget_s=a.time_budget, epochs=a.epochs, progress=not a.no_progress, threads=a.threads,
               command="jump " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jump") else None)
     return 0
 
