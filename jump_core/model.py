@@ -57,6 +57,10 @@ class JumpConfig:
     time_embedding: bool = True   # eq. 16's T[floor(tau)]; False: V[i] only (tau still sets n_j)
     dwell_loss: bool = True       # eq. 17's dwell term; False: clicks only (the dwell head is not trained)
     dwell_head: str = "per_item"  # eq. 11's W[i], b[i]; "shared": one W, b for every item
+    # Not in the paper (an investigation knob of docs/RESULTS.md, off by default): during training,
+    # feed each click's dwell to the network as the live rule's (c2, censored) with this probability,
+    # so the live representation of the latest click is not only ever seen on last clicks.
+    live_censor_p: float = 0.0
 
     def __post_init__(self):
         if self.recurrent not in RECURRENT_LAYERS:
@@ -308,7 +312,12 @@ class Jump(nn.Module):
     def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
         """Joint negative log-likelihood of eq. 17-18 (mean over sessions) and its parts."""
         c = self.config
-        v, _, _ = self.features(batch)                                     # (B, L, d)
+        inputs = batch
+        if self.training and c.live_censor_p > 0:
+            hide = torch.rand(batch.tau.shape, device=batch.tau.device) < c.live_censor_p        # (B, L)
+            inputs = SessionBatch(batch.items, torch.where(hide, torch.full_like(batch.tau, c.c2), batch.tau),
+                                  batch.delta | hide, batch.lengths)
+        v, _, _ = self.features(inputs)                                    # (B, L, d)
         ctx = self.context(v)                                              # (B, L, d)
         m = batch.mask                                                     # (B, L)
         click_ll = -F.cross_entropy(self.click_logits(ctx[m]), batch.items[m], reduction="none")

@@ -316,3 +316,19 @@ def test_ablation_switches_do_what_they_say():
     torch.testing.assert_close(v, h)
     with pytest.raises(ValueError, match="recurrent"):
         JumpConfig(n_items=5, recurrent="lstm")
+
+
+def test_live_censor_p_hides_input_dwells_only_in_training():
+    b = batch_of()
+    hidden = SessionBatch(b.items, torch.where(b.mask, torch.full_like(b.tau, 30.0), b.tau), b.delta | b.mask, b.lengths)
+    m0, m1 = make_model(), make_model(live_censor_p=1.0)
+    m0.train(), m1.train()
+    torch.manual_seed(1)
+    out1, loss1 = m1(b)                       # every input dwell fed as (c2, censored) ...
+    v, _, _ = m0.features(hidden)
+    ctx = m0.context(v)
+    want = -torch.nn.functional.cross_entropy(m0.click_logits(ctx[b.mask]), b.items[b.mask], reduction="none")
+    torch.testing.assert_close(out1["click_ll"], want.detach())
+    # ... and evaluation is untouched
+    m1.eval(), m0.eval()
+    torch.testing.assert_close(m1.next_scores(b, "paper"), m0.next_scores(b, "paper"))
