@@ -273,7 +273,8 @@ def _add_benchmark(sub):
     p.set_defaults(func=cmd_benchmark)
     s = sub.add_parser("benchmark-summary", help="merge benchmark JSON files into Tables 2-3 across datasets")
     s.add_argument("inputs", nargs="+", help="JSON files written by `jump benchmark`")
-    s.add_argument("--names", required=True, help="comma-separated dataset names, one per input")
+    s.add_argument("--names", required=True, help="comma-separated dataset names, one per input; inputs with the "
+                   "same name (seeds) are averaged: mean ± sd")
     s.add_argument("--out", required=True, help="Markdown output path")
     s.set_defaults(func=cmd_benchmark_summary)
 

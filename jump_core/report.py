@@ -119,11 +119,12 @@ def benchmark_markdown(result: dict) -> str:
              "targets unseen in training count as misses. `live`: the dwell on the latest click is unknown (the stream's "
              "view); `paper`: it is known (it leaks the next click's time); dwell-blind models are the same under both.",
              "", f"## Next click (Table 3 shape)", "",
-             f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | eval s | selected parameters |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+             f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | all trials s | eval s | selected parameters |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for label, protocol, m, r in _protocol_rows(result):
         lines.append(f"| {label} | {protocol} | {_fmt(r[f'recall@{k}'])} | {_fmt(r[f'mrr@{k}'])} | {_fmt(r[f'ndcg@{k}'])} | "
-                     f"{m['train_seconds']:.1f} | {r.get('eval_wall_seconds', 0):.1f} | {_params(m['params'])} |")
+                     f"{m['train_seconds']:.1f} | {m.get('tune_seconds', 0):.1f} | {r.get('eval_wall_seconds', 0):.1f} | "
+                     f"{_params(m['params'])} |")
     lines += ["", "## Dwell time (Table 2 shape)", "",
               "MAE (s) of the point prediction on uncensored clicks; dwell log-lik: mean censored log-likelihood per click "
               "(the model's own density).", "",
@@ -228,11 +229,30 @@ def benchmark_figures(result: dict, directory: Path, stem: str) -> dict:
     return figs
 
 
+def _mean_sd(values: list, digits: int) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
 def benchmark_summary(results: list[dict], names: list[str]) -> str:
-    """Tables 2 and 3 across datasets (one column group per dataset), from several benchmark JSON files."""
+    """Tables 2 and 3 across datasets (one column group per dataset), from several benchmark JSON files.
+
+    Runs given the same name (e.g. several seeds of one dataset) are one column group: mean ± sample
+    standard deviation over the runs.
+    """
     k = 20
-    head = "| model | protocol | " + " | ".join(f"{n} R@{k} | {n} MRR@{k} | {n} NDCG@{k}" for n in names) + " |"
-    lines = ["Next click (Table 3 shape):", "", head, "|---|---|" + "---:|" * (3 * len(names))]
+    groups: dict[str, list[dict]] = {}
+    for name, r in zip(names, results):
+        groups.setdefault(name, []).append(r)
+    runs = {n: len(g) for n, g in groups.items()}
+    head = "| model | protocol | " + " | ".join(f"{n} R@{k} | {n} MRR@{k} | {n} NDCG@{k}" for n in groups) + " |"
+    lines = ["Next click (Table 3 shape)" + ("; mean ± sd over " + ", ".join(f"{n}: {c} runs" for n, c in runs.items())
+                                             if max(runs.values()) > 1 else "") + ":", "",
+             head, "|---|---|" + "---:|" * (3 * len(groups))]
     labels = []
     for r in results:
         for label, protocol, _, _ in _protocol_rows(r):
@@ -240,21 +260,19 @@ def benchmark_summary(results: list[dict], names: list[str]) -> str:
                 labels.append((label, protocol))
     for label, protocol in labels:
         cells = []
-        for r in results:
-            hit = [e for lab, p, _, e in _protocol_rows(r) if (lab, p) == (label, protocol)]
-            cells += [_fmt(hit[0][f"recall@{k}"]), _fmt(hit[0][f"mrr@{k}"]), _fmt(hit[0][f"ndcg@{k}"])] if hit else ["–"] * 3
+        for runs_of in groups.values():
+            hits = [e for r in runs_of for lab, p, _, e in _protocol_rows(r) if (lab, p) == (label, protocol)]
+            cells += [_mean_sd([h[f"{m}@{k}"] for h in hits], 4) for m in ("recall", "mrr", "ndcg")]
         lines.append(f"| {label} | {protocol} | " + " | ".join(cells) + " |")
-    lines += ["", "Dwell time (Table 2 shape), MAE in seconds:", "", "| model | " + " | ".join(names) + " |",
-              "|---|" + "---:|" * len(names)]
+    lines += ["", "Dwell time (Table 2 shape), MAE in seconds:", "", "| model | " + " | ".join(groups) + " |",
+              "|---|" + "---:|" * len(groups)]
     dwell_labels = []
     for r in results:
         for m in r["models"].values():
             if m["dwell"] and m["label"] not in dwell_labels:
                 dwell_labels.append(m["label"])
     for label in dwell_labels:
-        cells = []
-        for r in results:
-            hit = [m for m in r["models"].values() if m["label"] == label]
-            cells.append(_fmt(hit[0]["dwell_mae_s"], 1) if hit else "–")
+        cells = [_mean_sd([m["dwell_mae_s"] for r in runs_of for m in r["models"].values() if m["label"] == label], 1)
+                 for runs_of in groups.values()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
