@@ -61,16 +61,23 @@ class JumpConfig:
     # feed each click's dwell to the network as the live rule's (c2, censored) with this probability,
     # so the live representation of the latest click is not only ever seen on last clicks.
     live_censor_p: float = 0.0
+    # Not in the paper either (investigation knob): rows of T. "second" is eq. 16's T[floor(tau)]
+    # (one row per second up to max(c1, c2)); "log" shares rows on a log scale, two per doubling:
+    # row = 1 + floor(2 log2(tau)) for tau >= 1 s, row 0 below, so rare long dwells share a trained row.
+    time_buckets: str = "second"
 
     def __post_init__(self):
         if self.recurrent not in RECURRENT_LAYERS:
             raise ValueError(f"recurrent must be one of {sorted(RECURRENT_LAYERS)}, not {self.recurrent!r}")
+        if self.time_buckets not in ("second", "log"):
+            raise ValueError(f"time_buckets must be 'second' or 'log', not {self.time_buckets!r}")
         if self.dwell_head not in ("per_item", "shared"):
             raise ValueError(f"dwell_head must be 'per_item' or 'shared', not {self.dwell_head!r}")
 
     @property
-    def time_rows(self) -> int:  # rows of T: floor(tau) for tau in [0, max(c1, c2)]
-        return int(math.floor(max(self.c1, self.c2))) + 1
+    def time_rows(self) -> int:  # rows of T: floor(tau) for tau in [0, max(c1, c2)] (or its log buckets)
+        top = max(self.c1, self.c2)
+        return int(math.floor(top)) + 1 if self.time_buckets == "second" else 2 + int(math.floor(2 * math.log2(max(top, 1.0))))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,6 +248,15 @@ class Jump(nn.Module):
         c = self.config
         return torch.ceil(tau / c.z).clamp(1, c.max_fast_steps).long()
 
+    def time_row(self, tau: torch.Tensor) -> torch.Tensor:
+        """Row of T for each dwell (eq. 16: floor(tau); or its log bucket, see JumpConfig).  (...) long"""
+        c = self.config
+        if c.time_buckets == "second":
+            rows = torch.floor(tau)
+        else:
+            rows = torch.where(tau >= 1, 1 + torch.floor(2 * torch.log2(tau.clamp_min(1.0))), torch.zeros_like(tau))
+        return rows.long().clamp(0, c.time_rows - 1)
+
     def embed(self, items: torch.Tensor, tau: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Eq. 16: BatchNorm(V[i] + T[floor(tau)]).  (B, L) -> (B, L, d).
 
@@ -248,7 +264,7 @@ class Jump(nn.Module):
         """
         x = self.item_emb(items)                                           # (B, L, d)
         if self.config.time_embedding:
-            x = x + self.time_emb(torch.floor(tau).long().clamp(0, self.config.time_rows - 1))
+            x = x + self.time_emb(self.time_row(tau))                      # (B, L, d)
         out = torch.zeros_like(x)                                          # (B, L, d)
         out[mask] = self.emb_norm(x[mask])                                 # (n_valid, d)
         return out

@@ -164,6 +164,15 @@ def test_time_embedding_rows_cover_censored_range():
     torch.testing.assert_close(x[0], expected)
 
 
+def test_log_time_buckets_share_rows_on_a_log_scale():
+    model = make_model(c1=2000.0, c2=30.0, time_buckets="log")
+    assert model.time_emb.num_embeddings == 23                      # 1 + floor(2 log2 2000) = 22 is the last row
+    tau = torch.tensor([0.0, 0.99, 1.0, 1.41, 1.42, 2.0, 30.0, 2000.0, 5000.0])
+    assert model.time_row(tau).tolist() == [0, 0, 1, 1, 2, 3, 10, 22, 22]
+    with pytest.raises(ValueError, match="time_buckets"):
+        JumpConfig(n_items=5, time_buckets="minute")
+
+
 # -- batching: masks and padding --------------------------------------------------------------------------
 
 def _pad_more(b: SessionBatch, extra: int) -> SessionBatch:
@@ -261,7 +270,7 @@ def test_predict_is_one_pass_of_both_heads():
 # -- ablations (jump benchmark --ablations): every variant keeps the model contract -----------------
 
 ABLATIONS = [dict(recurrent="rh"), dict(recurrent="gru"), dict(attention=False), dict(time_embedding=False),
-             dict(dwell_loss=False), dict(dwell_head="shared")]
+             dict(dwell_loss=False), dict(dwell_head="shared"), dict(time_buckets="log")]
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
