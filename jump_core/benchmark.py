@@ -26,6 +26,7 @@ import yaml
 from .data import PreparedDataset, SessionSet, load_prepared
 from .evaluate import evaluate
 from .model import Jump, JumpConfig
+from .report import fmt_number
 from .train import TrainConfig, fit_model, resolve_device, seed_everything, split_validation
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "default.yaml"
@@ -188,8 +189,8 @@ def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet,
         rec["val"] = _small(v)
         rec["val_score"] = _selection_score(spec, v) if v else 0.0
         records.append(rec)
-        log(f"[{name}] trial {t + 1}: validation Recall@20 {_fmt(v and v[f'recall@{K}'])}, "
-            f"dwell MAE {_fmt(v and v['dwell_mae_s'])} s, trained in {rec['train_seconds']:.1f} s")
+        log(f"[{name}] trial {t + 1}: validation Recall@20 {fmt_number(v and v[f'recall@{K}'])}, "
+            f"dwell MAE {fmt_number(v and v['dwell_mae_s'])} s, trained in {rec['train_seconds']:.1f} s")
         if best is None or rec["val_score"] > best[1]["val_score"]:
             best = (model, rec)
     tune_seconds = round(time.time() - t_start, 2)
@@ -212,8 +213,8 @@ def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet,
                                      if p in protocols), 2),
            "params": rec["params"], "best_epoch": rec.get("best_epoch"), "history": rec.get("history"),
            "protocols": results, "trials": records}
-    log(f"[{name}] test (live): Recall@20 {_fmt(out[f'recall@{K}'])}  MRR@20 {_fmt(out[f'mrr@{K}'])}  "
-        f"dwell MAE {_fmt(out['dwell_mae_s'])} s  (train {out['train_seconds']:.1f} s, eval {out['eval_seconds']:.1f} s)")
+    log(f"[{name}] test (live): Recall@20 {fmt_number(out[f'recall@{K}'])}  MRR@20 {fmt_number(out[f'mrr@{K}'])}  "
+        f"dwell MAE {fmt_number(out['dwell_mae_s'])} s  (train {out['train_seconds']:.1f} s, eval {out['eval_seconds']:.1f} s)")
     return out
 
 
@@ -221,10 +222,6 @@ def _small(r: dict | None) -> dict | None:
     if r is None:
         return None
     return {k: r[k] for k in (f"recall@{K}", f"mrr@{K}", "dwell_mae_s", "n_predictions")}
-
-
-def _fmt(x, digits=4):
-    return "–" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
 
 
 def hardware() -> dict:

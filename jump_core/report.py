@@ -9,8 +9,12 @@ from .data import SessionSet
 from .evaluate import BUCKETS
 
 
-def _fmt(x, digits=4):
-    return "–" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else f"{x:,}")
+def fmt_number(x, digits=4):
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.3g}" if abs(x) >= 1e6 else f"{x:.{digits}f}"     # e.g. a dwell MAE of 1.4e+25 s
+    return f"{x:,}"
 
 
 def markdown_table(results: dict[str, dict], k: int = 20) -> str:
@@ -18,8 +22,8 @@ def markdown_table(results: dict[str, dict], k: int = 20) -> str:
     lines = [f"| model / protocol | Recall@{k} | MRR@{k} | NDCG@{k} | dwell MAE (s) | dwell log-lik | predictions | OOV targets |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in results.items():
-        lines.append(f"| {label} | {_fmt(r[f'recall@{k}'])} | {_fmt(r[f'mrr@{k}'])} | {_fmt(r[f'ndcg@{k}'])} | "
-                     f"{_fmt(r['dwell_mae_s'], 2)} | {_fmt(r.get('dwell_loglik'), 3)} | {r['n_predictions']:,} | "
+        lines.append(f"| {label} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
+                     f"{fmt_number(r['dwell_mae_s'], 2)} | {fmt_number(r.get('dwell_loglik'), 3)} | {r['n_predictions']:,} | "
                      f"{r.get('n_oov_targets', 0):,} |")
     lines += ["", f"Recall@{k} by session length (Fig. 7):", "",
               "| model / protocol | " + " | ".join(b[0] for b in BUCKETS) + " |",
@@ -28,7 +32,7 @@ def markdown_table(results: dict[str, dict], k: int = 20) -> str:
         cells = []
         for name, _, _ in BUCKETS:
             e = r["by_length"][name]
-            cells.append(f"{_fmt(e[f'recall@{k}'])} ({e['n_predictions']:,})")
+            cells.append(f"{fmt_number(e[f'recall@{k}'])} ({e['n_predictions']:,})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -122,7 +126,7 @@ def benchmark_markdown(result: dict) -> str:
              f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | all trials s | eval s | selected parameters |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for label, protocol, m, r in _protocol_rows(result):
-        lines.append(f"| {label} | {protocol} | {_fmt(r[f'recall@{k}'])} | {_fmt(r[f'mrr@{k}'])} | {_fmt(r[f'ndcg@{k}'])} | "
+        lines.append(f"| {label} | {protocol} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
                      f"{m['train_seconds']:.1f} | {m.get('tune_seconds', 0):.1f} | {r.get('eval_wall_seconds', 0):.1f} | "
                      f"{_params(m['params'])} |")
     lines += ["", "## Dwell time (Table 2 shape)", "",
@@ -132,7 +136,7 @@ def benchmark_markdown(result: dict) -> str:
     for name, m in result["models"].items():
         if m["dwell"]:
             r = m["protocols"]["live"]
-            lines.append(f"| {m['label']} | {_fmt(r['dwell_mae_s'], 2)} | {_fmt(r.get('dwell_loglik'), 3)} | "
+            lines.append(f"| {m['label']} | {fmt_number(r['dwell_mae_s'], 2)} | {fmt_number(r.get('dwell_loglik'), 3)} | "
                          f"{r['n_dwell']:,} | {m['train_seconds']:.1f} |")
     lines += ["", f"## Recall@{k} by session length (Fig. 7 shape, live protocol)", "",
               "| model | " + " | ".join(n for n, _, _ in BUCKETS) + " |", "|---|" + "---:|" * len(BUCKETS)]
@@ -140,7 +144,7 @@ def benchmark_markdown(result: dict) -> str:
         if m["clicks"]:
             bl = m["protocols"]["live"]["by_length"]
             lines.append(f"| {m['label']} | " + " | ".join(
-                f"{_fmt(bl[n][f'recall@{k}'])} ({bl[n]['n_predictions']:,})" for n, _, _ in BUCKETS) + " |")
+                f"{fmt_number(bl[n][f'recall@{k}'])} ({bl[n]['n_predictions']:,})" for n, _, _ in BUCKETS) + " |")
     if result.get("ablations"):
         lines += ["", "## Ablations of JUMP", "",
                   "Each variant: the selected JUMP parameters with one part removed, same budget (one configuration).", "",
@@ -148,21 +152,21 @@ def benchmark_markdown(result: dict) -> str:
                   "|---|---:|---:|---:|---:|---:|"]
         full = result["models"]["jump"]
         for label, m in [("JUMP (full)", full)] + [(a["label"], a) for a in result["ablations"].values()]:
-            lines.append(f"| {label} | {_fmt(m[f'recall@{k}'])} | {_fmt(m[f'mrr@{k}'])} | "
-                         f"{_fmt(m['protocols']['paper'][f'recall@{k}'])} | {_fmt(m['dwell_mae_s'], 2)} | "
+            lines.append(f"| {label} | {fmt_number(m[f'recall@{k}'])} | {fmt_number(m[f'mrr@{k}'])} | "
+                         f"{fmt_number(m['protocols']['paper'][f'recall@{k}'])} | {fmt_number(m['dwell_mae_s'], 2)} | "
                          f"{m['train_seconds']:.1f} |")
     if result.get("sweep_sigma"):
         lines += ["", "## Fig. 5: 1/σ² sweep (JUMP)", "",
                   f"| 1/σ² | σ | Recall@{k} live | Recall@{k} paper | dwell MAE (s) | best epoch |", "|---:|---:|---:|---:|---:|---:|"]
         for p in result["sweep_sigma"]:
-            lines.append(f"| {p['inv_sigma2']:g} | {p['sigma']:.3g} | {_fmt(p[f'recall@{k}'])} | {_fmt(p['paper_recall@20'])} | "
-                         f"{_fmt(p['dwell_mae_s'], 2)} | {p['best_epoch']} |")
+            lines.append(f"| {p['inv_sigma2']:g} | {p['sigma']:.3g} | {fmt_number(p[f'recall@{k}'])} | {fmt_number(p['paper_recall@20'])} | "
+                         f"{fmt_number(p['dwell_mae_s'], 2)} | {p['best_epoch']} |")
     if result.get("sweep_dim"):
         lines += ["", "## Fig. 6: dimension sweep", "", f"Recall@{k} (live) by d:", "",
                   "| model | " + " | ".join(str(p["dim"]) for p in next(iter(result["sweep_dim"].values()))) + " |",
                   "|---|" + "---:|" * len(next(iter(result["sweep_dim"].values())))]
         for name, pts in result["sweep_dim"].items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(p[f"recall@{k}"]) for p in pts) + " |")
+            lines.append(f"| {name} | " + " | ".join(fmt_number(p[f"recall@{k}"]) for p in pts) + " |")
     if result.get("figures"):
         lines += ["", "## Figures", ""] + [f"- {n}: `{Path(p).name}`" for n, p in result["figures"].items()]
     return "\n".join(lines) + "\n"
