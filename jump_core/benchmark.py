@@ -264,8 +264,12 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
               "config_file": cfg["_path"], "budget": cfg["budget"], "seed": seed, "k": K, "hardware": hardware(),
               "device": str(dev), "command": command, "test_sessions": len(test),
               "test_sessions_total": len(data.test), "models": {}}
+    out = Path(out_json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
     for name in models:
         result["models"][name] = run_model(name, data, tr, val, test, cfg, seed, dev, progress, log)
+        partial.write_text(json.dumps(result, indent=2, default=str))       # a long run keeps what it measured
     jump_params = result["models"].get("jump", {}).get("params")
     if ablations:
         result["ablations"] = {}
@@ -300,8 +304,6 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
                 points.append({"dim": int(d), **_sweep_point(r)})
             result["sweep_dim"][name] = points
     result["seconds"] = round(time.time() - t_start, 1)
-    out = Path(out_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
     rdir = Path(report_dir) if report_dir else out.parent
     rdir.mkdir(parents=True, exist_ok=True)
     result["figures"] = rep.benchmark_figures(result, rdir, out.stem)
@@ -309,6 +311,7 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
     md.write_text(rep.benchmark_markdown(result))
     result["markdown"] = str(md)
     out.write_text(json.dumps(result, indent=2, default=str))
+    partial.unlink(missing_ok=True)
     log(f"benchmark done in {result['seconds']:.0f} s: wrote {out}, {md} and {len(result['figures'])} figures")
     return result
 

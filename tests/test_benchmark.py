@@ -51,6 +51,7 @@ def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_data, tmp_path):
     rc = main(["benchmark", "--data", str(tiny_data / "data"), "--models", "all", "--json", str(out),
                "--config", str(TINY), "--ablations", "--sweeps", "sigma,dim", "--no-progress"])
     assert rc == 0
+    assert not (out.parent / "tiny.json.partial").exists()
     r = json.loads(out.read_text())
     assert set(r["models"]) == set(ALL_MODELS)
     for name, m in r["models"].items():
