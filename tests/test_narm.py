@@ -3,10 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from jump_core.evaluate import evaluate
 from jump_core.narm import NARM
-from jump_core.pop import Popularity
-from jump_core.train import TrainConfig, fit_model, split_validation
+from tests.baseline_helpers import assert_beats_pop, fit_briefly
 from tests.test_gru4rec import _contract_checks
 
 
@@ -56,14 +54,8 @@ def test_narm_learns_and_beats_pop(synthetic_prepared):
     data = synthetic_prepared
     torch.manual_seed(0)
     model = NARM(data.n_items, dim=32, hidden=32)
-    tr, val = split_validation(data.train, 0.1, 0)
-    summary = fit_model(model, tr, val, TrainConfig(lr=1e-2, epochs=3, patience=3), progress=False,
-                        log=lambda *_: None, select="val_recall", protocol="live")
+    summary = fit_briefly(model, data, lr=1e-2, epochs=3)
     losses = [h["train_loss_per_click"] for h in summary["history"]]
     assert len(losses) == 3 and losses[0] > losses[1] > losses[2], losses
-    r = evaluate(model, data.test, "live")
-    r_pop = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
-    assert r["n_predictions"] == r_pop["n_predictions"] > 5000
-    assert r["recall@20"] > r_pop["recall@20"] + 0.1, (r["recall@20"], r_pop["recall@20"])
-    assert r["mrr@20"] > r_pop["mrr@20"]
+    r = assert_beats_pop(model, data, margin=0.1)
     assert r["dwell_mae_s"] is None
