@@ -277,6 +277,25 @@ def _add_benchmark(sub):
                    "same name (seeds) are averaged: mean ± sd")
     s.add_argument("--out", required=True, help="Markdown output path")
     s.set_defaults(func=cmd_benchmark_summary)
+    r = sub.add_parser("benchmark-render", help="write a benchmark JSON's Markdown report and figures again")
+    r.add_argument("json", help="JSON file written by `jump benchmark`")
+    r.add_argument("--report-dir", default=None, help="default: next to the JSON")
+    r.set_defaults(func=cmd_benchmark_render)
+
+
+def cmd_benchmark_render(a) -> int:
+    from .report import benchmark_figures, benchmark_markdown
+    path = Path(a.json)
+    result = json.loads(path.read_text())
+    rdir = Path(a.report_dir) if a.report_dir else path.parent
+    rdir.mkdir(parents=True, exist_ok=True)
+    result["figures"] = benchmark_figures(result, rdir, path.stem)
+    md = rdir / f"{path.stem}.md"
+    md.write_text(benchmark_markdown(result))
+    result["markdown"] = str(md)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {md} and {len(result['figures'])} figures")
+    return 0
 
 
 def cmd_benchmark(a) -> int:

@@ -207,7 +207,8 @@ def benchmark_figures(result: dict, directory: Path, stem: str) -> dict:
         axes[0].set_ylabel(f"Recall@{k}")
         axes[0].legend()
         axes[1].plot(x, [p["dwell_mae_s"] for p in pts], marker="o", color="#ee6677")
-        axes[1].set_ylabel("dwell MAE (s)")
+        axes[1].set_ylabel("dwell MAE (s), log scale")
+        axes[1].set_yscale("log")
         for ax in axes:
             ax.set_xscale("log")
             ax.set_xlabel("1/σ²")

@@ -80,6 +80,10 @@ def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_data, tmp_path):
         assert label in md
     for fig in ("fig7_recall_by_length", "training_curves", "fig5_sigma", "fig6_dim"):
         assert Path(r["figures"][fig]).stat().st_size > 5000, fig
+    # the report can be written again from the JSON alone
+    Path(r["markdown"]).unlink()
+    assert main(["benchmark-render", str(out)]) == 0
+    assert Path(r["markdown"]).read_text() == md
     # the merged tables across datasets
     summary = tmp_path / "summary.md"
     assert main(["benchmark-summary", str(out), str(out), "--names", "a,b", "--out", str(summary)]) == 0
