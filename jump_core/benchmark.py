@@ -234,7 +234,8 @@ def hardware() -> dict:
 def benchmark(data_dir: str, models: list[str], out_json: str, config: str | None = None,
               report_dir: str | None = None, seed: int = 0, device: str = "auto", trials: int | None = None,
               ablations: bool = False, sweeps: tuple[str, ...] = (), max_test_sessions: int | None = None,
-              time_budget_s: float | None = None, epochs: int | None = None, progress: bool = True,
+              time_budget_s: float | None = None, epochs: int | None = None, patience: int | None = None,
+              progress: bool = True,
               command: str | None = None, threads: int | None = None, log=print) -> dict:
     """Run the benchmark; writes `out_json`, a Markdown report and figures. Returns the JSON dict."""
     from . import report as rep
@@ -246,7 +247,7 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
     cfg = load_config(config)
     if threads:
         torch.set_num_threads(threads)
-    for key, value in (("trials", trials), ("time_budget_s", time_budget_s), ("epochs", epochs)):
+    for key, value in (("trials", trials), ("time_budget_s", time_budget_s), ("epochs", epochs), ("patience", patience)):
         if value is not None:
             cfg["budget"][key] = value
     t_start = time.time()

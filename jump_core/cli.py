@@ -264,6 +264,7 @@ def _add_benchmark(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--trials", type=int, default=None, help="override the config's trials per model")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epoch cap per trial")
+    p.add_argument("--patience", type=int, default=None, help="override the config's early-stopping patience")
     p.add_argument("--time-budget", type=float, default=None, help="override the config's training seconds per trial")
     p.add_argument("--ablations", action="store_true", help="also train the config's JUMP ablations")
     p.add_argument("--sweeps", default="", help="comma-separated: sigma (Fig. 5), dim (Fig. 6)")
@@ -307,7 +308,8 @@ def cmd_benchmark(a) -> int:
         raise ValueError(f"unknown sweep(s) {', '.join(bad)} (known: sigma, dim)")
     benchmark(a.data, models, a.json, config=a.config, report_dir=a.report_dir, seed=a.seed, device=a.device,
               trials=a.trials, ablations=a.ablations, sweeps=sweeps, max_test_sessions=a.max_test_sessions,
-              time_budget_s=a.time_budget, epochs=a.epochs, progress=not a.no_progress, threads=a.threads,
+              time_budget_s=a.time_budget, epochs=a.epochs, patience=a.patience, progress=not a.no_progress,
+              threads=a.threads,
               command="jump " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jump") else None)
     return 0
 
