@@ -278,7 +278,7 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
             log(f"[ablation] {abl}: {override}")
             r = run_model("jump", data, tr, val, test, cfg, seed, dev, progress, log,
                           params_override={**jump_params, **override}, protocols=("paper", "live"))
-            r["label"] = f"JUMP − {abl.replace('_', ' ')}"
+            r["label"] = f"JUMP, {abl} (" + ", ".join(f"{k}={v}" for k, v in override.items()) + ")"
             r["override"] = override
             result["ablations"][abl] = r
     sw = cfg.get("sweeps") or {}

@@ -147,7 +147,8 @@ def benchmark_markdown(result: dict) -> str:
                 f"{fmt_number(bl[n][f'recall@{k}'])} ({bl[n]['n_predictions']:,})" for n, _, _ in BUCKETS) + " |")
     if result.get("ablations"):
         lines += ["", "## Ablations of JUMP", "",
-                  "Each variant: the selected JUMP parameters with one part removed, same budget (one configuration).", "",
+                  "Each variant: the selected JUMP parameters with one change (a part removed or replaced), "
+                  "trained once with the same per-trial budget and seed.", "",
                   f"| variant | Recall@{k} live | MRR@{k} live | Recall@{k} paper | dwell MAE (s) | train s |",
                   "|---|---:|---:|---:|---:|---:|"]
         full = result["models"]["jump"]
