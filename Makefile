@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= runs/demo
 DEMO_CLICKS ?= 60000
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test bench benchmark benchmark-scale clean venv
 
 venv: $(STAMP)
 
@@ -55,6 +55,39 @@ demo: $(STAMP) $(DEMO)/jump_sigma10.ckpt $(DEMO)/jump_sigma1.ckpt
 
 bench: $(STAMP)
 	$(JUMP) bench train
+
+# docs/RESULTS.md: the benchmark on the real samples in ../shared/data (each skipped when absent),
+# main tables (RecSys15 extract: 1 seed; the three small samples: 5 seeds), then the RecSys15 extras.
+SHARED ?= ../shared/data
+BENCH  ?= runs/bench
+benchmark: $(STAMP)
+	@set -e; \
+	prep() { name=$$1; shift; [ -e "$$2" ] || { echo "skip $$name: $$2 not found"; return 1; }; \
+	  [ -f $(BENCH)/$$name/data/meta.json ] || $(JUMP) prepare "$$@" --out $(BENCH)/$$name/data; }; \
+	if prep rsc15 --format rsc15-prepared $(SHARED)/yoochoose-rsc15/session-rec-100k/yoochoose-clicks-100k_train_full.txt.gz \
+	     --test $(SHARED)/yoochoose-rsc15/session-rec-100k/yoochoose-clicks-100k_test.txt; then \
+	  $(JUMP) benchmark --data $(BENCH)/rsc15/data --models all --json $(BENCH)/final/rsc15/rsc15.json --no-progress; fi; \
+	for spec in diginetica:diginetica-cikm16/sr-gnn-sample/sample_train-item-views.csv \
+	            reddit:reddit/kaggle-head-sample/reddit_sample.csv retailrocket:retailrocket/sr-gtm-sample/sample_retailrocket.csv; do \
+	  name=$${spec%%:*}; file=$(SHARED)/$${spec#*:}; \
+	  if prep $$name --format $$name $$file; then for s in 0 1 2 3 4; do \
+	    $(JUMP) benchmark --data $(BENCH)/$$name/data --models all --seed $$s --json $(BENCH)/final/$$name/$${name}_seed$$s.json --no-progress; \
+	  done; fi; \
+	done; \
+	if [ -f $(BENCH)/rsc15/data/meta.json ]; then \
+	  $(JUMP) benchmark --data $(BENCH)/rsc15/data --models jump,narm,gru4rec_bprmax --ablations --sweeps sigma,dim \
+	    --epochs 10 --patience 2 --json $(BENCH)/rsc15/extras/rsc15_extras.json --no-progress; \
+	  $(JUMP) benchmark --data $(BENCH)/rsc15/data --models jump --config configs/benchmark/investigate.yaml --ablations \
+	    --json $(BENCH)/rsc15/investigate/rsc15_investigate.json --no-progress; fi
+
+# docs/RESULTS.md, scale: >= 5 M synthetic clicks, one configuration per model (configs/benchmark/scale.yaml).
+benchmark-scale: $(STAMP)
+	[ -f $(BENCH)/synth5m/clicks.csv ] || $(JUMP) synth --clicks 5000000 --seed 1 --out $(BENCH)/synth5m/clicks.csv
+	[ -f $(BENCH)/synth5m/data/meta.json ] || $(JUMP) prepare --format csv --session-col session_id --item-col item_id \
+		--time-col timestamp $(BENCH)/synth5m/clicks.csv --out $(BENCH)/synth5m/data
+	$(JUMP) benchmark --data $(BENCH)/synth5m/data --config configs/benchmark/scale.yaml --max-test-sessions 5000 \
+		--models pop,item_median,item_lognormal,sknn,vsknn,gru4rec_bprmax,narm,jump \
+		--json $(BENCH)/synth5m/report/synth5m.json --no-progress
 
 clean:
 	rm -rf $(VENV) runs
