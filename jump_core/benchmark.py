@@ -45,6 +45,9 @@ class ModelSpec:
 
 REGISTRY: dict[str, ModelSpec] = {
     "jump": ModelSpec("model", "Jump", "JUMP", {}, True, True, True),
+    # Two changes the paper does not make, found by docs/RESULTS.md's investigation (JumpConfig documents them).
+    "jump_variant": ModelSpec("model", "Jump", "JUMP variant: log-scale time rows, live-censored training (ours)",
+                              {"time_buckets": "log", "live_censor_p": 0.3}, True, True, True),
     "pop": ModelSpec("pop", "Popularity", "POP (+ global median dwell)", {}, True, True, False),
     "sknn": ModelSpec("sknn", "SessionKNN", "SKNN", {}, True, False, False),
     "vsknn": ModelSpec("sknn", "VSKNN", "V-SKNN", {}, True, False, False),
@@ -126,8 +129,8 @@ def build_model(name: str, n_items: int, params: dict, data_config: dict):
         raise ValueError(f"unknown model {name!r} (known: {', '.join(ALL_MODELS)})")
     spec = REGISTRY[name]
     censoring = {k: data_config[k] for k in ("c1", "c2") if k in data_config}
-    if name == "jump":
-        return Jump(JumpConfig(n_items=n_items, **{**censoring, **params}))
+    if spec.module == "model":
+        return Jump(JumpConfig(n_items=n_items, **{**censoring, **spec.fixed, **params}))
     cls = getattr(importlib.import_module(f"jump_core.{spec.module}"), spec.cls)
     accepted = inspect.signature(cls.__init__).parameters
     kwargs = {**{k: v for k, v in censoring.items() if k in accepted}, **spec.fixed, **params}

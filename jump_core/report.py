@@ -254,9 +254,9 @@ def benchmark_summary(results: list[dict], names: list[str]) -> str:
     groups: dict[str, list[dict]] = {}
     for name, r in zip(names, results):
         groups.setdefault(name, []).append(r)
-    runs = {n: len(g) for n, g in groups.items()}
+    runs = {n: len({r.get("seed") for r in g}) for n, g in groups.items()}
     head = "| model | protocol | " + " | ".join(f"{n} R@{k} | {n} MRR@{k} | {n} NDCG@{k}" for n in groups) + " |"
-    lines = ["Next click (Table 3 shape)" + ("; mean ± sd over " + ", ".join(f"{n}: {c} runs" for n, c in runs.items())
+    lines = ["Next click (Table 3 shape)" + ("; mean ± sd over " + ", ".join(f"{n}: {c} seeds" for n, c in runs.items())
                                              if max(runs.values()) > 1 else "") + ":", "",
              head, "|---|---|" + "---:|" * (3 * len(groups))]
     labels = []

@@ -88,9 +88,11 @@ def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_data, tmp_path):
     summary = tmp_path / "summary.md"
     assert main(["benchmark-summary", str(out), str(out), "--names", "a,b", "--out", str(summary)]) == 0
     assert "a R@20" in summary.read_text() and "b R@20" in summary.read_text()
-    assert main(["benchmark-summary", str(out), str(out), "--names", "a,a", "--out", str(summary)]) == 0
-    text = summary.read_text()                                   # two runs of one dataset: mean ± sd (here sd 0)
-    assert "a: 2 runs" in text and f"{r['models']['sknn']['recall@20']:.4f} ± 0.0000" in text
+    other_seed = tmp_path / "seed1.json"
+    other_seed.write_text(json.dumps({**r, "seed": 1}))
+    assert main(["benchmark-summary", str(out), str(other_seed), "--names", "a,a", "--out", str(summary)]) == 0
+    text = summary.read_text()                                   # two seeds of one dataset: mean ± sd (here sd 0)
+    assert "a: 2 seeds" in text and f"{r['models']['sknn']['recall@20']:.4f} ± 0.0000" in text
 
 
 def test_benchmark_refuses_unknown_models_and_sweeps(tiny_data, tmp_path, capsys):
