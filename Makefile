@@ -86,7 +86,7 @@ benchmark-scale: $(STAMP)
 	[ -f $(BENCH)/synth5m/data/meta.json ] || $(JUMP) prepare --format csv --session-col session_id --item-col item_id \
 		--time-col timestamp $(BENCH)/synth5m/clicks.csv --out $(BENCH)/synth5m/data
 	$(JUMP) benchmark --data $(BENCH)/synth5m/data --config configs/benchmark/scale.yaml --max-test-sessions 5000 \
-		--models pop,item_median,item_lognormal,sknn,vsknn,gru4rec_bprmax,narm,jump \
+		--models pop,item_median,item_lognormal,sknn,vsknn,gru4rec_bprmax,narm,jump,jump_variant \
 		--json $(BENCH)/synth5m/report/synth5m.json --no-progress
 
 clean:
