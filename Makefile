@@ -78,7 +78,11 @@ benchmark: $(STAMP)
 	  $(JUMP) benchmark --data $(BENCH)/rsc15/data --models jump,narm,gru4rec_bprmax --ablations --sweeps sigma,dim \
 	    --epochs 10 --patience 2 --json $(BENCH)/rsc15/extras/rsc15_extras.json --no-progress; \
 	  $(JUMP) benchmark --data $(BENCH)/rsc15/data --models jump --config configs/benchmark/investigate.yaml --ablations \
-	    --json $(BENCH)/rsc15/investigate/rsc15_investigate.json --no-progress; fi
+	    --json $(BENCH)/rsc15/investigate/rsc15_investigate.json --no-progress; fi; \
+	if [ -f $(BENCH)/diginetica/data/meta.json ]; then \
+	  $(JUMP) benchmark --data $(BENCH)/diginetica/data --models jump --config configs/benchmark/investigate.yaml --ablations \
+	    --json $(BENCH)/diginetica/investigate/diginetica_investigate.json --no-progress; fi; \
+	$(JUMP) benchmark-summary $(BENCH)/final/*/*.json --names-from-dirs --out $(BENCH)/final/summary.md
 
 # docs/RESULTS.md, scale: >= 5 M synthetic clicks, one configuration per model (configs/benchmark/scale.yaml).
 benchmark-scale: $(STAMP)

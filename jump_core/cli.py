@@ -274,8 +274,10 @@ def _add_benchmark(sub):
     p.set_defaults(func=cmd_benchmark)
     s = sub.add_parser("benchmark-summary", help="merge benchmark JSON files into Tables 2-3 across datasets")
     s.add_argument("inputs", nargs="+", help="JSON files written by `jump benchmark`")
-    s.add_argument("--names", required=True, help="comma-separated dataset names, one per input; inputs with the "
-                   "same name (seeds) are averaged: mean ± sd")
+    names = s.add_mutually_exclusive_group(required=True)
+    names.add_argument("--names", help="comma-separated dataset names, one per input; inputs with the "
+                       "same name (seeds) are averaged: mean ± sd")
+    names.add_argument("--names-from-dirs", action="store_true", help="name each input by its directory")
     s.add_argument("--out", required=True, help="Markdown output path")
     s.set_defaults(func=cmd_benchmark_summary)
     r = sub.add_parser("benchmark-render", help="write a benchmark JSON's Markdown report and figures again")
@@ -316,7 +318,7 @@ def cmd_benchmark(a) -> int:
 
 def cmd_benchmark_summary(a) -> int:
     from .report import benchmark_summary
-    names = a.names.split(",")
+    names = [Path(p).parent.name for p in a.inputs] if a.names_from_dirs else a.names.split(",")
     if len(names) != len(a.inputs):
         raise ValueError(f"--names has {len(names)} names for {len(a.inputs)} inputs")
     md = benchmark_summary([json.loads(Path(p).read_text()) for p in a.inputs], names)

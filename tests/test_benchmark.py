@@ -92,6 +92,10 @@ def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_data, tmp_path):
     other_seed.write_text(json.dumps({**r, "seed": 1}))
     assert main(["benchmark-summary", str(out), str(other_seed), "--names", "a,a", "--out", str(summary)]) == 0
     text = summary.read_text()                                   # two seeds of one dataset: mean ± sd (here sd 0)
+    assert main(["benchmark-summary", str(out), "--names-from-dirs", "--out", str(summary)]) == 0
+    assert "report R@20" in summary.read_text()                # named by the JSON's directory
+    assert main(["benchmark-summary", str(out), str(other_seed), "--names", "a,a", "--out", str(summary)]) == 0
+    text = summary.read_text()
     assert "a: 2 seeds" in text and f"{r['models']['sknn']['recall@20']:.4f} ± 0.0000" in text
 
 
