@@ -44,6 +44,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG, 110 dpi) and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return Path(path)
+
+
 def plot_dwell_histograms(data: SessionSet, path: str | Path, title: str = "") -> Path:
     """Fig. 2: histograms of dwell time and log dwell time (uncensored clicks)."""
     plt = _pyplot()
@@ -56,10 +64,7 @@ def plot_dwell_histograms(data: SessionSet, path: str | Path, title: str = "") -
     axes[1].hist(np.log(tau), bins=100, color="#ee6677")
     axes[1].set_xlabel("log dwell time (log s)")
     fig.suptitle(f"Dwell time histograms (uncensored clicks, n={len(tau):,}) {title}".strip())
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 20) -> Path:
@@ -78,10 +83,7 @@ def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 2
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"Recall@{k} by session length (Fig. 7)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 # -- jump benchmark: Tables 2-3 and Figs. 5-7 ----------------------------------------------------------
@@ -152,7 +154,7 @@ def benchmark_markdown(result: dict) -> str:
                   f"| variant | Recall@{k} live | MRR@{k} live | Recall@{k} paper | dwell MAE (s) | train s |",
                   "|---|---:|---:|---:|---:|---:|"]
         full = result["models"]["jump"]
-        for label, m in [("JUMP (full)", full)] + [(a["label"], a) for a in result["ablations"].values()]:
+        for label, m in [("JUMP (selected configuration)", full)] + [(a["label"], a) for a in result["ablations"].values()]:
             lines.append(f"| {label} | {fmt_number(m[f'recall@{k}'])} | {fmt_number(m[f'mrr@{k}'])} | "
                          f"{fmt_number(m['protocols']['paper'][f'recall@{k}'])} | {fmt_number(m['dwell_mae_s'], 2)} | "
                          f"{m['train_seconds']:.1f} |")
@@ -194,11 +196,7 @@ def benchmark_figures(result: dict, directory: Path, stem: str) -> dict:
         axes[1].set_yscale("log")
         axes[1].legend(fontsize=7)
         fig.suptitle("Training curves (selected configuration)")
-        fig.tight_layout()
-        path = directory / f"{stem}_training_curves.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figs["training_curves"] = str(path)
+        figs["training_curves"] = str(_save(fig, directory / f"{stem}_training_curves.png"))
     if result.get("sweep_sigma"):
         pts = result["sweep_sigma"]
         x = [p["inv_sigma2"] for p in pts]
@@ -214,11 +212,7 @@ def benchmark_figures(result: dict, directory: Path, stem: str) -> dict:
             ax.set_xscale("log")
             ax.set_xlabel("1/σ²")
         fig.suptitle("Fig. 5: click vs dwell trade-off (JUMP)")
-        fig.tight_layout()
-        path = directory / f"{stem}_fig5_sigma.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figs["fig5_sigma"] = str(path)
+        figs["fig5_sigma"] = str(_save(fig, directory / f"{stem}_fig5_sigma.png"))
     if result.get("sweep_dim"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, pts in result["sweep_dim"].items():
@@ -227,11 +221,7 @@ def benchmark_figures(result: dict, directory: Path, stem: str) -> dict:
         ax.set_ylabel(f"Recall@{k} (live)")
         ax.legend()
         ax.set_title("Fig. 6: dimension")
-        fig.tight_layout()
-        path = directory / f"{stem}_fig6_dim.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figs["fig6_dim"] = str(path)
+        figs["fig6_dim"] = str(_save(fig, directory / f"{stem}_fig6_dim.png"))
     return figs
 
 

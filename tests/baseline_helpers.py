@@ -1,14 +1,30 @@
 """Shared steps of the baseline tests: a short training run, and the comparison with POP."""
+from contextlib import contextmanager
+
+import torch
+
 from jump_core.evaluate import evaluate
 from jump_core.pop import Popularity
 from jump_core.train import TrainConfig, fit_model, split_validation
 
 
+@contextmanager
+def one_torch_thread():
+    """Small models run many small ops per step: extra intra-op threads only wait on a busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def fit_briefly(model, data, lr: float, epochs: int) -> dict:
     """`epochs` epochs of the harness's training loop (no early stop), selected on validation Recall@20 (live)."""
     tr, val = split_validation(data.train, 0.1, 0)
-    return fit_model(model, tr, val, TrainConfig(lr=lr, epochs=epochs, patience=epochs), progress=False,
-                     log=lambda *_: None, select="val_recall", protocol="live")
+    with one_torch_thread():
+        return fit_model(model, tr, val, TrainConfig(lr=lr, epochs=epochs, patience=epochs), progress=False,
+                         log=lambda *_: None, select="val_recall", protocol="live")
 
 
 def assert_beats_pop(model, data, margin: float) -> dict:

@@ -9,7 +9,8 @@ from jump_core.batch import SessionBatch
 from jump_core.dtgru import DTGRU
 from jump_core.evaluate import evaluate
 from jump_core.pop import Popularity
-from jump_core.train import TrainConfig, fit_model, seed_everything, split_validation
+from jump_core.train import seed_everything
+from tests.baseline_helpers import fit_briefly
 
 N_ITEMS = 12
 ITEMS = [[3, 5, 1, 7, 2], [4, 4, 9], [11, 2]]
@@ -91,16 +92,8 @@ def test_tied_output_and_training_step():
 @pytest.fixture(scope="module")
 def trained(synthetic_prepared):
     seed_everything(0)
-    data = synthetic_prepared
-    tr, val = split_validation(data.train, 0.1, 0)
-    model = DTGRU(data.n_items, dim=32)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                     # small matrices: extra threads only wait on a busy CPU
-    try:
-        fit_model(model, tr, val, TrainConfig(lr=0.01, epochs=3, patience=3), progress=False, log=lambda *_: None,
-                  select="val_recall", protocol="live")
-    finally:
-        torch.set_num_threads(threads)
+    model = DTGRU(synthetic_prepared.n_items, dim=32)
+    fit_briefly(model, synthetic_prepared, lr=0.01, epochs=3)
     return model
 
 

@@ -8,15 +8,6 @@ from jump_core.train import TrainConfig
 from tests.baseline_helpers import assert_beats_pop, fit_briefly
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Many small ops per step: intra-op threads only add contention on a shared CPU (30x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_session_parallel_hand_example():
     # sessions (flat clicks): A 0-2, B 3-4, C 5-8, D 9 (one click: no target), E 10-11; 2 slots
     offsets = np.array([0, 3, 5, 9, 10, 12])

@@ -8,14 +8,6 @@ from tests.baseline_helpers import assert_beats_pop, fit_briefly
 from tests.test_gru4rec import _contract_checks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_contract_padding_invariance_causality_column0(synthetic_prepared):
     torch.manual_seed(0)
     _contract_checks(NARM(synthetic_prepared.n_items, dim=24, hidden=20), synthetic_prepared.test)

@@ -10,7 +10,8 @@ from jump_core.batch import SessionBatch
 from jump_core.evaluate import evaluate
 from jump_core.pop import Popularity
 from jump_core.rmtpp import RMTPP
-from jump_core.train import TrainConfig, fit_model, seed_everything, split_validation
+from jump_core.train import seed_everything
+from tests.baseline_helpers import fit_briefly
 
 N_ITEMS = 12
 ITEMS = [[3, 5, 1, 7, 2], [4, 4, 9], [11, 2]]
@@ -103,15 +104,8 @@ def test_training_step_and_gap_censored_option():
 
 def train(data, **kw):
     seed_everything(0)
-    tr, val = split_validation(data.train, 0.1, 0)
     model = RMTPP(data.n_items, dim=32, **kw)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                     # small matrices: extra threads only wait on a busy CPU
-    try:
-        fit_model(model, tr, val, TrainConfig(lr=0.01, epochs=4, patience=4), progress=False, log=lambda *_: None,
-                  select="val_recall", protocol="live")
-    finally:
-        torch.set_num_threads(threads)
+    fit_briefly(model, data, lr=0.01, epochs=4)
     return model
 
 
