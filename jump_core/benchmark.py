@@ -63,6 +63,17 @@ REGISTRY: dict[str, ModelSpec] = {
                                 False, True, False),
 }
 ALL_MODELS = tuple(REGISTRY)
+ALIASES = {"gru4rec": ("gru4rec_ce", "gru4rec_bprmax"), "knn": ("sknn", "vsknn")}   # --models shorthands
+
+
+def expand_models(names: list[str]) -> list[str]:
+    """--models entries with 'all' and the aliases expanded, in order, without repeats."""
+    out: list[str] = []
+    for n in names:
+        for m in ALL_MODELS if n == "all" else ALIASES.get(n, (n,)):
+            if m not in out:
+                out.append(m)
+    return out
 K = 20
 
 
@@ -242,9 +253,11 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
               command: str | None = None, threads: int | None = None, log=print) -> dict:
     """Run the benchmark; writes `out_json`, a Markdown report and figures. Returns the JSON dict."""
     from . import report as rep
+    models = expand_models(models)
     unknown = [m for m in models if m not in REGISTRY]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(ALL_MODELS)})")
+        raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(ALL_MODELS)}; "
+                         f"shorthands: all, {', '.join(ALIASES)})")
     if ("dim" in sweeps or "sigma" in sweeps or ablations) and "jump" not in models:
         raise ValueError("--sweeps and --ablations need 'jump' in --models")
     cfg = load_config(config)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jump_core.benchmark import ALL_MODELS, REGISTRY, build_model, load_config, model_config, trial_params
+from jump_core.benchmark import ALL_MODELS, REGISTRY, build_model, expand_models, load_config, model_config, trial_params
 from jump_core.cli import main
 from jump_core.prepare import PrepareConfig, prepare
 from jump_core.synth import SynthConfig, write_csv
@@ -31,6 +31,11 @@ def test_trials_are_the_defaults_then_distinct_grid_draws():
     assert len(sigs) == len(set(sigs)) == 4                     # the grid has 4 points, the defaults among them
     assert trial_params(entry, 3, seed=0) == trials[:3]          # seeded: the same draws in the same order
     assert trial_params({"params": {}, "train": {}, "search": {}}, 3, 0) == [{}]
+
+
+def test_models_option_expands_all_and_shorthands():
+    assert expand_models(["all"]) == list(ALL_MODELS)
+    assert expand_models(["jump", "gru4rec", "gru4rec_ce", "knn"]) == ["jump", "gru4rec_ce", "gru4rec_bprmax", "sknn", "vsknn"]
 
 
 def test_every_registered_model_builds_from_both_configs():
