@@ -135,7 +135,7 @@ class RecurrentLayer(nn.Module):
         valid output is independent of padding and of the other sequences in the batch.
         """
         B, L, d = x.shape
-        x_proj = self.project(x)                              # (B, L, 2d), once for all steps
+        x_proj = self.project(x)                                           # (B, L, 2d), once for all steps
         fast = x.new_zeros(B, d)                                           # (B, d)
         slow = x.new_zeros(B, d)                                           # (B, d)
         outs, slows = [], []
@@ -146,7 +146,6 @@ class RecurrentLayer(nn.Module):
             outs.append(fast)
             slows.append(slow)
         return torch.stack(outs, 1), torch.stack(slows, 1)                 # (B, L, d) x2
-
 
 
 class FastSlowLayer(RecurrentLayer):
@@ -420,12 +419,12 @@ class Jump(nn.Module):
         live_tau = torch.full_like(prev_tau, c.c2)                         # (B,)
         x = self.embed(items[:, None], live_tau[:, None], torch.ones_like(has_prev)[:, None])[:, 0]
         live_h, _ = self.fast_slow.step(fast, slow, self.fast_slow.project(x), self.n_fast(live_tau))
-        past = ((memory @ live_h[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
-        own = (live_h * live_h).sum(-1, keepdim=True) / scale              # (B, 1)
-        attn = torch.cat([past, own], dim=-1).softmax(-1)                  # (B, M+2)
-        v_live = (attn[:, :-1, None] * memory).sum(1) + attn[:, -1:] * live_h   # (B, d)
-        if not c.attention:
-            v_live = live_h
+        v_live = live_h                                                    # (B, d) without attention
+        if c.attention:
+            past = ((memory @ live_h[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
+            own = (live_h * live_h).sum(-1, keepdim=True) / scale          # (B, 1)
+            attn = torch.cat([past, own], dim=-1).softmax(-1)              # (B, M+2)
+            v_live = (attn[:, :-1, None] * memory).sum(1) + attn[:, -1:] * live_h   # (B, d)
         return self.click_logits(v_live), (torch.exp(mu), mu), (fast, slow, memory, mem_len)
 
     def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:

@@ -78,8 +78,9 @@ def padded_steps(model, data: SessionSet, cfg: "TrainConfig", epoch: int, device
     """Default training steps: shuffled, length-bucketed padded batches; yields (loss, clicks, loss_sum).
 
     `loss` is what is backpropagated; `loss_sum` (a float, `outputs["loss_sum"]` of the model
-    contract) the summed per-click loss, for the per-click figures of the history. A model may define its own `train_steps(data, cfg, epoch, device)` generator with the same
-    yield (GRU4Rec's session-parallel mini-batches do); the loop below backpropagates each loss.
+    contract) the summed per-click loss, for the per-click figures of the history. A model may
+    define its own `train_steps(data, cfg, epoch, device)` generator with the same yield (GRU4Rec's
+    session-parallel mini-batches do); the loop in `fit_model` backpropagates each loss.
     """
     for _, batch in data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
         batch = batch.to(device)
@@ -155,17 +156,13 @@ def fit_model(model: torch.nn.Module, tr: SessionSet, val: SessionSet, cfg: Trai
             "seconds": round(time.time() - t_start, 2)}
 
 
-def build_jump(n_items: int, cfg: TrainConfig, device) -> Jump:
-    return Jump(JumpConfig(n_items=n_items, **cfg.model)).to(device)
-
-
 def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: bool = True,
           log=print) -> dict:
     """Train JUMP on a prepared dataset and write the best checkpoint to `out`. Returns a summary."""
     data = load_prepared(data) if isinstance(data, str) else data
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model = build_jump(data.n_items, cfg, device)
+    model = Jump(JumpConfig(n_items=data.n_items, **cfg.model)).to(device)
     mc = model.config
     tr, val = split_validation(data.train, cfg.val_fraction, cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())

@@ -75,7 +75,7 @@ def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_data, tmp_path):
             assert m["dwell_mae_s"] is None, name
     # dwell-aware models are scored under both protocols separately, the others once
     assert r["models"]["jump"]["protocols"]["paper"] != r["models"]["jump"]["protocols"]["live"]
-    assert r["models"]["sknn"]["protocols"]["paper"] is not None
+    assert r["models"]["sknn"]["protocols"]["paper"] == r["models"]["sknn"]["protocols"]["live"]
     assert set(r["ablations"]) == {"no_fast_slow_gru", "no_attention"}
     assert [p["inv_sigma2"] for p in r["sweep_sigma"]] == [0.01, 1.0]
     assert set(r["sweep_dim"]) == {"jump", "narm"} and [p["dim"] for p in r["sweep_dim"]["narm"]] == [8, 16]
