@@ -119,6 +119,11 @@ def _app(settings: Settings, role: str) -> faust.App:
     )
     app.jump_fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.jump_kafka_kwargs = settings.aiokafka_kwargs()
+
+    @app.timer(interval=min(5.0, settings.health_stale_s / 4))
+    async def _heartbeat():                # /healthz: the worker's event loop is alive
+        metrics.beat()
+
     return app
 
 
@@ -168,6 +173,7 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
     @app.agent(source)
     async def sessionize(stream):
         producer = app.producer
+        metrics.set_ready(True)
         async for events in stream.take_events(s.sessionizer_batch, within=s.sessionizer_wait_s):
             t0 = time.perf_counter()
             if state["loaded_generation"] != state["generation"]:
@@ -238,6 +244,7 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
             await producer.send(topic, key, value, partition, None, None)
 
         await asyncio.get_running_loop().run_in_executor(None, runner.load)
+        metrics.set_ready(True)
         async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
             await runner.handle([Msg(e.message.topic, e.message.partition, e.message.offset, e.message.key,
                                      e.message.value, e.message.timestamp) for e in events], send)
@@ -251,5 +258,5 @@ def run_worker(app: faust.App, settings: Settings) -> None:
     from .broker import ensure_topics
     if settings.create_topics:
         ensure_topics(settings)
-    metrics.serve(settings.metrics_port, settings.metrics_addr)
+    metrics.serve(settings.metrics_port, settings.metrics_addr, settings.health_stale_s)
     faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False).execute_from_commandline()

@@ -197,6 +197,8 @@ def topic_specs(settings: "Settings") -> dict[str, int]:
         settings.topic_predictions: settings.output_partitions,
         settings.topic_training_log: settings.output_partitions,
         settings.topic_dead_letters: settings.output_partitions,
+        settings.topic_model_updates: 1,          # one partition: every worker reads every update, in order
+        settings.topic_training_metrics: 1,
     }
 
 

@@ -62,7 +62,7 @@ def cmd_inference(a) -> int:
         logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
         if s.create_topics:
             ensure_topics(s)
-        metrics.serve(s.metrics_port, s.metrics_addr)
+        metrics.serve(s.metrics_port, s.metrics_addr, s.health_stale_s)
         asyncio.run(run_direct(s))
         return 0
     _faust_argv(s.log_level)

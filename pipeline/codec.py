@@ -26,13 +26,22 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "dead_letter": ("schema", "reason", "detail", "source_topic", "source_partition", "source_offset", "key",
                     "value", "dead_ts"),
     "tick": ("schema", "tick", "wall_ts"),
+    "model_update": ("schema", "version", "seq", "path", "file_sha256", "state_sha256", "vocab_sha256", "n_items",
+                     "config_sha256", "parent_version", "created_ts", "sessions_used", "recall20", "mrr20",
+                     "dwell_mae_s"),
+    "training_metrics": ("schema", "run_id", "started_ts", "finished_ts", "duration_s", "mode", "trigger", "result",
+                         "reason", "candidate_version", "serving_version", "sessions_window", "sessions_train",
+                         "sessions_holdout", "clicks_train", "n_items", "new_items", "epochs", "train_loss",
+                         "candidate_recall20", "candidate_mrr20", "candidate_dwell_mae_s", "serving_recall20",
+                         "serving_mrr20", "serving_dwell_mae_s"),
 }
 #: the fields of a click that are optional (one of user/session is required)
 OPTIONAL_CLICK_FIELDS = ("schema", "user", "session", "event_id")
 
 #: dead-letter reasons (the `reason` field and the metrics label)
 REASONS = ("undecodable", "not_a_map", "missing_field", "wrong_type", "bad_timestamp", "future_timestamp",
-           "unsupported_schema", "late", "session_too_long", "bad_request", "inference_failed")
+           "unsupported_schema", "late", "session_too_long", "bad_request", "inference_failed",
+           "bad_training_log")
 
 #: the key of the internal idle-check tick records sent to every input partition
 TICK_KEY = b"__jump_tick__"

@@ -41,6 +41,10 @@ class Settings:
     topic_predictions: str = _opt("JUMP_TOPIC_PREDICTIONS", "jump-predictions", "one prediction per click")
     topic_training_log: str = _opt("JUMP_TOPIC_TRAINING_LOG", "jump-training-log", "one record per closed session")
     topic_dead_letters: str = _opt("JUMP_TOPIC_DEAD_LETTERS", "jump-dead-letters", "rejected input, with reason")
+    topic_model_updates: str = _opt("JUMP_TOPIC_MODEL_UPDATES", "jump-model-updates",
+                                    "one record per promoted model (the trainer announces, inference reloads)")
+    topic_training_metrics: str = _opt("JUMP_TOPIC_TRAINING_METRICS", "jump-training-metrics",
+                                       "one record per training run of the trainer (promoted or not)")
     partitions: int = _opt("JUMP_PARTITIONS", 4,
                            "partitions of clicks, the re-key topic, requests and the session table "
                            "(co-partitioned; must equal the clicks topic's count when it exists)")
@@ -83,10 +87,37 @@ class Settings:
     cache_sessions: int = _opt("JUMP_INFERENCE_CACHE_SESSIONS", 20000,
                                "sessions whose recurrent state the inference worker keeps (LRU; 0: none, "
                                "every click re-reads its whole context)")
+    model_dir: str = _opt("JUMP_MODEL_DIR", "runs/models",
+                          "versioned checkpoints published by the trainer (a volume shared with the inference "
+                          "workers); inference serves its current.json when present, else JUMP_CHECKPOINT")
+    # -- trainer --------------------------------------------------------------------------------
+    trainer_window_sessions: int = _opt("JUMP_TRAINER_WINDOW_SESSIONS", 50_000,
+                                        "training window: the most recent N closed sessions of the training log")
+    trainer_every_sessions: int = _opt("JUMP_TRAINER_EVERY_SESSIONS", 5_000,
+                                       "train when this many new sessions entered the window ...")
+    trainer_every_s: float = _opt("JUMP_TRAINER_EVERY_S", 3600.0,
+                                  "... or this many seconds passed since the last run (with >= 1 new session)")
+    trainer_min_sessions: int = _opt("JUMP_TRAINER_MIN_SESSIONS", 500, "no training below this window size")
+    trainer_mode: str = _opt("JUMP_TRAINER_MODE", "finetune",
+                             "finetune (start from the serving model, new items appended to its vocabulary) "
+                             "or retrain (from scratch, vocabulary rebuilt from the window)")
+    trainer_holdout_fraction: float = _opt("JUMP_TRAINER_HOLDOUT_FRACTION", 0.1,
+                                           "the most recent fraction of the window held out to compare models")
+    trainer_margin: float = _opt("JUMP_TRAINER_MARGIN", 0.005,
+                                 "promote when candidate Recall@20 (live) >= serving Recall@20 - margin")
+    trainer_epochs: int = _opt("JUMP_TRAINER_EPOCHS", 3, "epochs per training run (early stopping on validation)")
+    trainer_lr: float = _opt("JUMP_TRAINER_LR", 0.001, "Adam learning rate of training runs")
+    trainer_time_budget_s: float = _opt("JUMP_TRAINER_TIME_BUDGET_S", 900.0, "wall-time cap of one training run (s)")
+    trainer_min_item_count: int = _opt("JUMP_TRAINER_MIN_ITEM_COUNT", 2,
+                                       "a new item enters the vocabulary once seen this often in the window")
+    trainer_dim: int = _opt("JUMP_TRAINER_DIM", 100, "d of a model trained from scratch (retrain, or no model yet)")
+    trainer_keep: int = _opt("JUMP_TRAINER_KEEP", 10, "checkpoints kept in JUMP_MODEL_DIR (older ones deleted)")
     # -- operations -----------------------------------------------------------------------------
     metrics_port: int = _opt("JUMP_METRICS_PORT", 9464, "Prometheus /metrics port (0: none)")
     metrics_addr: str = _opt("JUMP_METRICS_ADDR", "0.0.0.0", "address the metrics endpoint binds")
     log_level: str = _opt("JUMP_LOG_LEVEL", "info", "worker log level")
+    health_stale_s: float = _opt("JUMP_HEALTH_STALE_S", 120.0,
+                                 "/healthz fails when the worker's loop made no progress for this long (s)")
 
     @property
     def idle_close(self) -> float:
@@ -146,6 +177,21 @@ class Settings:
              "KAFKA_SECURITY_PROTOCOL", "must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
         need(self.sasl_mechanism in ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), "KAFKA_SASL_MECHANISM",
              "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        need(self.trainer_window_sessions >= 2, "JUMP_TRAINER_WINDOW_SESSIONS", "must be >= 2")
+        need(self.trainer_every_sessions >= 1, "JUMP_TRAINER_EVERY_SESSIONS", "must be >= 1")
+        need(self.trainer_every_s > 0, "JUMP_TRAINER_EVERY_S", "must be > 0")
+        need(2 <= self.trainer_min_sessions <= self.trainer_window_sessions, "JUMP_TRAINER_MIN_SESSIONS",
+             "must be >= 2 and <= JUMP_TRAINER_WINDOW_SESSIONS")
+        need(self.trainer_mode in ("finetune", "retrain"), "JUMP_TRAINER_MODE", "must be finetune or retrain")
+        need(0 < self.trainer_holdout_fraction < 1, "JUMP_TRAINER_HOLDOUT_FRACTION", "must be in (0, 1)")
+        need(0 <= self.trainer_margin < 1, "JUMP_TRAINER_MARGIN", "must be in [0, 1)")
+        need(self.trainer_epochs >= 1, "JUMP_TRAINER_EPOCHS", "must be >= 1")
+        need(self.trainer_lr > 0, "JUMP_TRAINER_LR", "must be > 0")
+        need(self.trainer_time_budget_s > 0, "JUMP_TRAINER_TIME_BUDGET_S", "must be > 0")
+        need(self.trainer_min_item_count >= 1, "JUMP_TRAINER_MIN_ITEM_COUNT", "must be >= 1")
+        need(self.trainer_dim >= 2, "JUMP_TRAINER_DIM", "must be >= 2")
+        need(self.trainer_keep >= 2, "JUMP_TRAINER_KEEP", "must be >= 2 (the serving model and its predecessor)")
+        need(self.health_stale_s > 0, "JUMP_HEALTH_STALE_S", "must be > 0")
         need(bool(self.bootstrap_hosts), "KAFKA_BOOTSTRAP_SERVERS", "must list at least one host:port")
 
     # -- Kafka client settings (security passes through to every client) -----------------------

@@ -1,12 +1,22 @@
-"""Prometheus metrics of the stream workers (base units, `_total` counters, low-cardinality labels).
+"""Prometheus metrics of the stream workers (base units, `_total` counters, low-cardinality labels),
+and the HTTP endpoint serving them with the health probes.
 
-Identity checked by the tests, per sessionizer process:
-    jump_clicks_consumed_total = jump_clicks_accepted_total + sum(jump_dead_letters_total)
-                                 + sum(jump_duplicates_dropped_total) + jump_clicks_rekeyed_total
+Identities checked by the tests, per process:
+    sessionizer: jump_clicks_consumed_total = jump_clicks_accepted_total + sum(jump_dead_letters_total)
+                 + sum(jump_duplicates_dropped_total) + jump_clicks_rekeyed_total
+    trainer:     jump_trainer_records_consumed_total = jump_trainer_sessions_windowed_total
+                 + sum(jump_trainer_sessions_skipped_total) + jump_dead_letters_total{reason="bad_training_log"}
+
+Endpoints (one port, JUMP_METRICS_PORT): /metrics; /healthz (200 while the worker's loop made
+progress within JUMP_HEALTH_STALE_S: a liveness probe); /readyz (200 once the worker is ready --
+model loaded, consumer started -- and healthy: a readiness probe).
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -63,12 +73,97 @@ predicted_dwell = Histogram("jump_predicted_dwell_seconds", "Predicted dwell (me
 model_reloads = Counter("jump_model_reloads", "Checkpoint reload attempts by the inference worker", ["result"],
                         registry=REGISTRY)
 model_info = Gauge("jump_model_info", "The served model (value 1)", ["model_version", "device"], registry=REGISTRY)
+model_refusals = Counter("jump_model_refusals", "Checkpoints refused by the inference worker, by reason",
+                         ["reason"], registry=REGISTRY)
+model_created = Gauge("jump_model_created_timestamp_seconds", "Creation time of the served model (Unix s; "
+                      "time() minus this is the model's staleness)", registry=REGISTRY)
+model_loaded = Gauge("jump_model_loaded_timestamp_seconds", "When the served model was loaded by this worker",
+                     registry=REGISTRY)
+
+# -- trainer ----------------------------------------------------------------------------------------
+_RUN_SECONDS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+trainer_consumed = Counter("jump_trainer_records_consumed", "Training-log records consumed by the trainer",
+                           registry=REGISTRY)
+trainer_windowed = Counter("jump_trainer_sessions_windowed", "Closed sessions added to the training window",
+                           registry=REGISTRY)
+trainer_skipped = Counter("jump_trainer_sessions_skipped", "Training-log records not added to the window: a "
+                          "duplicate session id, or a session too short to have a next click", ["reason"],
+                          registry=REGISTRY)
+trainer_window = Gauge("jump_trainer_window_sessions", "Sessions in the training window", registry=REGISTRY)
+trainer_runs = Counter("jump_trainer_runs", "Training runs, by result (promoted, rejected, failed)", ["result"],
+                       registry=REGISTRY)
+trainer_run_seconds = Histogram("jump_trainer_run_seconds", "Wall time of a training run (train + evaluate + "
+                                "publish)", buckets=_RUN_SECONDS, registry=REGISTRY)
+trainer_last_run = Gauge("jump_trainer_last_run_timestamp_seconds", "End of the last training run",
+                         registry=REGISTRY)
+trainer_last_promotion = Gauge("jump_trainer_last_promotion_timestamp_seconds", "Time of the last promotion",
+                               registry=REGISTRY)
+trainer_holdout = Gauge("jump_trainer_holdout_metric", "Last run's held-out evaluation (live protocol) of the "
+                        "candidate and the serving model", ["model", "metric"], registry=REGISTRY)
+trainer_train_loss = Gauge("jump_trainer_train_loss_per_click", "Last run's training loss per click",
+                           registry=REGISTRY)
+trainer_sessions_used = Gauge("jump_trainer_sessions_used", "Last run's sessions, by split (train, holdout)",
+                              ["split"], registry=REGISTRY)
+trainer_vocabulary = Gauge("jump_trainer_vocabulary_items", "Items in the last candidate's vocabulary",
+                           registry=REGISTRY)
+trainer_new_items = Counter("jump_trainer_new_items", "Items added to the vocabulary by promoted models",
+                            registry=REGISTRY)
+
+# -- health -----------------------------------------------------------------------------------------
+_health = {"beat": time.monotonic(), "ready": False, "stale_s": 120.0}
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    """Expose /metrics; port 0 disables it."""
-    if port:
-        start_http_server(port, addr=addr, registry=REGISTRY)
+def beat() -> None:
+    """Record progress of the worker's loop (liveness)."""
+    _health["beat"] = time.monotonic()
+
+
+def set_ready(ready: bool = True) -> None:
+    _health["ready"] = bool(ready)
+
+
+def health() -> tuple[bool, bool, str]:
+    """(alive, ready, reason)."""
+    age = time.monotonic() - _health["beat"]
+    alive = age <= _health["stale_s"]
+    ready = alive and _health["ready"]
+    reason = ("ok" if ready else "not ready") if alive else f"no progress for {age:.0f} s"
+    return alive, ready, reason
+
+
+def _app():
+    metrics_app = make_wsgi_app(REGISTRY)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path in ("/healthz", "/readyz"):
+            alive, ready, reason = health()
+            ok = alive if path == "/healthz" else ready
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [reason.encode() + b"\n"]
+        return metrics_app(environ, start_response)
+    return app
+
+
+def serve(port: int, addr: str = "0.0.0.0", stale_s: float = 120.0) -> None:
+    """Expose /metrics, /healthz and /readyz on a daemon thread; port 0 disables it."""
+    _health["stale_s"] = stale_s
+    beat()
+    if not port:
+        return
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIServer
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = make_server(addr, port, _app(), Server, handler_class=QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="jump-metrics", daemon=True).start()
 
 
 def record_sessionizer_batch(out) -> None:

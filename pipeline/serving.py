@@ -196,8 +196,10 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
     consumer.subscribe([s.topic_requests], listener=OnRevoke())
     log.info("inference (aiokafka runtime) consuming %s", s.topic_requests)
     last_commit = last_reload = time.monotonic()
+    metrics.set_ready(True)
     try:
         while not stop.is_set():
+            metrics.beat()
             batches = await consumer.getmany(timeout_ms=max(1, int(s.max_wait_s * 1000)), max_records=s.max_batch)
             msgs = [Msg(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
                     for records in batches.values() for r in records]
