@@ -24,7 +24,11 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
-    pass
+    """A checkpoint that cannot be served; `reason` is a short label (metrics, logs)."""
+
+    def __init__(self, message: str, reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def state_sha256(state: dict) -> str:
@@ -68,35 +72,38 @@ def load_checkpoint(path: str | Path, map_location="cpu", expect_items: list[str
     """Load and validate a checkpoint; returns (model in eval mode, metadata)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such checkpoint file", "missing_file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt zip, truncated file, disallowed pickle content
-        raise CheckpointError(f"{path}: not a readable JUMP checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+        raise CheckpointError(f"{path}: not a readable JUMP checkpoint ({type(e).__name__}: {str(e)[:200]})",
+                              "unreadable") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a JUMP checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})")
+        raise CheckpointError(f"{path}: not a JUMP checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})",
+                              "format")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {payload.get('format_version')} is not supported "
-                              f"by this code (version {__version__} reads format {FORMAT_VERSION})")
+                              f"by this code (version {__version__} reads format {FORMAT_VERSION})", "format")
     known = {f.name for f in fields(JumpConfig)}
     cfg = payload.get("config")
     if not isinstance(cfg, dict) or set(cfg) - known or "n_items" not in cfg:
-        raise CheckpointError(f"{path}: incompatible model config {sorted(set(cfg or {}) - known)} (expected fields {sorted(known)})")
+        raise CheckpointError(f"{path}: incompatible model config {sorted(set(cfg or {}) - known)} (expected fields {sorted(known)})",
+                              "config_mismatch")
     state, items = payload.get("state_dict"), payload.get("items")
     if not isinstance(state, dict) or not isinstance(items, list):
-        raise CheckpointError(f"{path}: checkpoint lacks weights or vocabulary")
+        raise CheckpointError(f"{path}: checkpoint lacks weights or vocabulary", "format")
     if state_sha256(state) != payload.get("state_sha256"):
-        raise CheckpointError(f"{path}: weights checksum mismatch (corrupt checkpoint)")
+        raise CheckpointError(f"{path}: weights checksum mismatch (corrupt checkpoint)", "checksum")
     if len(items) + 1 != cfg["n_items"] or vocab_fingerprint(items) != payload.get("vocab_sha256"):
         raise CheckpointError(f"{path}: vocabulary ({len(items)} items) does not match the model config "
-                              f"({cfg['n_items'] - 1} items) or its checksum")
+                              f"({cfg['n_items'] - 1} items) or its checksum", "vocab_mismatch")
     if expect_items is not None and list(expect_items) != items:
         raise CheckpointError(f"{path}: the model's item vocabulary differs from the dataset's "
-                              f"({len(items)} vs {len(expect_items)} items): it was trained on other data")
+                              f"({len(items)} vs {len(expect_items)} items): it was trained on other data", "vocab_mismatch")
     model = Jump(JumpConfig(**cfg))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the config: {str(e)[:300]}") from None
+        raise CheckpointError(f"{path}: weights do not fit the config: {str(e)[:300]}", "config_mismatch") from None
     model.to(map_location).eval()
     return model, {k: v for k, v in payload.items() if k != "state_dict"}

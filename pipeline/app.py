@@ -224,7 +224,7 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
 
 def create_inference_app(settings: Settings, engine=None) -> faust.App:
     """The GPU worker on Faust: micro-batches of requests -> JUMP -> predictions (see serving.py)."""
-    from .serving import InferenceRunner, Msg
+    from .serving import InferenceRunner, Msg, watch_updates
     s = settings
     app = _app(s, "inference")
     source = app.topic(s.topic_requests, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -236,6 +236,10 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
         async def reload_checkpoint():
             await runner.maybe_reload()
 
+    @app.task
+    async def follow_model_updates():
+        await watch_updates(s, runner)
+
     @app.agent(source)
     async def infer(stream):
         producer = app.producer
@@ -243,9 +247,10 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
         async def send(topic, key, value, partition):
             await producer.send(topic, key, value, partition, None, None)
 
-        await asyncio.get_running_loop().run_in_executor(None, runner.load)
+        await runner.wait_for_model()
         metrics.set_ready(True)
         async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
+            runner.swap()                          # a staged model serves from this batch on
             await runner.handle([Msg(e.message.topic, e.message.partition, e.message.offset, e.message.key,
                                      e.message.value, e.message.timestamp) for e in events], send)
             _update_lag(app, {s.topic_requests})

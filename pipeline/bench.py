@@ -396,7 +396,7 @@ def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: 
     topics = {f.name: f"{f.default}-bench-{tag}" for f in dataclasses.fields(base) if f.name.startswith("topic_")}
     s = dataclasses.replace(base, app_id=f"jump-bench-{tag}", partitions=partitions, output_partitions=partitions,
                             tick_interval_s=1.0, idle_close_s=3.0, checkpoint=str(ckpt),
-                            data_dir=str(work / "data" / tag / "{conf.id}"), metrics_addr="127.0.0.1",
+                            model_dir=str(work / "models" / tag), data_dir=str(work / "data" / tag / "{conf.id}"), metrics_addr="127.0.0.1",
                             log_level="info", inference_runtime=runtime, **topics)
     (work / "data" / tag).mkdir(parents=True, exist_ok=True)
     ensure_topics(s, topic_specs(s))

@@ -34,6 +34,38 @@ def _add_inference(sub):
     p.set_defaults(func=cmd_inference)
 
 
+def _add_trainer(sub):
+    p = _worker_parser(sub, "trainer", "run the trainer (continuous training from the training log)",
+                       "Read jump-training-log into a bounded window of recent sessions; every "
+                       "JUMP_TRAINER_EVERY_SESSIONS new sessions or JUMP_TRAINER_EVERY_S seconds, fine-tune "
+                       "(or retrain) JUMP, compare it with the serving model on the most recent held-out "
+                       "sessions (live protocol) and promote it when not worse by more than JUMP_TRAINER_MARGIN: "
+                       "a versioned checkpoint in JUMP_MODEL_DIR, announced on jump-model-updates. One trainer "
+                       "per deployment.")
+    p.set_defaults(func=cmd_trainer)
+
+
+def _run_async_worker(s, main) -> int:
+    """A worker on its own asyncio loop: logging, topics, metrics endpoint, then main(settings)."""
+    import asyncio
+    import logging
+
+    from . import metrics
+    from .broker import ensure_topics
+    logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    if s.create_topics:
+        ensure_topics(s)
+    metrics.serve(s.metrics_port, s.metrics_addr, s.health_stale_s)
+    asyncio.run(main(s))
+    return 0
+
+
+def cmd_trainer(a) -> int:
+    from .config import Settings
+    from .trainer import run_trainer
+    return _run_async_worker(Settings.from_env(), run_trainer)
+
+
 def _faust_argv(level: str) -> None:
     # faust.Worker reads sys.argv for its own command line; give it a clean one
     sys.argv = [sys.argv[0], "worker", "-l", level]
@@ -53,18 +85,8 @@ def cmd_inference(a) -> int:
     from .config import Settings
     s = Settings.from_env()
     if s.inference_runtime == "aiokafka":
-        import asyncio
-        import logging
-
-        from . import metrics
-        from .broker import ensure_topics
         from .serving import run_direct
-        logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
-        if s.create_topics:
-            ensure_topics(s)
-        metrics.serve(s.metrics_port, s.metrics_addr, s.health_stale_s)
-        asyncio.run(run_direct(s))
-        return 0
+        return _run_async_worker(s, run_direct)
     _faust_argv(s.log_level)
     run_worker(create_inference_app(s), s)
     return 0
@@ -74,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import tools
     from .bench import add_bench_stream
     from .demo import add_demo
-    extra = [_add_sessionizer, _add_inference, tools.add_broker, tools.add_topics, tools.add_replay, tools.add_tail,
+    extra = [_add_sessionizer, _add_inference, _add_trainer, tools.add_broker, tools.add_topics, tools.add_replay, tools.add_tail,
              add_demo]
     extra_bench = [add_bench_stream]
     return core_cli.build_parser(extra=extra, extra_bench=extra_bench)

@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +133,9 @@ def cmd_demo(a) -> int:
         run_id = time.strftime("%Y%m%d%H%M%S")
         s = Settings.from_env(bootstrap_servers=bootstrap, app_id=f"jump-demo-{run_id}", checkpoint=a.model,
                               tick_interval_s=1.0, idle_close_s=5.0, context_clicks=200,
-                              data_dir=str(out / "faust"))
-        s = replace(s, **{f: f"{getattr(s, f)}-{run_id}" for f in ("topic_clicks", "topic_rekeyed", "topic_requests",
-                                                                  "topic_predictions", "topic_training_log",
-                                                                  "topic_dead_letters")})
+                              data_dir=str(out / "faust"), model_dir=str(out / "models"))
+        s = replace(s, **{f.name: f"{getattr(s, f.name)}-{run_id}" for f in fields(Settings)
+                          if f.name.startswith("topic_")})
         print("== topics:", json.dumps(ensure_topics(s)))
         ports = {}
         for role, default in (("sessionizer", 9464), ("inference", 9465)):

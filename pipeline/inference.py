@@ -17,6 +17,7 @@ import torch
 
 from jump_core.batch import SessionBatch
 from jump_core.checkpoint import load_checkpoint
+from jump_core.model_store import model_version
 from jump_core.sessions import censor
 from jump_core.train import resolve_device
 
@@ -42,16 +43,17 @@ class InferenceEngine:
     """
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 20, chunk: int = 64,
-                 cache_sessions: int = 20_000):
+                 cache_sessions: int = 20_000, loaded: tuple | None = None):
         self.path = Path(checkpoint)
         self.device = resolve_device(device)
-        self.model, self.meta = load_checkpoint(self.path, map_location=self.device)
+        # `loaded`: (model, meta) already loaded and verified from `checkpoint` (ModelStore.verify)
+        self.model, self.meta = loaded or load_checkpoint(self.path, map_location=self.device)
         self.items: list[str] = self.meta["items"]
         self.index = {name: i + 1 for i, name in enumerate(self.items)}   # 0 = unknown item
         self.top_k = min(top_k, len(self.items))
         cfg = self.model.config
         self.c1, self.c2, self.dim = cfg.c1, cfg.c2, cfg.dim
-        self.version = f"{self.path.stem}:{self.meta['state_sha256'][:12]}"
+        self.version = model_version(self.path, self.meta["state_sha256"])
         self.lock = threading.Lock()
         self.chunk = chunk
         self.cache_sessions = cache_sessions

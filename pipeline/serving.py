@@ -34,38 +34,158 @@ class Msg:
 
 
 class InferenceRunner:
+    """The served model and its replacement, and the per-batch work.
+
+    Models come from JUMP_MODEL_DIR (its current.json at start-up, then each jump-model-updates
+    announcement with a higher seq, and current.json re-read every JUMP_RELOAD_CHECK_S in case an
+    announcement was missed), or -- without a published model -- from the JUMP_CHECKPOINT file
+    (reloaded when the file changes). A new model is loaded and validated off the event loop
+    (`apply_update`), staged, and swapped in by the consumer loop between two micro-batches
+    (`swap`): a batch is answered entirely by one model, no request is dropped or answered twice
+    by the switch, and each prediction names its model. A model that fails validation (file or
+    weights checksum, vocabulary or config differing from the announcement, censoring thresholds
+    other than the stream's, unreadable file, non-finite predictions) is refused and counted; the
+    old model keeps serving.
+    """
+
     def __init__(self, settings: Settings, engine=None):
+        from jump_core.model_store import ModelStore
         self.s = settings
         self.engine = engine
-        self.stamp = None
+        self.store = ModelStore(settings.model_dir)
+        self.seq = 0                 # seq of the served announcement (0: the JUMP_CHECKPOINT file)
+        self.refused_seq = 0         # highest seq refused (not retried)
+        self.stamp = None            # (mtime, size) of the served JUMP_CHECKPOINT file
+        self.staged = None           # (engine, seq, created_ts) waiting for the next batch boundary
+        self.loading = 0             # seq being loaded
 
     def _stamp(self):
         st = os.stat(self.s.checkpoint)
         return st.st_mtime_ns, st.st_size
 
-    def _new_engine(self):
+    def _current(self) -> dict | None:
+        try:
+            return self.store.current()
+        except Exception as exc:           # a damaged current.json: fall back to the checkpoint file
+            log.error("ignoring %s: %s", self.store.dir, exc)
+            return None
+
+    def _engine(self, path, loaded=None):
+        """An engine on `path` (already `loaded` by ModelStore.verify, or loaded here), checked for the
+        stream's censoring thresholds and a finite prediction."""
+        from jump_core.checkpoint import CheckpointError
+        from jump_core.model_store import smoke_test
+        from jump_core.train import resolve_device
+
         from .inference import InferenceEngine
         s = self.s
-        return InferenceEngine(s.checkpoint, s.device, s.top_k, cache_sessions=s.cache_sessions)
+        if loaded is not None:
+            loaded = (loaded[0].to(resolve_device(s.device)).eval(), loaded[1])
+        engine = InferenceEngine(path, s.device, s.top_k, cache_sessions=s.cache_sessions, loaded=loaded)
+        cfg = engine.model.config
+        if (cfg.c1, cfg.c2) != (s.c1, s.c2):
+            raise CheckpointError(f"{path}: trained with c1={cfg.c1}, c2={cfg.c2}, the stream censors with "
+                                  f"JUMP_C1={s.c1}, JUMP_C2={s.c2}", "config_mismatch")
+        smoke_test(engine.model)
+        return engine
+
+    def _engine_for(self, record: dict | None):
+        if record is None:
+            return self._engine(self.s.checkpoint)
+        return self._engine(self.store.resolve(record), self.store.verify(record))
+
+    def _serve(self, engine, seq: int, created_ts: float) -> None:
+        old, self.engine, self.seq = self.engine, engine, seq
+        if old is not None:
+            metrics.model_info.remove(old.version, str(old.device))
+        metrics.model_info.labels(engine.version, str(engine.device)).set(1)
+        metrics.model_created.set(created_ts)
+        metrics.model_loaded.set(time.time())
 
     def load(self):
-        """Load the checkpoint (first call); returns the engine."""
+        """Load the first model (blocking); returns the engine. FileNotFoundError when there is none."""
         if self.engine is None:
             import torch
             if self.s.torch_threads:
                 torch.set_num_threads(self.s.torch_threads)
-            self.stamp = self._stamp()
-            self.engine = e = self._new_engine()
-            metrics.model_info.labels(e.version, str(e.device)).set(1)
-            log.info("serving %s (%d items) on %s", e.version, len(e.items), e.device)
+            record = self._current()
+            if record is None and not os.path.isfile(self.s.checkpoint):
+                raise FileNotFoundError(f"no model yet: {self.store.dir / 'current.json'} and "
+                                        f"{self.s.checkpoint} are both missing")
+            if record is None:
+                self.stamp = self._stamp()
+            engine = self._engine_for(record)
+            self._serve(engine, record["seq"] if record else 0,
+                        record["created_ts"] if record else os.path.getmtime(self.s.checkpoint))
+            log.info("serving %s (%d items) on %s", engine.version, len(engine.items), engine.device)
         return self.engine
 
-    async def maybe_reload(self) -> None:
-        """Hot reload: a new file at JUMP_CHECKPOINT (written atomically: write, then rename) is
-        loaded and validated off the event loop, then swapped in between two micro-batches. A file
-        that fails validation is refused; the old model keeps serving."""
+    async def wait_for_model(self, stop: asyncio.Event | None = None, poll_s: float = 5.0):
+        """Load the first model, waiting (not ready, still alive) until the trainer publishes one."""
+        loop = asyncio.get_running_loop()
+        waited = 0.0
+        while True:
+            try:
+                return await loop.run_in_executor(None, self.load)
+            except FileNotFoundError as exc:
+                if waited % 60 == 0:
+                    log.warning("%s; waiting for the trainer to publish one", exc)
+            metrics.beat()
+            if stop is not None and stop.is_set():
+                return None
+            await asyncio.sleep(poll_s)
+            waited += poll_s
+
+    def _refuse(self, what: str, exc: Exception) -> None:
+        reason = getattr(exc, "reason", "load_error")
+        metrics.model_reloads.labels("refused").inc()
+        metrics.model_refusals.labels(reason).inc()
+        log.error("refused %s (%s): %s; still serving %s", what, reason, exc,
+                  self.engine.version if self.engine else None)
+
+    async def apply_update(self, record: dict) -> bool:
+        """Load and validate an announced model in the background and stage it; False if ignored or
+        refused (an announcement at or below the served or a refused seq is ignored)."""
+        seq = record.get("seq")
+        if not isinstance(seq, int) or seq <= max(self.seq, self.refused_seq, self.loading) or \
+                (self.staged is not None and seq <= self.staged[1]):
+            return False
+        self.loading = seq                  # the announcement watcher and the poll may both see it
+        try:
+            engine = await asyncio.get_running_loop().run_in_executor(None, self._engine_for, record)
+        except Exception as exc:
+            self.refused_seq = max(self.refused_seq, seq)
+            self._refuse(f"model {record.get('version')} (seq {seq})", exc)
+            return False
+        finally:
+            self.loading = 0
+        if self.staged is None or seq > self.staged[1]:
+            self.staged = (engine, seq, float(record.get("created_ts") or time.time()))
+        return True
+
+    def swap(self) -> bool:
+        """Serve the staged model from the next micro-batch on (called by the consumer loop between
+        batches); True if the model changed."""
+        if self.staged is None:
+            return False
+        engine, seq, created = self.staged
+        self.staged = None
         old = self.engine
-        if old is None:
+        self._serve(engine, seq, created)
+        metrics.model_reloads.labels("loaded").inc()
+        log.info("now serving %s (seq %d; was %s)", engine.version, seq, old.version if old else None)
+        return True
+
+    async def maybe_reload(self) -> None:
+        """The periodic check: a newer current.json in JUMP_MODEL_DIR (an announcement may have been
+        missed), else a changed JUMP_CHECKPOINT file while no published model is served."""
+        if self.engine is None:
+            return
+        record = self._current()
+        if record is not None:
+            await self.apply_update(record)
+            return
+        if self.seq:
             return
         try:
             stamp = self._stamp()
@@ -75,16 +195,11 @@ class InferenceRunner:
             return
         self.stamp = stamp
         try:
-            new = await asyncio.get_running_loop().run_in_executor(None, self._new_engine)
+            engine = await asyncio.get_running_loop().run_in_executor(None, self._engine_for, None)
         except Exception as exc:
-            metrics.model_reloads.labels("refused").inc()
-            log.error("refused checkpoint %s: %s; still serving %s", self.s.checkpoint, exc, old.version)
+            self._refuse(f"checkpoint {self.s.checkpoint}", exc)
             return
-        self.engine = new
-        metrics.model_reloads.labels("loaded").inc()
-        metrics.model_info.remove(old.version, str(old.device))
-        metrics.model_info.labels(new.version, str(new.device)).set(1)
-        log.info("now serving %s (was %s)", new.version, old.version)
+        self.staged = (engine, 0, os.path.getmtime(self.s.checkpoint))
 
     async def _dead(self, send, m: Msg, reason: str, detail: str) -> None:
         record = {"reason": reason, "detail": detail[:500], "source_topic": m.topic, "source_partition": m.partition,
@@ -159,13 +274,17 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
     s = settings
     runner = InferenceRunner(s)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, runner.load)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    if await runner.wait_for_model(stop) is None:
+        return
+    updates = [asyncio.create_task(watch_updates(s, runner, stop))]
+    if s.reload_check_s:
+        updates.append(asyncio.create_task(poll_model(runner, s.reload_check_s, stop)))
     common = s.aiokafka_kwargs()
     producer = AIOKafkaProducer(linger_ms=2, acks=1,
                                 enable_idempotence=False, max_batch_size=1 << 18, **common)
@@ -195,7 +314,7 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
     await consumer.start()
     consumer.subscribe([s.topic_requests], listener=OnRevoke())
     log.info("inference (aiokafka runtime) consuming %s", s.topic_requests)
-    last_commit = last_reload = time.monotonic()
+    last_commit = time.monotonic()
     metrics.set_ready(True)
     try:
         while not stop.is_set():
@@ -203,6 +322,7 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
             batches = await consumer.getmany(timeout_ms=max(1, int(s.max_wait_s * 1000)), max_records=s.max_batch)
             msgs = [Msg(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
                     for records in batches.values() for r in records]
+            runner.swap()                                 # a staged model serves from this batch on
             if msgs:
                 await runner.handle(msgs, send)
                 lag = 0
@@ -215,12 +335,68 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
             if now - last_commit >= 1.0:
                 await commit()
                 last_commit = now
-            if s.reload_check_s and now - last_reload >= s.reload_check_s:
-                await runner.maybe_reload()
-                last_reload = now
     finally:
+        for task in updates:
+            task.cancel()
         try:
             await commit()
         finally:
             await consumer.stop()
             await producer.stop()
+
+
+async def poll_model(runner: InferenceRunner, interval_s: float, stop: asyncio.Event) -> None:
+    """`runner.maybe_reload()` every interval_s (a task: loading never blocks the consumer loop)."""
+    while not stop.is_set():
+        await asyncio.sleep(interval_s)
+        try:
+            await runner.maybe_reload()
+        except Exception:
+            log.exception("model reload check failed")
+
+
+async def watch_updates(settings: Settings, runner: InferenceRunner, stop: asyncio.Event | None = None) -> None:
+    """Follow jump-model-updates: every partition from the beginning, no consumer group (every worker
+    sees every announcement); the highest seq of each fetch goes to `runner.apply_update`. Runs until
+    cancelled or `stop`; a broker problem is logged and retried (current.json polling covers the gap)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    s = settings
+    while not (stop is not None and stop.is_set()):
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=s.fetch_max_wait_ms, **s.aiokafka_kwargs())
+        try:
+            await consumer.start()
+            await consumer.topics()
+            parts = sorted(consumer.partitions_for_topic(s.topic_model_updates) or ())
+            if not parts:
+                raise RuntimeError(f"topic {s.topic_model_updates} does not exist")
+            assigned = [TopicPartition(s.topic_model_updates, p) for p in parts]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
+            log.info("following model announcements on %s", s.topic_model_updates)
+            while not (stop is not None and stop.is_set()):
+                batches = await consumer.getmany(timeout_ms=1000)
+                best = None
+                for records in batches.values():
+                    for r in records:
+                        try:
+                            rec = codec.decode("model_update", r.value)
+                            if not isinstance(rec.get("seq"), int) or not isinstance(rec.get("path"), str):
+                                raise ValueError("seq or path missing")
+                        except ValueError as exc:
+                            metrics.model_refusals.labels("bad_announcement").inc()
+                            log.error("ignoring a model announcement at %s[%d]@%d: %s", r.topic, r.partition,
+                                      r.offset, exc)
+                            continue
+                        if best is None or rec["seq"] > best["seq"]:
+                            best = rec
+                if best is not None:
+                    await runner.apply_update(best)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("model announcements: %s; retrying in 5 s", exc)
+            await asyncio.sleep(5)
+        finally:
+            await consumer.stop()

@@ -46,7 +46,7 @@ def kafka_bootstrap(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def stream_settings(kafka_bootstrap, request):
+def stream_settings(kafka_bootstrap, request, tmp_path):
     """Settings on the test cluster with topics and app id unique to this test (2 + 2 partitions)."""
     from pipeline.config import Settings
 
@@ -54,7 +54,8 @@ def stream_settings(kafka_bootstrap, request):
     token = f"{name}-{uuid.uuid4().hex[:8]}"
     topics = {f.name: f"{f.default}-{token}" for f in fields(Settings) if f.name.startswith("topic_")}
     return Settings.from_env(env={}, bootstrap_servers=kafka_bootstrap, app_id=f"jump-test-{token}",
-                             partitions=2, output_partitions=2, metrics_port=0, **topics)
+                             partitions=2, output_partitions=2, metrics_port=0,
+                             model_dir=str(tmp_path / "models"), **topics)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ tiny validator below: no new dependency).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -23,7 +24,7 @@ from pipeline.config import Settings
 DOC_PATH = Path(__file__).resolve().parents[1] / "deploy" / "asyncapi.yaml"
 DOC = yaml.safe_load(DOC_PATH.read_text())
 
-OUTPUT_KINDS = ("request", "prediction", "training_log", "dead_letter", "tick")
+OUTPUT_KINDS = ("request", "prediction", "training_log", "dead_letter", "tick", "model_update", "training_metrics")
 #: channel id in the document -> (Settings field of its topic, record kinds of its messages)
 CHANNELS = {
     "clicks": ("topic_clicks", {"click", "tick"}),
@@ -32,6 +33,8 @@ CHANNELS = {
     "predictions": ("topic_predictions", {"prediction"}),
     "trainingLog": ("topic_training_log", {"training_log"}),
     "deadLetters": ("topic_dead_letters", {"dead_letter"}),
+    "modelUpdates": ("topic_model_updates", {"model_update"}),
+    "trainingMetrics": ("topic_training_metrics", {"training_metrics"}),
 }
 
 
@@ -162,6 +165,39 @@ def _samples() -> dict[str, list[dict]]:
     dead = {"reason": "wrong_type", "detail": "ts must be a number of Unix seconds, got str",
             "source_topic": "clicks", "source_partition": 1, "source_offset": 12345, "key": b"u-1042",
             "value": b'{"user": "u-1042", "item": "1", "ts": "x"}', "dead_ts": 1700002513.0}
+    state = hashlib.sha256(b"weights of jump-v000003").hexdigest()
+    parent = f"jump-v000002:{hashlib.sha256(b'weights of jump-v000002').hexdigest()[:12]}"
+    model_update = {"version": f"jump-v000003:{state[:12]}", "seq": 3, "path": "runs/models/jump-v000003.ckpt",
+                    "file_sha256": hashlib.sha256(b"checkpoint bytes").hexdigest(), "state_sha256": state,
+                    "vocab_sha256": hashlib.sha256(b"vocabulary").hexdigest(), "n_items": 43097,
+                    "config_sha256": hashlib.sha256(b'{"d": 100}').hexdigest(), "parent_version": parent,
+                    "created_ts": 1700003600.5, "sessions_used": 45000, "recall20": 0.5123, "mrr20": 0.2087,
+                    "dwell_mae_s": 38.4}
+    first_model = {**model_update, "version": f"jump-v000001:{state[:12]}", "seq": 1,
+                   "path": "runs/models/jump-v000001.ckpt", "parent_version": None, "dwell_mae_s": None}
+    promoted = {"run_id": "run-000012-1700003000", "started_ts": 1700003000.0, "finished_ts": 1700003600.5,
+                "duration_s": 600.5, "mode": "finetune", "trigger": "sessions", "result": "promoted",
+                "reason": "candidate Recall@20 0.5123 >= serving 0.5051 - margin 0.005",
+                "candidate_version": model_update["version"], "serving_version": parent,
+                "sessions_window": 50000, "sessions_train": 45000, "sessions_holdout": 5000, "clicks_train": 312456,
+                "n_items": 43097, "new_items": 211, "epochs": 3, "train_loss": 6.412,
+                "candidate_recall20": 0.5123, "candidate_mrr20": 0.2087, "candidate_dwell_mae_s": 38.4,
+                "serving_recall20": 0.5051, "serving_mrr20": 0.2049, "serving_dwell_mae_s": 39.1}
+    rejected = {**promoted, "run_id": "run-000013-1700007200", "mode": "retrain", "trigger": "time",
+                "result": "rejected", "reason": "candidate Recall@20 0.4010 < serving 0.5123 - margin 0.005",
+                "candidate_version": None, "serving_version": model_update["version"], "new_items": 0,
+                "candidate_recall20": 0.401, "candidate_mrr20": 0.15, "candidate_dwell_mae_s": None}
+    failed = {**promoted, "run_id": "run-000014-1700010800", "finished_ts": 1700010812.25, "duration_s": 12.25,
+              "result": "failed", "reason": "RuntimeError: CUDA out of memory", "candidate_version": None,
+              "epochs": 0, "train_loss": None, "candidate_recall20": None, "candidate_mrr20": None,
+              "candidate_dwell_mae_s": None}
+    initial = {**promoted, "run_id": "run-000001-1700000000", "mode": "initial", "serving_version": None,
+               "candidate_version": first_model["version"], "reason": "no serving model",
+               "sessions_window": 5000, "sessions_train": 4500, "sessions_holdout": 500, "new_items": 12050,
+               "n_items": 12050, "serving_recall20": None, "serving_mrr20": None, "serving_dwell_mae_s": None}
+    for record, kind in ((model_update, "model_update"), (first_model, "model_update"), (promoted, "training_metrics"),
+                         (rejected, "training_metrics"), (failed, "training_metrics"), (initial, "training_metrics")):
+        assert list(record) == list(codec.RECORDS[kind][1:]), "samples in wire order"
     return {
         "request": [request, {**request, "position": 0, "items": items[:1], "ts": ts[:1], "event_ts": ts[0]}],
         "prediction": [prediction, unknown],
@@ -170,8 +206,12 @@ def _samples() -> dict[str, list[dict]]:
         "dead_letter": [dead, {**dead, "key": None, "value": None, "reason": "undecodable"},
                         {**dead, "reason": "late", "source_topic": "jump-clicks-rekeyed"},
                         {**dead, "reason": "inference_failed", "source_topic": "jump-inference-requests",
-                         "detail": "inference failed: RuntimeError: CUDA error", "value": codec.encode("request", request)}],
+                         "detail": "inference failed: RuntimeError: CUDA error", "value": codec.encode("request", request)},
+                        {**dead, "reason": "bad_training_log", "source_topic": "jump-training-log", "key": sid.encode(),
+                         "detail": "not a schema-1 training_log record", "value": b"\xc1garbage"}],
         "tick": [{"tick": True, "wall_ts": 1700000005.0}],
+        "model_update": [model_update, first_model],
+        "training_metrics": [promoted, rejected, failed, initial],
     }
 
 
@@ -306,6 +346,29 @@ def test_close_reasons():
     assert schema_of("training_log")["properties"]["close_reason"]["enum"] == ["gap", "stream_time", "idle"]
 
 
+TRAINING_METRICS_ENUMS = {"mode": ["finetune", "retrain", "initial"], "trigger": ["sessions", "time"],
+                          "result": ["promoted", "rejected", "failed"]}
+
+
+def test_training_metrics_enums():
+    props = schema_of("training_metrics")["properties"]
+    for name, values in TRAINING_METRICS_ENUMS.items():
+        assert props[name]["type"] == "string" and props[name]["enum"] == values, name
+        # the samples exercise every documented value
+        assert {s[name] for s in SAMPLES["training_metrics"]} == set(values), name
+
+
+def test_trainer_operations():
+    """The trainer reads the training log and writes model updates and metrics; inference reads the updates."""
+    ops = {(op["action"], op["channel"]["$ref"].rsplit("/", 1)[1]): name for name, op in DOC["operations"].items()}
+    assert ops[("receive", "trainingLog")] == "receiveTrainingLog"
+    assert ops[("send", "modelUpdates")] == "sendModelUpdates"
+    assert ops[("receive", "modelUpdates")] == "receiveModelUpdates"
+    assert ops[("send", "trainingMetrics")] == "sendTrainingMetrics"
+    assert "trainer" in DOC["info"]["description"]
+    assert "bad_training_log" in DOC["components"]["messages"]["dead_letter"]["description"]
+
+
 # -- encoded samples against the documented types ---------------------------------------------------
 @pytest.mark.parametrize("kind", OUTPUT_KINDS)
 def test_encoded_samples_match_the_documented_types(kind):
@@ -354,6 +417,11 @@ def test_documented_keys_match_the_idempotency_keys():
     assert check(pred["session_id"], messages["training_log"]["bindings"]["kafka"]["key"]) == []
     assert check(b"k", messages["dead_letter"]["bindings"]["kafka"]["key"]) == []
     assert check(None, messages["dead_letter"]["bindings"]["kafka"]["key"]) == []
+    for update in SAMPLES["model_update"]:
+        assert check(update["version"], messages["model_update"]["bindings"]["kafka"]["key"]) == []
+        assert update["version"].endswith(":" + update["state_sha256"][:12])
+    for run in SAMPLES["training_metrics"]:
+        assert check(run["run_id"], messages["training_metrics"]["bindings"]["kafka"]["key"]) == []
 
 
 # -- the document's own examples ---------------------------------------------------------------------
@@ -374,6 +442,8 @@ def test_examples_are_valid(kind, payload):
         assert set(payload) == set(codec.RECORDS[kind])
         body = {k: v for k, v in payload.items() if k != "schema"}
         assert codec.decode(kind, codec.encode(kind, body)) == payload
+    if kind == "model_update":
+        assert payload["version"].endswith(":" + payload["state_sha256"][:12])
 
 
 # -- records written by the sessionizer's core ------------------------------------------------------

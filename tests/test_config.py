@@ -12,7 +12,10 @@ ENV = {f.name: f.metadata["env"] for f in FIELDS}
 #: a valid non-default raw value per field kind (fields with a closed set of values get their own)
 SPECIAL = {"security_protocol": ("SASL_SSL", "SASL_SSL"), "session_key_field": ("session", "session"),
            "inference_runtime": ("faust", "faust"),
-           "sasl_mechanism": ("SCRAM-SHA-512", "SCRAM-SHA-512")}
+           "sasl_mechanism": ("SCRAM-SHA-512", "SCRAM-SHA-512"), "trainer_mode": ("retrain", "retrain"),
+           "trainer_window_sessions": ("700", 700), "trainer_min_sessions": ("70", 70),
+           "trainer_holdout_fraction": ("0.25", 0.25), "trainer_margin": ("0.25", 0.25),
+           "trainer_keep": ("7", 7)}
 BY_KIND = {int: ("7", 7), float: ("2.5", 2.5), bool: ("no", False), str: ("some-value", "some-value")}
 
 
@@ -110,6 +113,9 @@ def test_unparsable_values_name_the_variable(env, raw):
     ("JUMP_C1", "0"), ("JUMP_C1", "-2000"),
     ("JUMP_MAX_BATCH", "0"), ("JUMP_MAX_WAIT_S", "-0.01"), ("JUMP_TOP_K", "0"),
     ("KAFKA_SECURITY_PROTOCOL", "FOO"), ("KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ("JUMP_TRAINER_MODE", "online"), ("JUMP_TRAINER_MIN_SESSIONS", "1"), ("JUMP_TRAINER_MIN_SESSIONS", "60000"),
+    ("JUMP_TRAINER_HOLDOUT_FRACTION", "0"), ("JUMP_TRAINER_HOLDOUT_FRACTION", "1"), ("JUMP_TRAINER_MARGIN", "-0.1"),
+    ("JUMP_TRAINER_KEEP", "1"), ("JUMP_TRAINER_EPOCHS", "0"), ("JUMP_HEALTH_STALE_S", "0"),
 ])
 def test_validate_rejects_bad_values(env, raw):
     with pytest.raises(ValueError, match=env):

@@ -69,7 +69,7 @@ def make_settings(bootstrap: str, tag: str, tmp: Path, **kw) -> Settings:
     topics = {f.name: f"{f.default}-{token}" for f in fields(Settings) if f.name.startswith("topic_")}
     base = dict(bootstrap_servers=bootstrap, app_id=f"jump-test-{token}", partitions=2, output_partitions=2,
                 tick_interval_s=1.0, idle_close_s=3.0, context_clicks=100, max_session_clicks=100,
-                checkpoint=str(tmp / "model.ckpt"), device="cpu", data_dir=str(tmp / "faust"), top_k=20,
+                checkpoint=str(tmp / "model.ckpt"), model_dir=str(tmp / "models"), device="cpu", data_dir=str(tmp / "faust"), top_k=20,
                 max_future_s=300.0, reload_check_s=1.0)
     base.update(kw)
     return Settings.from_env(env={}, **topics, **base)
