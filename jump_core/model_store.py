@@ -106,9 +106,10 @@ class ModelStore:
         return max(seqs + [int(cur["seq"]) if cur else 0]) + 1
 
     def publish(self, model: Jump, items: list[str], dataset_fingerprint: str, *, train_info: dict | None = None,
-                parent_version: str | None = None, sessions_used: int = 0, metrics: dict | None = None) -> dict:
-        """Write the next checkpoint and make it current; returns its announcement (model_update fields
-        without `schema`)."""
+                parent_version: str | None = None, sessions_used: int = 0, metrics: dict | None = None,
+                make_current: bool = True) -> dict:
+        """Write the next checkpoint and (unless make_current=False) make it current; returns its
+        announcement (model_update fields without `schema`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         seq = self.next_seq()
         path = self.dir / f"jump-v{seq:06d}.ckpt"
@@ -122,7 +123,8 @@ class ModelStore:
                   "recall20": metrics.get("recall@20"), "mrr20": metrics.get("mrr@20"),
                   "dwell_mae_s": metrics.get("dwell_mae_s")}
         write_json_atomic(path.with_suffix(".json"), record)
-        write_json_atomic(self.dir / CURRENT, record)
+        if make_current:
+            write_json_atomic(self.dir / CURRENT, record)
         self.prune()
         return record
 
