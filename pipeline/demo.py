@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def add_demo(sub):
     g.add_argument("--max", action="store_true", help="replay as fast as possible (throughput, queueing latency)")
     p.add_argument("--show", type=int, default=5, help="live predictions to print")
     p.add_argument("--timeout", type=float, default=300.0, help="give up waiting for predictions after S seconds")
+    p.add_argument("--no-trainer", action="store_true",
+                   help="do not run the trainer (by default it fine-tunes the model on the sessions the stream "
+                        "closes, and the inference worker swaps in each promoted model)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -111,6 +115,29 @@ def live_metrics(records: dict, heldout_csv: Path, k: int = 20) -> dict:
     return {f"recall@{k}": hits / n if n else None, f"mrr@{k}": rr / n if n else None, "n_predictions_scored": n}
 
 
+def read_records(settings, topic: str, kind: str, timeout_s: float = 10.0) -> list[dict]:
+    """Every record of a (small) topic, decoded, in offset order (no consumer group)."""
+    from kafka import KafkaConsumer
+
+    from . import codec
+    from .tools import _assign_all
+    consumer = KafkaConsumer(**settings.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=200)
+    try:
+        tps = _assign_all(consumer, topic)
+        consumer.seek_to_beginning(*tps)
+        out, deadline = [], time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300)
+            out += [codec.decode(kind, r.value) for records in batch.values() for r in records]
+            if not batch and all(consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp)
+                                 for tp in tps):
+                break
+        return out
+    finally:
+        consumer.close()
+
+
 def cmd_demo(a) -> int:
     from . import procs
     from .broker import EmbeddedBroker, ensure_topics, free_port
@@ -131,14 +158,20 @@ def cmd_demo(a) -> int:
             bootstrap = broker.bootstrap
             print(f"== embedded broker (Tansu, in memory) on {bootstrap}, pid {broker.pid}")
         run_id = time.strftime("%Y%m%d%H%M%S")
+        # The trainer runs about three times during the replay, fine-tuning on the sessions closed so far.
+        every = max(100, n_sessions // 4)
         s = Settings.from_env(bootstrap_servers=bootstrap, app_id=f"jump-demo-{run_id}", checkpoint=a.model,
                               tick_interval_s=1.0, idle_close_s=5.0, context_clicks=200,
-                              data_dir=str(out / "faust"), model_dir=str(out / "models"))
+                              data_dir=str(out / "faust"), model_dir=str(out / "models" / run_id),
+                              trainer_every_sessions=every, trainer_min_sessions=every,
+                              trainer_window_sessions=max(2 * every, n_sessions), trainer_epochs=2,
+                              trainer_time_budget_s=20.0, reload_check_s=2.0)
         s = replace(s, **{f.name: f"{getattr(s, f.name)}-{run_id}" for f in fields(Settings)
                           if f.name.startswith("topic_")})
         print("== topics:", json.dumps(ensure_topics(s)))
         ports = {}
-        for role, default in (("sessionizer", 9464), ("inference", 9465)):
+        roles = (("sessionizer", 9464), ("inference", 9465)) + (() if a.no_trainer else (("trainer", 9466),))
+        for role, default in roles:
             ports[role] = default if _port_free(default) else free_port()
             log = out / f"{role}.log"
             workers[role] = procs.start_worker(role, replace(s, metrics_port=ports[role]), log)
@@ -186,6 +219,8 @@ def cmd_demo(a) -> int:
             "dead_letters": procs.metric_sum(m_ses, "jump_dead_letters_total"),
             "open_sessions": procs.metric_sum(m_ses, "jump_open_sessions"),
             **{f"live_{k}": v for k, v in live_metrics(recs, heldout).items()},
+            "predictions_by_model": dict(Counter(p["model_version"] for p in recs.values())),
+            "training_runs": [] if a.no_trainer else read_records(s, s.topic_training_metrics, "training_metrics"),
         }
         if a.offline_json and Path(a.offline_json).exists():
             off = json.loads(Path(a.offline_json).read_text())
@@ -204,6 +239,23 @@ def cmd_demo(a) -> int:
             line += (f"  (offline `jump evaluate --protocol live`: Recall@20 {summary['offline_live_recall@20']:.4f}, "
                      f"MRR@20 {summary['offline_live_mrr@20']:.4f})")
         print(line)
+        for version, n in summary["predictions_by_model"].items():
+            print(f"   {n:,} predictions by model {version}")
+        for r in summary["training_runs"]:
+            serving = "none" if r["serving_recall20"] is None else f"{r['serving_recall20']:.4f}"
+            cand = "-" if r["candidate_recall20"] is None else f"{r['candidate_recall20']:.4f}"
+            print(f"   trainer {r['run_id']}: {r['mode']} on {r['sessions_train']:,} sessions, held-out Recall@20 "
+                  f"{cand} vs serving {serving} -> {r['result']} ({r['duration_s']:.1f} s)")
+        promoted = [r["candidate_version"] for r in summary["training_runs"] if r["result"] == "promoted"]
+        if promoted:
+            key = f'jump_model_info{{device="{m_inf_device(m_inf)}",model_version="{promoted[-1]}"}}'
+            try:
+                procs.wait_for(lambda: procs.scrape(ports["inference"]).get(key), 30, what="the hot reload")
+                summary["serving_after_replay"] = promoted[-1]
+                print(f"   the inference worker now serves {promoted[-1]} (hot reload between micro-batches)")
+            except TimeoutError:
+                print(f"   the inference worker did not load {promoted[-1]} within 30 s (see inference.log)")
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"   dead letters {summary['dead_letters']:.0f}; summary written to {out / 'summary.json'}")
         return 0
     finally:
@@ -212,6 +264,14 @@ def cmd_demo(a) -> int:
         if broker is not None:
             broker.stop()
         print("== stopped the workers" + (" and the broker" if broker is not None else ""))
+
+
+def m_inf_device(samples: dict) -> str:
+    """The device label of the served model's jump_model_info series."""
+    for k in samples:
+        if k.startswith("jump_model_info{"):
+            return k.split('device="', 1)[1].split('"', 1)[0]
+    return "cpu"
 
 
 def _port_free(port: int) -> bool:
