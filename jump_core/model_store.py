@@ -128,6 +128,34 @@ class ModelStore:
         self.prune()
         return record
 
+    def find(self, source: str) -> Path:
+        """A checkpoint named by its version ("jump-v000002:3f2a9c1e0b7d"), its seq ("2"), its file name in
+        this directory, or any checkpoint file path."""
+        if source.isdigit():
+            path = self.dir / f"jump-v{int(source):06d}.ckpt"
+        elif ":" in source and not Path(source).exists():
+            path = self.dir / f"{source.split(':', 1)[0]}.ckpt"
+        else:
+            path = Path(source) if Path(source).exists() else self.dir / source
+        if not path.is_file():
+            raise CheckpointError(f"{source}: no such checkpoint (in {self.dir} or as a path)", "missing_file")
+        return path
+
+    def adopt(self, source: str) -> dict:
+        """Publish a copy of an existing checkpoint as the next version and make it current: a rollback
+        to an older version, or a model trained offline by `jump train`. Versions only move forward,
+        so a rollback is a new seq with the old weights (parent_version: the model it replaces)."""
+        path = self.find(source)
+        model, meta = load_checkpoint(path)
+        smoke_test(model)
+        cur = self.current()
+        sidecar = path.with_suffix(".json")
+        old = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        return self.publish(model, meta["items"], meta["dataset_fingerprint"], train_info=meta.get("train"),
+                            parent_version=cur["version"] if cur else None, sessions_used=old.get("sessions_used", 0),
+                            metrics={"recall@20": old.get("recall20"), "mrr@20": old.get("mrr20"),
+                                     "dwell_mae_s": old.get("dwell_mae_s")})
+
     def prune(self) -> list[Path]:
         """Delete all but the newest `keep` checkpoints (never the current one); returns what went."""
         cur = self.current()

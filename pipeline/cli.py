@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import tools
     from .bench import add_bench_stream
     from .demo import add_demo
-    extra = [_add_sessionizer, _add_inference, _add_trainer, tools.add_broker, tools.add_topics, tools.add_replay, tools.add_tail,
+    extra = [_add_sessionizer, _add_inference, _add_trainer, tools.add_broker, tools.add_topics, tools.add_replay,
+             tools.add_tail, tools.add_models,
              add_demo]
     extra_bench = [add_bench_stream]
     return core_cli.build_parser(extra=extra, extra_bench=extra_bench)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 
 from jump_core.cli import add_csv_options, reader_options_from_args
@@ -414,6 +415,59 @@ def cmd_topics(a) -> int:
         wait_for_broker(settings, a.timeout)
         return ensure_topics(settings, timeout_s=a.timeout)
     print(json.dumps(_kafka_errors_as_runtime(run), indent=2))
+    return 0
+
+
+def add_models(subparsers) -> None:
+    p = subparsers.add_parser(
+        "models", help="list the published models, or promote one (rollback, or an offline model)",
+        description="The versioned checkpoints of $JUMP_MODEL_DIR (written by `jump trainer`). `promote` "
+                    "publishes a copy of a checkpoint as the next version, makes it current and announces it on "
+                    "$JUMP_TOPIC_MODEL_UPDATES, so every inference worker swaps to it between two micro-batches.")
+    sub = p.add_subparsers(dest="models_command", required=True)
+    ls = sub.add_parser("list", help="the checkpoints, oldest first; * marks the current one")
+    ls.add_argument("--json", action="store_true", help="print the announcement records as JSON")
+    ls.set_defaults(func=cmd_models_list)
+    pr = sub.add_parser("promote", help="make a checkpoint the served model (a new version with its weights)")
+    pr.add_argument("source", help="a version (jump-v000002:3f2a9c1e0b7d), a seq (2), or a checkpoint file path")
+    pr.add_argument("--no-announce", action="store_true",
+                    help="only update the model directory (workers pick it up at their next JUMP_RELOAD_CHECK_S)")
+    pr.set_defaults(func=cmd_models_promote)
+
+
+def cmd_models_list(a) -> int:
+    from jump_core.model_store import ModelStore
+    settings = _settings()
+    store = ModelStore(settings.model_dir, settings.trainer_keep)
+    cur = store.current()
+    rows = []
+    for seq, path in store.checkpoints():
+        side = path.with_suffix(".json")
+        rows.append(json.loads(side.read_text()) if side.is_file() else {"seq": seq, "path": str(path)})
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no models in {store.dir}")
+    for r in rows:
+        mark = "*" if cur and r.get("seq") == cur["seq"] else " "
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["created_ts"])) if r.get("created_ts") else "?"
+        recall = "-" if r.get("recall20") is None else f"{r['recall20']:.4f}"
+        print(f"{mark} {r.get('version', Path(r['path']).stem):<28} seq {r['seq']:>4}  {created} UTC  "
+              f"Recall@20 {recall}  items {r.get('n_items', '?')}  parent {r.get('parent_version')}")
+    return 0
+
+
+def cmd_models_promote(a) -> int:
+    from jump_core.model_store import ModelStore
+    from pipeline import codec
+    settings = _settings()
+    record = ModelStore(settings.model_dir, settings.trainer_keep).adopt(a.source)
+    if not a.no_announce:
+        _kafka_errors_as_runtime(lambda: produce_records(
+            settings, settings.topic_model_updates,
+            [(record["version"].encode(), codec.encode("model_update", record))], partition=0))
+    print(json.dumps(record, indent=1))
     return 0
 
 

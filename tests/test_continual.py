@@ -238,3 +238,22 @@ def test_checkpoint_errors_carry_a_reason(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path, expect_items=ITEMS[:-1])
     assert e.value.reason == "vocab_mismatch"
+
+
+def test_adopt_rolls_back_as_a_new_version_and_takes_offline_checkpoints(tmp_path):
+    store = ModelStore(tmp_path / "models")
+    r1 = store.publish(small_model(1), ITEMS, "fp", metrics={"recall@20": 0.4, "mrr@20": 0.2}, sessions_used=7)
+    r2 = store.publish(small_model(2), ITEMS, "fp")
+    for source in (r1["version"], "1", "jump-v000001.ckpt", str(tmp_path / "models" / "jump-v000001.ckpt")):
+        assert store.find(source) == tmp_path / "models" / "jump-v000001.ckpt"
+    back = store.adopt(r1["version"])
+    assert back["seq"] == 3 and back["state_sha256"] == r1["state_sha256"] and back["version"] != r1["version"]
+    assert back["parent_version"] == r2["version"] and back["recall20"] == 0.4 and back["sessions_used"] == 7
+    assert store.current() == back
+    offline = tmp_path / "offline.ckpt"
+    save_checkpoint(offline, small_model(5), ITEMS, "offline-data")
+    rec = store.adopt(str(offline))
+    assert rec["seq"] == 4 and rec["recall20"] is None and store.verify(rec)[1]["dataset_fingerprint"] == "offline-data"
+    with pytest.raises(CheckpointError) as e:
+        store.adopt("jump-v000042:000000000000")
+    assert e.value.reason == "missing_file"

@@ -195,8 +195,10 @@ def _model(items, seed):
     return Jump(JumpConfig(n_items=len(items) + 1, dim=16)).eval()
 
 
-def test_hot_reload_under_a_steady_replay_loses_and_duplicates_nothing(kafka_bootstrap, tmp_path):
-    s = make_settings(kafka_bootstrap, "reload", tmp_path, reload_check_s=2.0, max_batch=64)
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
+def test_hot_reload_under_a_steady_replay_loses_and_duplicates_nothing(kafka_bootstrap, tmp_path, runtime):
+    s = make_settings(kafka_bootstrap, "reload", tmp_path, reload_check_s=2.0, max_batch=64,
+                      inference_runtime=runtime)
     sessions = SESSIONS[:700]
     items = sorted({i for x in sessions for i in x.items})
     store = ModelStore(s.model_dir)
@@ -272,3 +274,34 @@ def test_hot_reload_under_a_steady_replay_loses_and_duplicates_nothing(kafka_boo
         assert pipe.procs["inference"].poll() is None
     finally:
         pipe.stop()
+
+
+def test_jump_models_promote_announces_a_rollback_and_list_shows_it(kafka_bootstrap, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from pipeline.config import settings_env
+    s = make_settings(kafka_bootstrap, "models", tmp_path)
+    from pipeline.broker import ensure_topics
+    ensure_topics(s)
+    store = ModelStore(s.model_dir)
+    items = ["a", "b", "c"]
+    first = store.publish(_model(items, 1), items, "test")
+    store.publish(_model(items, 2), items, "test")
+    env = {**__import__("os").environ, **settings_env(s)}
+
+    def jump(*args):
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "models", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+    out = jump("promote", first["version"])
+    assert out.returncode == 0, out.stderr
+    rec = json.loads(out.stdout)
+    assert rec["seq"] == 3 and rec["state_sha256"] == first["state_sha256"]
+    announced = [codec.decode("model_update", r.value) for r in consume_all(s, s.topic_model_updates, idle_s=0.5)]
+    assert announced == [{"schema": codec.SCHEMA, **rec}]
+    listing = jump("list")
+    assert listing.returncode == 0 and listing.stdout.count("\n") == 3
+    assert [line.startswith("*") for line in listing.stdout.splitlines()] == [False, False, True]
+    bad = jump("promote", "jump-v000099:000000000000")
+    assert bad.returncode == 2 and "no such checkpoint" in bad.stderr and bad.stderr.count("\n") == 1
