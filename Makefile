@@ -19,6 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 test: $(STAMP)
+	-@bash scripts/ensure-prometheus.sh
 	$(PY) -m pytest -q -ra
 
 # The offline half is file targets: a second `make demo` reuses the data and the trained models.

@@ -109,6 +109,12 @@ trainer_vocabulary = Gauge("jump_trainer_vocabulary_items", "Items in the last c
 trainer_new_items = Counter("jump_trainer_new_items", "Items added to the vocabulary by promoted models",
                             registry=REGISTRY)
 
+# Labelled counters appear at their first increment, which increase() cannot see: start them at 0.
+for _result in ("promoted", "rejected", "failed"):
+    trainer_runs.labels(_result)
+for _result in ("loaded", "refused"):
+    model_reloads.labels(_result)
+
 # -- health -----------------------------------------------------------------------------------------
 _health = {"beat": time.monotonic(), "ready": False, "stale_s": 120.0}
 

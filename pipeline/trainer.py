@@ -61,6 +61,7 @@ class TrainerCore:
             if record is not None:
                 model, meta = self.store.verify(record)
                 self.serving = (model, meta["items"], record["version"])
+                metrics.trainer_last_promotion.set(record.get("created_ts") or 0)
             elif Path(self.s.checkpoint).is_file():
                 model, meta = load_checkpoint(self.s.checkpoint)
                 self.serving = (model, meta["items"], model_version(self.s.checkpoint, meta["state_sha256"]))
