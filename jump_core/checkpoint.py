@@ -52,19 +52,25 @@ def save_checkpoint(path: str | Path, model: Jump, items: list[str], dataset_fin
                "model": "jump", "config": model.config.to_dict(), "items": list(items),
                "vocab_sha256": vocab_fingerprint(list(items)), "dataset_fingerprint": dataset_fingerprint,
                "train": dict(train_info or {}), "state_sha256": state_sha256(state), "state_dict": state}
+    atomic_write(path, lambda f: torch.save(payload, f))
+    return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
+    """write(file) into a temporary file next to `path`, fsync, then rename it over `path`: readers
+    see the old file or the new one, never part of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {k: v for k, v in payload.items() if k != "state_dict"}
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", expect_items: list[str] | None = None

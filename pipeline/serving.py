@@ -273,13 +273,7 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     s = settings
     runner = InferenceRunner(s)
-    loop = asyncio.get_running_loop()
-    stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    stop = stop_on_signals(stop)
     if await runner.wait_for_model(stop) is None:
         return
     updates = [asyncio.create_task(watch_updates(s, runner, stop))]
@@ -341,8 +335,42 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
         try:
             await commit()
         finally:
-            await consumer.stop()
+            if consumer is not None:
+                await consumer.stop()
             await producer.stop()
+
+
+def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
+    """An event set by SIGTERM / SIGINT (where the loop supports signal handlers)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    return stop
+
+
+async def read_from_beginning(settings: Settings, topic: str):
+    """A started aiokafka consumer without a group, assigned every partition of `topic` from the
+    beginning; returns (consumer, assigned partitions). RuntimeError if the topic does not exist."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms, **settings.aiokafka_kwargs())
+    await consumer.start()
+    try:
+        await consumer.topics()                                   # metadata
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        if not parts:
+            raise RuntimeError(f"topic {topic} does not exist (create it, or JUMP_CREATE_TOPICS=true)")
+        assigned = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        return consumer, assigned
+    except BaseException:
+        await consumer.stop()
+        raise
 
 
 async def poll_model(runner: InferenceRunner, interval_s: float, stop: asyncio.Event) -> None:
@@ -359,21 +387,11 @@ async def watch_updates(settings: Settings, runner: InferenceRunner, stop: async
     """Follow jump-model-updates: every partition from the beginning, no consumer group (every worker
     sees every announcement); the highest seq of each fetch goes to `runner.apply_update`. Runs until
     cancelled or `stop`; a broker problem is logged and retried (current.json polling covers the gap)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     s = settings
     while not (stop is not None and stop.is_set()):
-        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=s.fetch_max_wait_ms, **s.aiokafka_kwargs())
+        consumer = None
         try:
-            await consumer.start()
-            await consumer.topics()
-            parts = sorted(consumer.partitions_for_topic(s.topic_model_updates) or ())
-            if not parts:
-                raise RuntimeError(f"topic {s.topic_model_updates} does not exist")
-            assigned = [TopicPartition(s.topic_model_updates, p) for p in parts]
-            consumer.assign(assigned)
-            await consumer.seek_to_beginning(*assigned)
+            consumer, _ = await read_from_beginning(s, s.topic_model_updates)
             log.info("following model announcements on %s", s.topic_model_updates)
             while not (stop is not None and stop.is_set()):
                 batches = await consumer.getmany(timeout_ms=1000)
@@ -399,4 +417,5 @@ async def watch_updates(settings: Settings, runner: InferenceRunner, stop: async
             log.warning("model announcements: %s; retrying in 5 s", exc)
             await asyncio.sleep(5)
         finally:
-            await consumer.stop()
+            if consumer is not None:
+                await consumer.stop()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from jump_core.model_store import ModelStore, model_version
 
 from . import codec, metrics
 from .config import Settings
-from .serving import Msg
+from .serving import Msg, read_from_beginning, stop_on_signals
 
 log = logging.getLogger("jump.trainer")
 
@@ -193,35 +192,20 @@ def _in_thread(fn, *args) -> asyncio.Future:
 
 
 async def run_trainer(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaProducer
 
     s = settings
     core = TrainerCore(s)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, core.load_serving)
-    stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    common = s.aiokafka_kwargs()
-    producer = AIOKafkaProducer(acks="all", enable_idempotence=False, **common)
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=s.fetch_max_wait_ms, **common)
+    await asyncio.get_running_loop().run_in_executor(None, core.load_serving)
+    stop = stop_on_signals(stop)
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=False, **s.aiokafka_kwargs())
     await producer.start()
-    await consumer.start()
+    consumer = None
     try:
-        await consumer.topics()                                   # metadata
-        parts = sorted(consumer.partitions_for_topic(s.topic_training_log) or ())
-        if not parts:
-            raise RuntimeError(f"topic {s.topic_training_log} does not exist (create it, or JUMP_CREATE_TOPICS=true)")
-        assigned = [TopicPartition(s.topic_training_log, p) for p in parts]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
+        consumer, assigned = await read_from_beginning(s, s.topic_training_log)
         metrics.set_ready(True)
         log.info("trainer reading %s (%d partitions) into a window of %d sessions", s.topic_training_log,
-                 len(parts), s.trainer_window_sessions)
+                 len(assigned), s.trainer_window_sessions)
         running = None
         while not stop.is_set():
             metrics.beat()
@@ -248,5 +232,6 @@ async def run_trainer(settings: Settings, stop: asyncio.Event | None = None) -> 
                                         value=codec.encode("model_update", update), partition=0)
                 await producer.flush()
     finally:
-        await consumer.stop()
+        if consumer is not None:
+            await consumer.stop()
         await producer.stop()
