@@ -88,6 +88,15 @@ def encode(kind: str, record: dict) -> bytes:
     return pack(record)
 
 
+def encode_dead_letter(reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None,
+                       value: bytes | None, dead_ts: float) -> bytes:
+    """The dead-letter record of a rejected message: the reason, and the original bytes."""
+    assert reason in REASONS, reason
+    return encode("dead_letter", {"reason": reason, "detail": detail[:500], "source_topic": topic,
+                                  "source_partition": partition, "source_offset": offset, "key": key,
+                                  "value": value, "dead_ts": dead_ts})
+
+
 def decode(kind: str, raw: bytes) -> dict:
     """A record written by `encode` (output topics); raises ValueError on a foreign schema."""
     try:

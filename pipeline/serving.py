@@ -202,10 +202,8 @@ class InferenceRunner:
         self.staged = (engine, 0, os.path.getmtime(self.s.checkpoint))
 
     async def _dead(self, send, m: Msg, reason: str, detail: str) -> None:
-        record = {"reason": reason, "detail": detail[:500], "source_topic": m.topic, "source_partition": m.partition,
-                  "source_offset": m.offset, "key": m.key, "value": m.value, "dead_ts": time.time()}
-        await send(self.s.topic_dead_letters, m.key, codec.encode("dead_letter", record),
-                   m.partition % self.s.output_partitions)
+        value = codec.encode_dead_letter(reason, detail, m.topic, m.partition, m.offset, m.key, m.value, time.time())
+        await send(self.s.topic_dead_letters, m.key, value, m.partition % self.s.output_partitions)
 
     async def _predict(self, engine, requests):
         if engine.device.type == "cpu":

@@ -200,10 +200,8 @@ class SessionizerCore:
         return out
 
     def _dead(self, m: Message, reason: str, detail: str, out: Output) -> None:
-        record = {"reason": reason, "detail": detail, "source_topic": self.topic_names[m.topic],
-                  "source_partition": m.partition, "source_offset": m.offset, "key": m.key,
-                  "value": m.value, "dead_ts": self.clock()}
-        out.dead_letters.append((m.partition, m.key, codec.encode("dead_letter", record)))
+        out.dead_letters.append((m.partition, m.key, codec.encode_dead_letter(
+            reason, detail, self.topic_names[m.topic], m.partition, m.offset, m.key, m.value, self.clock())))
         out.dead_reasons[reason] = out.dead_reasons.get(reason, 0) + 1
         out.count("dead_lettered")
 

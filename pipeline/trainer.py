@@ -79,11 +79,9 @@ class TrainerCore:
                 session = session_from_record(codec.decode("training_log", m.value))
             except ValueError as exc:
                 metrics.dead_letters.labels("bad_training_log").inc()
-                record = {"reason": "bad_training_log", "detail": str(exc)[:500], "source_topic": m.topic,
-                          "source_partition": m.partition, "source_offset": m.offset, "key": m.key,
-                          "value": m.value, "dead_ts": time.time()}
-                dead.append((self.s.topic_dead_letters, m.key, codec.encode("dead_letter", record),
-                             m.partition % self.s.output_partitions))
+                dead.append((self.s.topic_dead_letters, m.key, codec.encode_dead_letter(
+                    "bad_training_log", str(exc), m.topic, m.partition, m.offset, m.key, m.value, time.time()),
+                    m.partition % self.s.output_partitions))
                 continue
             result = self.window.add(session)
             if result == "added":
