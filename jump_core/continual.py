@@ -22,7 +22,6 @@ exactly as offline preparation does, so they train without any recomputation.
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -222,7 +221,7 @@ def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str
     if not items:
         raise ValueError("no item reaches the minimum count in the training part of the window")
     if mode == "finetune":
-        model = grow_vocabulary(copy.deepcopy(serving[0]).to(device), len(items) + 1)
+        model = grow_vocabulary(serving[0], len(items) + 1).to(device)     # a copy: serving is untouched
     else:
         fields = dict(serving[0].config.to_dict()) if serving is not None else {"dim": cfg.dim, **cfg.model}
         fields.update(n_items=len(items) + 1, c1=cfg.c1, c2=cfg.c2)
