@@ -21,7 +21,7 @@ def _add_synth(sub):
 
 
 def cmd_synth(a) -> int:
-    from .synth import SynthConfig, write_csv
+    from .data.synth import SynthConfig, write_csv
     kw = {"clicks": a.clicks, "seed": a.seed}
     if a.items:
         kw["n_items"] = a.items
@@ -32,7 +32,7 @@ def cmd_synth(a) -> int:
 
 
 def _add_prepare(sub):
-    from .readers import FORMATS
+    from .data.readers import FORMATS
     p = sub.add_parser("prepare", help="sessionize, censor (eq. 4), filter and split raw clicks",
                        description="Read raw clicks, build sessions and censored dwell tuples, apply the paper's "
                                    "filter, split, and write a prepared dataset; prints the paper's Table 1.")
@@ -91,7 +91,7 @@ def reader_options_from_args(a) -> dict:
 
 
 def cmd_prepare(a) -> int:
-    from .prepare import PrepareConfig, prepare
+    from .data.prepare import PrepareConfig, prepare
     opts = reader_options_from_args(a)
     opts.pop("skip_bad", None)                 # a PrepareConfig field, not a reader option
     cfg = PrepareConfig(fmt=a.fmt, inputs=a.inputs, out=a.out, split="given" if a.test else a.split,
@@ -126,8 +126,8 @@ def _add_train(sub):
 
 
 def cmd_train(a) -> int:
-    from .data import load_prepared
-    from .train import TrainConfig, train
+    from .data.dataset import load_prepared
+    from .training.train import TrainConfig, train
     data = load_prepared(a.data)
     params = data.meta["config"]
     model = {"dim": a.dim, "z": a.z, "max_fast_steps": a.max_fast_steps, "sigma": a.sigma,
@@ -158,12 +158,12 @@ def _add_evaluate(sub):
 def cmd_evaluate(a) -> int:
     from tqdm import tqdm
 
-    from .checkpoint import load_checkpoint
-    from .data import load_prepared
-    from .evaluate import evaluate
-    from .pop import Popularity
-    from .report import markdown_table, plot_dwell_histograms, plot_recall_by_length
-    from .train import resolve_device
+    from .artifacts.checkpoint import load_checkpoint
+    from .data.dataset import load_prepared
+    from .training.evaluate import evaluate
+    from .baselines.pop import Popularity
+    from .experiments.report import markdown_table, plot_dwell_histograms, plot_recall_by_length
+    from .training.train import resolve_device
 
     data = load_prepared(a.data)
     device = resolve_device(a.device)
@@ -218,7 +218,7 @@ def _add_bench(sub, extra=()):
 
 
 def cmd_bench_train(a) -> int:
-    from .bench import bench_train
+    from .experiments.throughput import bench_train
     bench_train(clicks=a.clicks, dim=a.dim, batches=a.batches, devices=a.devices, work_dir=a.work_dir,
                 json_out=a.json)
     return 0
@@ -232,7 +232,7 @@ def _add_report(sub):
 
 
 def cmd_report(a) -> int:
-    from .report import markdown_table, plot_recall_by_length
+    from .experiments.report import markdown_table, plot_recall_by_length
     rows, k = {}, 20
     for path in a.inputs:
         r = json.loads(Path(path).read_text())
@@ -251,7 +251,7 @@ def cmd_report(a) -> int:
 
 
 def _add_benchmark(sub):
-    from .benchmark import ALL_MODELS
+    from .experiments.benchmark import ALL_MODELS
     p = sub.add_parser("benchmark", help="train and evaluate JUMP and the baselines the same way (Tables 2-3, Figs. 5-7)",
                        description="Every model on the same prepared split, with the same tuning budget (config file), "
                                    "the same full-catalogue evaluation; writes JSON, a Markdown report and figures.")
@@ -288,7 +288,7 @@ def _add_benchmark(sub):
 
 
 def cmd_benchmark_render(a) -> int:
-    from .report import benchmark_figures, benchmark_markdown
+    from .experiments.report import benchmark_figures, benchmark_markdown
     path = Path(a.json)
     result = json.loads(path.read_text())
     rdir = Path(a.report_dir) if a.report_dir else path.parent
@@ -303,7 +303,7 @@ def cmd_benchmark_render(a) -> int:
 
 
 def cmd_benchmark(a) -> int:
-    from .benchmark import benchmark
+    from .experiments.benchmark import benchmark
     models = [m for m in a.models.split(",") if m]
     sweeps = tuple(s for s in a.sweeps.split(",") if s)
     bad = [s for s in sweeps if s not in ("sigma", "dim")]
@@ -318,7 +318,7 @@ def cmd_benchmark(a) -> int:
 
 
 def cmd_benchmark_summary(a) -> int:
-    from .report import benchmark_summary
+    from .experiments.report import benchmark_summary
     names = [Path(p).parent.name for p in a.inputs] if a.names_from_dirs else a.names.split(",")
     if len(names) != len(a.inputs):
         raise ValueError(f"--names has {len(names)} names for {len(a.inputs)} inputs")

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .batch import SessionBatch
+from .contract import SessionBatch
 
 
 @dataclass

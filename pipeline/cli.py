@@ -51,7 +51,7 @@ def _run_async_worker(s, main) -> int:
     import logging
 
     from . import metrics
-    from .broker import ensure_topics
+    from .devtools.broker import ensure_topics
     logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     if s.create_topics:
         ensure_topics(s)
@@ -62,7 +62,7 @@ def _run_async_worker(s, main) -> int:
 
 def cmd_trainer(a) -> int:
     from .config import Settings
-    from .trainer import run_trainer
+    from .core.trainer import run_trainer
     return _run_async_worker(Settings.from_env(), run_trainer)
 
 
@@ -72,7 +72,7 @@ def _faust_argv(level: str) -> None:
 
 
 def cmd_sessionizer(a) -> int:
-    from .app import create_sessionizer_app, run_worker
+    from .runtime.faust_app import create_sessionizer_app, run_worker
     from .config import Settings
     s = Settings.from_env()
     _faust_argv(s.log_level)
@@ -81,11 +81,11 @@ def cmd_sessionizer(a) -> int:
 
 
 def cmd_inference(a) -> int:
-    from .app import create_inference_app, run_worker
+    from .runtime.faust_app import create_inference_app, run_worker
     from .config import Settings
     s = Settings.from_env()
     if s.inference_runtime == "aiokafka":
-        from .serving import run_direct
+        from .core.inference import run_direct
         return _run_async_worker(s, run_direct)
     _faust_argv(s.log_level)
     run_worker(create_inference_app(s), s)
@@ -93,9 +93,9 @@ def cmd_inference(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import tools
-    from .bench import add_bench_stream
-    from .demo import add_demo
+    from .devtools import tools
+    from .devtools.stream_bench import add_bench_stream
+    from .devtools.demo import add_demo
     extra = [_add_sessionizer, _add_inference, _add_trainer, tools.add_broker, tools.add_topics, tools.add_replay,
              tools.add_tail, tools.add_models,
              add_demo]

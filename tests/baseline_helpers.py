@@ -3,9 +3,9 @@ from contextlib import contextmanager
 
 import torch
 
-from jump_core.evaluate import evaluate
-from jump_core.pop import Popularity
-from jump_core.train import TrainConfig, fit_model, split_validation
+from jump_core.training.evaluate import evaluate
+from jump_core.baselines.pop import Popularity
+from jump_core.training.train import TrainConfig, fit_model, split_validation
 
 
 @contextmanager

@@ -31,7 +31,7 @@ def kafka_bootstrap(tmp_path_factory) -> str:
     if external:
         yield external
         return
-    from pipeline.broker import EmbeddedBroker, tansu_binary
+    from pipeline.devtools.broker import EmbeddedBroker, tansu_binary
     try:
         tansu_binary()
     except RuntimeError as e:
@@ -62,9 +62,9 @@ def stream_settings(kafka_bootstrap, request, tmp_path):
 def synthetic_prepared(tmp_path_factory):
     """A prepared synthetic dataset with structure (40k clicks, seed 5): POP is weak on it, a
     sequence model is not. Shared by the baseline and benchmark tests. -> PreparedDataset."""
-    from jump_core.data import load_prepared
-    from jump_core.prepare import PrepareConfig, prepare
-    from jump_core.synth import SynthConfig, write_csv
+    from jump_core.data.dataset import load_prepared
+    from jump_core.data.prepare import PrepareConfig, prepare
+    from jump_core.data.synth import SynthConfig, write_csv
     d = tmp_path_factory.mktemp("synthetic_prepared")
     write_csv(SynthConfig(clicks=40_000, seed=5), d / "clicks.csv")
     prepare(PrepareConfig("csv", [str(d / "clicks.csv")], str(d / "data"),

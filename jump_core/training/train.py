@@ -1,0 +1,175 @@
+"""`jump train`: maximise the joint log-likelihood (eq. 17-18) with Adam (§5), early stopping.
+
+Validation: a seeded `val_fraction` of the training sessions is held out; after every epoch
+the validation loss (negative eq. 17-18 per click) and Recall@20 (paper protocol) are computed,
+the best epoch by validation loss is kept, and training stops after `patience` epochs without
+improvement (or at `time_budget_s`). Deterministic under a seed on CPU (same data, same
+order, same initialisation); gradients are clipped at norm `clip` for RNN stability.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..artifacts.checkpoint import save_checkpoint
+from ..data.dataset import PreparedDataset, SessionSet, load_prepared
+from .evaluate import evaluate
+from ..model import Jump, JumpConfig
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 100          # §5: every method uses batch size 100
+    lr: float = 1e-3
+    clip: float = 5.0
+    patience: int = 2
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    max_len: int = 200             # training windows: longer sessions are cut (evaluation is not)
+    time_budget_s: float | None = None
+    weight_decay: float = 0.0
+    model: dict = field(default_factory=dict)   # JumpConfig overrides (dim, c1, c2, z, sigma, ...)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_validation(train: SessionSet, fraction: float, seed: int) -> tuple[SessionSet, SessionSet]:
+    n = len(train)
+    perm = np.random.default_rng(seed + 7919).permutation(n)
+    n_val = int(round(n * fraction)) if n > 1 else 0
+    return train.subset(np.sort(perm[n_val:])), train.subset(np.sort(perm[:n_val]))
+
+
+@torch.no_grad()
+def validation_loss(model, data: SessionSet, batch_size: int, device) -> float:
+    """Mean training loss per click on held-out sessions (JUMP: negative eq. 17-18)."""
+    model.eval()
+    total, clicks = 0.0, 0
+    for _, batch in data.batches(batch_size):
+        outputs, _ = model(batch.to(device))
+        total += float(outputs["loss_sum"])
+        clicks += int(batch.lengths.sum())
+    return total / max(clicks, 1)
+
+
+def padded_steps(model, data: SessionSet, cfg: "TrainConfig", epoch: int, device):
+    """Default training steps: shuffled, length-bucketed padded batches; yields (loss, clicks, loss_sum).
+
+    `loss` is what is backpropagated; `loss_sum` (a float, `outputs["loss_sum"]` of the model
+    contract) the summed per-click loss, for the per-click figures of the history. A model may
+    define its own `train_steps(data, cfg, epoch, device)` generator with the same yield (GRU4Rec's
+    session-parallel mini-batches do); the loop in `fit_model` backpropagates each loss.
+    """
+    for _, batch in data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
+        batch = batch.to(device)
+        outputs, loss = model(batch)
+        yield loss, int(batch.lengths.sum()), float(outputs["loss_sum"])
+
+
+def fit_model(model: torch.nn.Module, tr: SessionSet, val: SessionSet, cfg: TrainConfig, progress: bool = True,
+              log=print, name: str = "JUMP", select: str = "val_loss", protocol: str = "paper") -> dict:
+    """The one training loop of every neural model (JUMP and the baselines): Adam, clipping, early stopping.
+
+    After every epoch: validation loss (if the model defines one and `select` is 'val_loss') and
+    validation Recall@20 under `protocol`. The best epoch by `select` ('val_loss' lower is better,
+    'val_recall' higher is better) is kept and loaded into `model`; training stops after `patience`
+    epochs without improvement or at `time_budget_s`. Returns the summary with the per-epoch history.
+    """
+    if select not in ("val_loss", "val_recall"):
+        raise ValueError(f"select must be 'val_loss' or 'val_recall', not {select!r}")
+    device = next(model.parameters()).device
+    tr_windows = tr.windows(cfg.max_len)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = getattr(model, "train_steps", None)
+    steps = steps if steps is not None else (lambda d, c, e, dev: padded_steps(model, d, c, e, dev))
+    best = {"score": math.inf, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    history, t_start, stale = [], time.time(), 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        bar = tqdm(total=tr_windows.n_clicks, desc=f"{name} epoch {epoch}", unit="click", disable=not progress,
+                   dynamic_ncols=True, mininterval=0.5)
+        out_of_time = False
+        for loss, n, n_loss_sum in steps(tr_windows, cfg, epoch, device):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            seen += n
+            loss_sum += n_loss_sum
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", clicks_s=f"{seen / (time.time() - t0):,.0f}", refresh=False)
+            if cfg.time_budget_s is not None and time.time() - t_start > cfg.time_budget_s:
+                out_of_time = True
+                break
+        bar.close()
+        train_s = time.time() - t0
+        train_loss = loss_sum / max(seen, 1)
+        val_loss = validation_loss(model, val, cfg.batch_size, device) if len(val) and select == "val_loss" else None
+        val_recall = evaluate(model, val, protocol, device=device)["recall@20"] if len(val) else None
+        rec = {"epoch": epoch, "train_loss_per_click": train_loss, "val_loss_per_click": val_loss,
+               "val_recall@20": val_recall, "clicks": seen, "train_seconds": round(train_s, 2),
+               "clicks_per_s": round(seen / max(train_s, 1e-9), 1), "complete": not out_of_time}
+        history.append(rec)
+        log(f"{name} epoch {epoch}: train loss/click {train_loss:.4f}  "
+            + (f"val loss/click {val_loss:.4f}  " if val_loss is not None else "")
+            + f"val Recall@20 ({protocol}) {val_recall if val_recall is None else round(val_recall, 4)}  "
+            f"{rec['clicks_per_s']:,.0f} clicks/s{'  (time budget reached)' if out_of_time else ''}")
+        if select == "val_loss":
+            score = val_loss if val_loss is not None else train_loss
+        else:
+            score = -val_recall if val_recall is not None else train_loss
+        if score < best["score"]:
+            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            stale = 0
+        else:
+            stale += 1
+        if out_of_time or stale >= cfg.patience:
+            if stale >= cfg.patience:
+                log(f"{name}: early stopping, no validation improvement for {cfg.patience} epochs")
+            break
+    model.load_state_dict(best["state"])
+    return {"best_epoch": best["epoch"], f"best_{select}": abs(best["score"]), "select": select, "history": history,
+            "train_config": {k: v for k, v in asdict(cfg).items()}, "device": str(device),
+            "seconds": round(time.time() - t_start, 2)}
+
+
+def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: bool = True,
+          log=print) -> dict:
+    """Train JUMP on a prepared dataset and write the best checkpoint to `out`. Returns a summary."""
+    data = load_prepared(data) if isinstance(data, str) else data
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    model = Jump(JumpConfig(n_items=data.n_items, **cfg.model)).to(device)
+    mc = model.config
+    tr, val = split_validation(data.train, cfg.val_fraction, cfg.seed)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"training JUMP ({n_params:,} parameters, d={mc.dim}, z={mc.z}, sigma={mc.sigma}) "
+        f"on {device}: {len(tr):,} sessions / {tr.n_clicks:,} clicks, validation {len(val):,} sessions")
+    summary = fit_model(model, tr, val, cfg, progress, log)
+    summary["best_val_loss_per_click"] = summary.pop("best_val_loss")
+    save_checkpoint(out, model, data.items, data.fingerprint, summary)
+    log(f"saved best model (epoch {summary['best_epoch']}) to {out}")
+    return summary

@@ -1,0 +1,343 @@
+"""The JUMP model, equation by equation (eq. 9-16) and the batching guarantees."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from jump_core.contract import SessionBatch
+from jump_core.model import (FastSlowLayer, Jump, JumpConfig, RHMICell, causal_attention,
+                             censored_lognormal_loglik)
+
+SESSIONS = {
+    "items": [[1, 2, 3, 4], [5, 6], [7, 8, 9, 1, 2, 3, 4]],
+    "tau": [[10.0, 130.0, 2000.0, 30.0], [0.0, 30.0], [5.0, 61.0, 600.0, 59.9, 1.5, 1999.0, 30.0]],
+    "delta": [[0, 0, 1, 1], [0, 1], [0, 0, 0, 0, 0, 0, 1]],
+}
+
+
+def make_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(n_items=12, dim=8, z=60.0, max_fast_steps=8)
+    cfg.update(kw)
+    model = Jump(JumpConfig(**cfg))
+    with torch.no_grad():          # non-trivial batch-norm statistics for eval mode
+        model.emb_norm.running_mean.normal_()
+        model.emb_norm.running_var.uniform_(0.5, 2.0)
+        model.dwell_weight.weight.normal_()
+        model.start_feature.normal_()
+    return model
+
+
+def batch_of(idx=(0, 1, 2)):
+    return SessionBatch.from_sessions(*[[SESSIONS[f][i] for i in idx] for f in ("items", "tau", "delta")])
+
+
+# -- eq. 6/10: censored log-normal ---------------------------------------------------------------
+
+def test_censored_lognormal_matches_scipy():
+    rng = np.random.default_rng(0)
+    log_tau = rng.normal(3, 2, 200)
+    mu = rng.normal(3, 1, 200)
+    delta = rng.random(200) < 0.4
+    for sigma in (0.5, 1.0, 10.0):
+        got = censored_lognormal_loglik(torch.tensor(log_tau), torch.tensor(delta), torch.tensor(mu), sigma).numpy()
+        want = np.where(delta, norm.logsf(log_tau, mu, sigma), norm.logpdf(log_tau, mu, sigma))
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_censored_tail_is_stable_far_out():
+    # 30 sigma beyond the mean the survival is ~1e-197: log_ndtr keeps it finite and exact.
+    got = censored_lognormal_loglik(torch.tensor([33.0], dtype=torch.float64), torch.tensor([True]),
+                                    torch.tensor([3.0], dtype=torch.float64), 1.0)
+    assert torch.isfinite(got).all()
+    assert got.item() == pytest.approx(norm.logsf(33.0, 3.0, 1.0), rel=1e-9)
+
+
+# -- eq. 15: RH cell with multiplicative integration ------------------------------------------------
+
+def test_rhmi_cell_equations():
+    torch.manual_seed(0)
+    cell = RHMICell(4).double()
+    with torch.no_grad():
+        for p in (cell.alpha, cell.beta, cell.gamma, cell.cand_bias, cell.gate_bias):
+            p.normal_()
+    h, x = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    Wc, Wg = cell.input_proj.weight.chunk(2, 0)
+    Uc, Ug = cell.state_proj.weight.chunk(2, 0)
+    m = cell.alpha * (x @ Wc.T) * (h @ Uc.T) + cell.beta * (x @ Wc.T) + cell.gamma * (h @ Uc.T) + cell.cand_bias
+    g = torch.sigmoid(x @ Wg.T + h @ Ug.T + cell.gate_bias)
+    torch.testing.assert_close(cell(h, x), (1 - g) * h + g * torch.tanh(m))
+    # without input every x term is dropped
+    m0 = cell.gamma * (h @ Uc.T) + cell.cand_bias
+    g0 = torch.sigmoid(h @ Ug.T + cell.gate_bias)
+    torch.testing.assert_close(cell(h), (1 - g0) * h + g0 * torch.tanh(m0))
+
+
+def test_gradcheck_rhmi_cell():
+    torch.manual_seed(0)
+    cell = RHMICell(3).double()
+    h = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda h, x: cell(h, x), (h, x))
+    assert torch.autograd.gradcheck(lambda h: cell(h), (h,))
+
+
+def test_gradcheck_fast_slow_layer():
+    torch.manual_seed(0)
+    layer = FastSlowLayer(3).double()
+    x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    n_fast = torch.tensor([[1, 3, 2], [2, 1, 1]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert torch.autograd.gradcheck(lambda x: layer(x, n_fast, mask)[0], (x,))
+
+
+# -- eq. 14: the fast-slow ordering and the ceil(tau/z) step count ---------------------------------
+
+def test_fast_slow_step_follows_documented_ordering():
+    torch.manual_seed(1)
+    layer = FastSlowLayer(5).double()
+    fast, slow, x = (torch.randn(1, 5, dtype=torch.float64) for _ in range(3))
+    F_, S_ = layer.fast_cell, layer.slow_cell
+    h0 = F_(fast, x)               # h_0^F = F(h_{j-1}, x_j)
+    hs = S_(slow, h0)              # h_j^S = S(h_{j-1}^S, h_0^F)
+    h = F_(h0, hs)                 # h_1^F = F(h_0^F, h_j^S)
+    for _ in range(2, 4):          # h_k^F = F(h_{k-1}^F), k = 2..n with n = 3
+        h = F_(h)
+    out, new_slow = layer.step(fast, slow, F_.input_proj(x), torch.tensor([3]))
+    torch.testing.assert_close(out, h)
+    torch.testing.assert_close(new_slow, hs)
+
+
+def test_fast_step_counts():
+    model = make_model(z=60.0, max_fast_steps=8)
+    tau = torch.tensor([0.0, 0.5, 60.0, 60.1, 130.0, 479.0, 481.0, 2000.0])
+    assert model.n_fast(tau).tolist() == [1, 1, 1, 2, 3, 8, 8, 8]
+    calls = {"fast": 0, "slow": 0}
+    model.fast_slow.fast_cell.register_forward_hook(lambda *a: calls.__setitem__("fast", calls["fast"] + 1))
+    model.fast_slow.slow_cell.register_forward_hook(lambda *a: calls.__setitem__("slow", calls["slow"] + 1))
+    model.eval()
+    b = batch_of((0,))             # tau 10, 130, 2000, 30 -> n = 1, 3, 8, 1
+    model.features(b)
+    assert calls["slow"] == 4
+    assert calls["fast"] == (1 + 1) + (3 + 1) + (8 + 1) + (1 + 1)   # n_j + 1 fast cells per click
+
+
+# -- eq. 12-13: causal attention ---------------------------------------------------------------------
+
+def test_attention_is_causal_and_normalised():
+    torch.manual_seed(0)
+    h = torch.randn(2, 6, 4)
+    v = causal_attention(h)
+    h2 = h.clone()
+    h2[:, 4:] = torch.randn(2, 2, 4) * 10       # change the future of position 3
+    torch.testing.assert_close(causal_attention(h2)[:, :4], v[:, :4])
+    # position k is a convex combination of h_1..h_k with the eq. 13 weights
+    k = 3
+    w = torch.softmax(h[0, : k + 1] @ h[0, k] / math.sqrt(4), 0)
+    torch.testing.assert_close(v[0, k], (w.unsqueeze(1) * h[0, : k + 1]).sum(0))
+
+
+# -- eq. 9 / 16: tied softmax and embedding -------------------------------------------------------------
+
+def test_click_head_is_tied_to_the_item_embedding():
+    model = make_model()
+    v = torch.randn(3, 8)
+    logits = model.click_logits(v)
+    torch.testing.assert_close(logits[:, 1:], v @ model.item_emb.weight[1:].T)
+    assert torch.isinf(logits[:, 0]).all() and (logits[:, 0] < 0).all()
+    names = [n for n, p in model.named_parameters() if tuple(p.shape) == (12, 8)]
+    assert sorted(names) == ["dwell_weight.weight", "item_emb.weight"]   # no separate output matrix
+    # a gradient of the click loss reaches V through the output side too
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model.click_logits(v), torch.tensor([3, 4, 5])).backward()
+    assert model.item_emb.weight.grad[3].abs().sum() > 0
+
+
+def test_time_embedding_rows_cover_censored_range():
+    model = make_model(c1=2000.0, c2=30.0)
+    assert model.time_emb.num_embeddings == 2001
+    model.eval()
+    x = model.embed(torch.tensor([[1, 1]]), torch.tensor([[2000.0, 7.9]]), torch.tensor([[True, True]]))
+    expected = model.emb_norm(model.item_emb.weight[[1, 1]] + model.time_emb.weight[[2000, 7]])
+    torch.testing.assert_close(x[0], expected)
+
+
+def test_log_time_buckets_share_rows_on_a_log_scale():
+    model = make_model(c1=2000.0, c2=30.0, time_buckets="log")
+    assert model.time_emb.num_embeddings == 23                      # 1 + floor(2 log2 2000) = 22 is the last row
+    tau = torch.tensor([0.0, 0.99, 1.0, 1.41, 1.42, 2.0, 30.0, 2000.0, 5000.0])
+    assert model.time_row(tau).tolist() == [0, 0, 1, 1, 2, 3, 10, 22, 22]
+    with pytest.raises(ValueError, match="time_buckets"):
+        JumpConfig(n_items=5, time_buckets="minute")
+
+
+# -- batching: masks and padding --------------------------------------------------------------------------
+
+def _pad_more(b: SessionBatch, extra: int) -> SessionBatch:
+    pad = lambda t, v: torch.nn.functional.pad(t, (0, extra), value=v)
+    return SessionBatch(pad(b.items, 0), pad(b.tau, 777.0), pad(b.delta, True), b.lengths)
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_padding_does_not_change_any_output(train_mode):
+    model = make_model()
+    model.train(train_mode)
+    b = batch_of()
+    v1, _, _ = model.features(b)
+    out1, loss1 = model(b)
+    v2, _, _ = model.features(_pad_more(b, 5))
+    out2, loss2 = model(_pad_more(b, 5))
+    m = b.mask
+    torch.testing.assert_close(v2[:, : m.shape[1]][m], v1[m])
+    torch.testing.assert_close(loss1, loss2)
+    torch.testing.assert_close(out1["click_ll"], out2["click_ll"])
+
+
+def test_batched_equals_one_by_one_in_eval():
+    model = make_model().eval()
+    b = batch_of()
+    for protocol in ("paper", "live"):
+        scores = model.next_scores(b, protocol)
+        singles = torch.cat([model.next_scores(batch_of((i,)), protocol) for i in range(3)])
+        torch.testing.assert_close(scores, singles, rtol=1e-5, atol=1e-5)
+    med, _ = model.predict_dwell(b)
+    for i in range(3):
+        n = b.lengths[i]
+        torch.testing.assert_close(med[i, :n], model.predict_dwell(batch_of((i,)))[0][0], rtol=1e-5, atol=1e-5)
+
+
+# -- the live protocol ----------------------------------------------------------------------------------
+
+def test_live_features_equal_prefix_with_unknown_last_dwell():
+    """v'_j == features of the prefix 1..j whose last click is represented as (c2, censored)."""
+    model = make_model().eval()
+    b = batch_of((2,))
+    live = model.next_scores(b, "live")                       # (L-1, n_items)
+    items, tau = SESSIONS["items"][2], SESSIONS["tau"][2]
+    for j in range(1, len(items)):
+        prefix = SessionBatch.from_sessions([items[:j]], [tau[: j - 1] + [model.config.c2]], [[0] * (j - 1) + [1]])
+        v, _, _ = model.features(prefix)
+        torch.testing.assert_close(live[j - 1], model.click_logits(v[0, -1]), rtol=1e-5, atol=1e-5)
+    # and the paper protocol uses the true dwell of the last context click
+    paper = model.next_scores(b, "paper")
+    assert not torch.allclose(paper, live)
+
+
+# -- eq. 17-18: the joint likelihood -------------------------------------------------------------------------
+
+def test_loss_is_the_joint_likelihood_of_eq_17_18():
+    model = make_model().eval()
+    b = batch_of()
+    _, loss = model(b)
+    total = 0.0
+    for s in range(3):
+        items, tau, delta = (SESSIONS[f][s] for f in ("items", "tau", "delta"))
+        for k in range(len(items)):
+            if k == 0:
+                ctx = model.start_feature                     # v(S_0)
+            else:
+                v, _, _ = model.features(SessionBatch.from_sessions([items[:k]], [tau[:k]], [delta[:k]]))
+                ctx = v[0, -1]
+            click = torch.log_softmax(model.click_logits(ctx), -1)[items[k]]
+            mu = model.dwell_weight.weight[items[k]] @ ctx + model.dwell_bias.weight[items[k], 0]
+            y = math.log(max(tau[k], model.config.min_dwell))
+            sigma = model.config.sigma
+            dwell = norm.logsf(y, mu.item(), sigma) if delta[k] else norm.logpdf(y, mu.item(), sigma)
+            total += click.item() + dwell
+    assert loss.item() == pytest.approx(-total / 3, rel=1e-5)
+
+
+def test_dwell_median_is_exp_mu():
+    model = make_model().eval()
+    med, mu = model.predict_dwell(batch_of())
+    torch.testing.assert_close(med, torch.exp(mu))
+
+
+def test_predict_is_one_pass_of_both_heads():
+    model = make_model().eval()
+    b = batch_of()
+    for protocol in ("paper", "live"):
+        scores, (med, mu) = model.predict(b, protocol)
+        assert scores.shape == (int(b.next_positions().sum()), 12)
+        torch.testing.assert_close(med, model.predict_dwell(b)[0])   # dwell does not depend on protocol
+        torch.testing.assert_close(mu, model.predict_dwell(b)[1])
+    with pytest.raises(ValueError, match="protocol"):
+        model.predict(b, "future")
+
+
+# -- ablations (jump benchmark --ablations): every variant keeps the model contract -----------------
+
+ABLATIONS = [dict(recurrent="rh"), dict(recurrent="gru"), dict(attention=False), dict(time_embedding=False),
+             dict(dwell_loss=False), dict(dwell_head="shared"), dict(time_buckets="log")]
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
+def test_ablated_models_keep_the_contract(ablation):
+    model = make_model(**ablation).eval()
+    b = batch_of()
+    for protocol in ("paper", "live"):
+        scores = model.next_scores(b, protocol)
+        singles = torch.cat([model.next_scores(batch_of((i,)), protocol) for i in range(3)])
+        torch.testing.assert_close(scores, singles, rtol=1e-5, atol=1e-5)
+        assert torch.isinf(scores[:, 0]).all()
+    # the stream's cached path (live_step, one click at a time) == the offline live rows
+    items, tau = b.items, b.tau
+    B, d = items.shape[0], model.config.dim
+    fast, slow, memory, mem_len = torch.zeros(B, d), torch.zeros(B, d), torch.zeros(B, 0, d), torch.zeros(B, dtype=torch.long)
+    for n in range(int(b.lengths.min())):
+        has_prev = torch.full((B,), n > 0)
+        prev = max(n - 1, 0)
+        scores, (med, _), (fast, slow, memory, mem_len) = model.live_step(
+            fast, slow, memory, mem_len, items[:, prev], tau[:, prev], has_prev, items[:, n])
+        want, (want_med, _), _, _ = model.predict_live_at(b, torch.arange(B), torch.full((B,), n))
+        torch.testing.assert_close(scores, want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(med, want_med, rtol=1e-4, atol=1e-4)
+    # it trains
+    model.train()
+    _, loss = model(b)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_ablation_switches_do_what_they_say():
+    b = batch_of()
+    torch.manual_seed(0)
+    assert isinstance(make_model(recurrent="gru").fast_slow.cell, torch.nn.GRUCell)
+    # no time embedding: the embedding ignores tau
+    m = make_model(time_embedding=False).eval()
+    x1 = m.embed(b.items, b.tau, b.mask)
+    x2 = m.embed(b.items, b.tau * 3 + 7, b.mask)
+    torch.testing.assert_close(x1, x2)
+    # no dwell loss: the loss is the click term only, and no gradient reaches the dwell head
+    m = make_model(dwell_loss=False)
+    out, loss = m(b)
+    torch.testing.assert_close(loss, -out["click_ll"].sum() / 3)
+    loss.backward()
+    assert m.dwell_weight.weight.grad is None or m.dwell_weight.weight.grad.abs().sum() == 0
+    # shared dwell head: one W, b for every item
+    m = make_model(dwell_head="shared")
+    assert m.dwell_weight.weight.shape == (1, m.config.dim)
+    # no attention: v_k == h_k
+    m = make_model(attention=False).eval()
+    v, h, _ = m.features(b)
+    torch.testing.assert_close(v, h)
+    with pytest.raises(ValueError, match="recurrent"):
+        JumpConfig(n_items=5, recurrent="lstm")
+
+
+def test_live_censor_p_hides_input_dwells_only_in_training():
+    b = batch_of()
+    hidden = SessionBatch(b.items, torch.where(b.mask, torch.full_like(b.tau, 30.0), b.tau), b.delta | b.mask, b.lengths)
+    m0, m1 = make_model(), make_model(live_censor_p=1.0)
+    m0.train(), m1.train()
+    torch.manual_seed(1)
+    out1, loss1 = m1(b)                       # every input dwell fed as (c2, censored) ...
+    v, _, _ = m0.features(hidden)
+    ctx = m0.context(v)
+    want = -torch.nn.functional.cross_entropy(m0.click_logits(ctx[b.mask]), b.items[b.mask], reduction="none")
+    torch.testing.assert_close(out1["click_ll"], want.detach())
+    # ... and evaluation is untouched
+    m1.eval(), m0.eval()
+    torch.testing.assert_close(m1.next_scores(b, "paper"), m0.next_scores(b, "paper"))
