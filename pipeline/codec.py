@@ -2,7 +2,10 @@
 
 Values are msgpack maps carrying a `schema` version. Input clicks may also be JSON objects: the
 format is detected per message from its first byte. `RECORDS` lists the fields of each record
-type; `deploy/asyncapi.yaml` describes the same fields and a test keeps the two in step.
+type; `deploy/asyncapi.yaml` describes the same fields and a test keeps the two in step. `Msg` is
+a consumed record (topic, partition, offset, key, value, timestamp) as the runtimes hand it to the
+inference and trainer cores, which never see a Kafka client's record type (the sessionizer core
+has its own `Message`, whose topic is an index).
 """
 from __future__ import annotations
 
@@ -62,6 +65,17 @@ class Click:
     item: str            # item id, as a string
     ts: float            # event time, Unix seconds
     event_id: str | None
+
+
+@dataclass(slots=True)
+class Msg:
+    """One consumed Kafka record, as every runtime hands it to the inference and trainer cores."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float          # seconds
 
 
 _packer = msgpack.Packer(use_bin_type=True)

@@ -62,7 +62,7 @@ def consume_all(settings_or_bootstrap, topic: str, idle_s: float = 2.0, max_wait
 def produce(settings_or_bootstrap, topic: str, records, partition: int | None = None) -> None:
     """Send (key: bytes | None, value: bytes) pairs and wait for every acknowledgement."""
     from pipeline.config import Settings
-    from pipeline.devtools.tools import produce_records
+    from pipeline.runtime.kafka import produce_records
 
     settings = settings_or_bootstrap
     if not hasattr(settings, "kafka_python_kwargs"):

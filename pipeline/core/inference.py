@@ -1,11 +1,12 @@
-"""The inference worker's per-batch work, shared by its two runtimes.
+"""The inference worker without Kafka: the served model, its hot replacement, the per-batch work.
 
-`InferenceRunner.handle(messages, send)` decodes a micro-batch of requests, runs JUMP, and sends
-one prediction per request (bad records to dead letters). Two consumers drive it:
-- a bare aiokafka consumer-group loop (`run_direct`, `JUMP_INFERENCE_RUNTIME=aiokafka`, the default),
-  which skips Faust's per-event stream machinery -- the inference worker is stateless, it needs no
-  Table; `jump bench stream` measured the whole pipeline 1.7x faster with it than with
-- the Faust agent (`app.create_inference_app`, `JUMP_INFERENCE_RUNTIME=faust`).
+`InferenceRunner.handle(messages, send)` decodes a micro-batch of requests, runs JUMP (through
+core.engine.InferenceEngine), and sends one prediction per request (bad records to dead letters).
+Two runtimes drive it:
+- a bare aiokafka consumer-group loop (`runtime.inference.run_direct`, `JUMP_INFERENCE_RUNTIME=aiokafka`,
+  the default), which skips Faust's per-event stream machinery -- the inference worker is stateless,
+  it needs no Table; `jump bench stream` measured the whole pipeline 1.7x faster with it than with
+- the Faust agent (`runtime.faust_app.create_inference_app`, `JUMP_INFERENCE_RUNTIME=faust`).
 Both are at-least-once: request offsets are committed only after the producer is flushed.
 """
 from __future__ import annotations
@@ -13,25 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
-from dataclasses import dataclass
 
 from .. import codec
 from .. import metrics
+from ..codec import Msg
 from ..config import Settings
 
 log = logging.getLogger("jump.inference")
-
-
-@dataclass(slots=True)
-class Msg:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float          # seconds
 
 
 class InferenceRunner:
@@ -264,157 +254,3 @@ class InferenceRunner:
             emitted += 1
         metrics.predictions.inc(emitted)
         return emitted
-
-
-async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """The inference worker on a bare aiokafka consumer group (`JUMP_INFERENCE_RUNTIME=aiokafka`)."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-
-    s = settings
-    runner = InferenceRunner(s)
-    stop = stop_on_signals(stop)
-    if await runner.wait_for_model(stop) is None:
-        return
-    updates = [asyncio.create_task(watch_updates(s, runner, stop))]
-    if s.reload_check_s:
-        updates.append(asyncio.create_task(poll_model(runner, s.reload_check_s, stop)))
-    common = s.aiokafka_kwargs()
-    producer = AIOKafkaProducer(linger_ms=2, acks=1,
-                                enable_idempotence=False, max_batch_size=1 << 18, **common)
-    consumer = AIOKafkaConsumer(group_id=f"{s.app_id}-inference-direct",
-                                enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
-                                heartbeat_interval_ms=3_000, max_poll_records=s.max_batch,
-                                fetch_max_wait_ms=s.fetch_max_wait_ms, **common)
-
-    async def commit():
-        await producer.flush()
-        await consumer.commit()
-
-    class OnRevoke(ConsumerRebalanceListener):
-        async def on_partitions_revoked(self, revoked):
-            try:
-                await commit()
-            except Exception as exc:      # the group is rebalancing; the next owner re-reads (at-least-once)
-                log.warning("commit on revoke failed: %s", exc)
-
-        async def on_partitions_assigned(self, assigned):
-            pass
-
-    async def send(topic, key, value, partition):
-        await producer.send(topic, value=value, key=key, partition=partition)
-
-    await producer.start()
-    await consumer.start()
-    consumer.subscribe([s.topic_requests], listener=OnRevoke())
-    log.info("inference (aiokafka runtime) consuming %s", s.topic_requests)
-    last_commit = time.monotonic()
-    metrics.set_ready(True)
-    try:
-        while not stop.is_set():
-            metrics.beat()
-            batches = await consumer.getmany(timeout_ms=max(1, int(s.max_wait_s * 1000)), max_records=s.max_batch)
-            msgs = [Msg(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
-                    for records in batches.values() for r in records]
-            runner.swap()                                 # a staged model serves from this batch on
-            if msgs:
-                await runner.handle(msgs, send)
-                lag = 0
-                for tp in consumer.assignment():
-                    hw, pos = consumer.highwater(tp), await consumer.position(tp)
-                    if hw is not None:
-                        lag += max(0, hw - pos)
-                metrics.consumer_lag.labels(f"{s.app_id}-inference").set(lag)
-            now = time.monotonic()
-            if now - last_commit >= 1.0:
-                await commit()
-                last_commit = now
-    finally:
-        for task in updates:
-            task.cancel()
-        try:
-            await commit()
-        finally:
-            if consumer is not None:
-                await consumer.stop()
-            await producer.stop()
-
-
-def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
-    """An event set by SIGTERM / SIGINT (where the loop supports signal handlers)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    return stop
-
-
-async def read_from_beginning(settings: Settings, topic: str):
-    """A started aiokafka consumer without a group, assigned every partition of `topic` from the
-    beginning; returns (consumer, assigned partitions). RuntimeError if the topic does not exist."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=settings.fetch_max_wait_ms, **settings.aiokafka_kwargs())
-    await consumer.start()
-    try:
-        await consumer.topics()                                   # metadata
-        parts = sorted(consumer.partitions_for_topic(topic) or ())
-        if not parts:
-            raise RuntimeError(f"topic {topic} does not exist (create it, or JUMP_CREATE_TOPICS=true)")
-        assigned = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        return consumer, assigned
-    except BaseException:
-        await consumer.stop()
-        raise
-
-
-async def poll_model(runner: InferenceRunner, interval_s: float, stop: asyncio.Event) -> None:
-    """`runner.maybe_reload()` every interval_s (a task: loading never blocks the consumer loop)."""
-    while not stop.is_set():
-        await asyncio.sleep(interval_s)
-        try:
-            await runner.maybe_reload()
-        except Exception:
-            log.exception("model reload check failed")
-
-
-async def watch_updates(settings: Settings, runner: InferenceRunner, stop: asyncio.Event | None = None) -> None:
-    """Follow jump-model-updates: every partition from the beginning, no consumer group (every worker
-    sees every announcement); the highest seq of each fetch goes to `runner.apply_update`. Runs until
-    cancelled or `stop`; a broker problem is logged and retried (current.json polling covers the gap)."""
-    s = settings
-    while not (stop is not None and stop.is_set()):
-        consumer = None
-        try:
-            consumer, _ = await read_from_beginning(s, s.topic_model_updates)
-            log.info("following model announcements on %s", s.topic_model_updates)
-            while not (stop is not None and stop.is_set()):
-                batches = await consumer.getmany(timeout_ms=1000)
-                best = None
-                for records in batches.values():
-                    for r in records:
-                        try:
-                            rec = codec.decode("model_update", r.value)
-                            if not isinstance(rec.get("seq"), int) or not isinstance(rec.get("path"), str):
-                                raise ValueError("seq or path missing")
-                        except ValueError as exc:
-                            metrics.model_refusals.labels("bad_announcement").inc()
-                            log.error("ignoring a model announcement at %s[%d]@%d: %s", r.topic, r.partition,
-                                      r.offset, exc)
-                            continue
-                        if best is None or rec["seq"] > best["seq"]:
-                            best = rec
-                if best is not None:
-                    await runner.apply_update(best)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("model announcements: %s; retrying in 5 s", exc)
-            await asyncio.sleep(5)
-        finally:
-            if consumer is not None:
-                await consumer.stop()

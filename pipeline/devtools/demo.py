@@ -120,11 +120,11 @@ def read_records(settings, topic: str, kind: str, timeout_s: float = 10.0) -> li
     from kafka import KafkaConsumer
 
     from .. import codec
-    from .tools import _assign_all
+    from .tail import assign_all
     consumer = KafkaConsumer(**settings.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest", fetch_max_wait_ms=200)
     try:
-        tps = _assign_all(consumer, topic)
+        tps = assign_all(consumer, topic)
         consumer.seek_to_beginning(*tps)
         out, deadline = [], time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -140,9 +140,10 @@ def read_records(settings, topic: str, kind: str, timeout_s: float = 10.0) -> li
 
 def cmd_demo(a) -> int:
     from . import procs
-    from .broker import EmbeddedBroker, ensure_topics, free_port
     from ..config import Settings
-    from .tools import replay
+    from ..runtime.kafka import ensure_topics
+    from .broker import EmbeddedBroker, free_port
+    from .replay import replay
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +186,7 @@ def cmd_demo(a) -> int:
         # warm-up: one click through both workers, so the figures below exclude start-up and group
         # joins; its event time precedes the replay's (a later one would advance stream time past it)
         from .. import codec
-        from .tools import produce_records
+        from ..runtime.kafka import produce_records
         ts = [float(r["ts"]) for r in csv.DictReader(open(heldout))]
         produce_records(s, s.topic_clicks, [(b"__demo_warmup__", codec.encode_click(
             "__demo_warmup__", "warmup", min(ts) - 1.0, "warmup-0", "session"))])

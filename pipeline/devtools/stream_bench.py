@@ -6,7 +6,8 @@ clicks are produced once to a source topic, then measured side by side:
 
 * (a) bare aiokafka consume -> produce pass-through in this process (the ceiling);
 * (b) a minimal Faust app (the pipeline's app settings) whose agent re-sends every value one by
-  one (`async for value in stream: await out.send(value=value)`), in a subprocess;
+  one (`async for value in stream: await out.send(value=value)`), in a subprocess
+  (`python -m pipeline.devtools.faust_passthrough`);
 * (b2) the same with the pipeline's batch hot path (`stream.take_events` + `app.producer.send`);
 * (c) the full pipeline (sessionizer + inference workers, one JUMP checkpoint with random weights
   per dimension in `dims`), fed by a replay of the same clicks after a warm-up.
@@ -91,24 +92,6 @@ def _pct(values: list[float], q: float) -> float:
     return s[i]
 
 
-def _kafka_kwargs(settings) -> dict:
-    return settings.kafka_python_kwargs()
-
-
-def _aiokafka_kwargs(settings) -> dict:
-    kw = {"bootstrap_servers": settings.bootstrap_servers.split(","), "security_protocol": settings.security_protocol}
-    if settings.security_protocol.endswith("SSL"):
-        import ssl
-        ctx = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-        if settings.ssl_certfile:
-            ctx.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
-        kw["ssl_context"] = ctx
-    if settings.security_protocol.startswith("SASL"):
-        kw.update(sasl_mechanism=settings.sasl_mechanism or "PLAIN", sasl_plain_username=settings.sasl_username,
-                  sasl_plain_password=settings.sasl_password)
-    return kw
-
-
 # --------------------------------------------------------------------------- data
 
 def _clicks(n: int, work: Path, span_days: float = 30.0, users: int | None = None
@@ -159,7 +142,7 @@ def _warmup_clicks(items: list[str], first_ts: float) -> list[tuple[bytes, bytes
 def _produce(settings, topic: str, msgs: list[tuple[bytes, bytes]]) -> dict:
     """Send the messages in order with kafka-python (acks=1, no idempotence: Tansu lacks it) and flush."""
     from kafka import KafkaProducer
-    producer = KafkaProducer(**_kafka_kwargs(settings), client_id="jump-bench-producer", enable_idempotence=False,
+    producer = KafkaProducer(**settings.kafka_python_kwargs(), client_id="jump-bench-producer", enable_idempotence=False,
                              acks=1, linger_ms=5, batch_size=256 * 1024, retries=5,
                              max_in_flight_requests_per_connection=1)
     errors = []
@@ -182,7 +165,7 @@ def _consume(settings, topic: str, *, want: int, timeout_s: float, key_of=None, 
     """kafka-python ConsumerRecords of `topic` (all partitions, from the beginning) until `want` distinct
     records (by key_of(record), default: every record counts), or timeout, or stop() is truthy."""
     from kafka import KafkaConsumer, TopicPartition
-    consumer = KafkaConsumer(**_kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
+    consumer = KafkaConsumer(**settings.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest", fetch_max_wait_ms=250, max_partition_fetch_bytes=8 << 20,
                              fetch_max_bytes=32 << 20)
     try:
@@ -222,7 +205,7 @@ def _consume(settings, topic: str, *, want: int, timeout_s: float, key_of=None, 
 
 async def _aiokafka_passthrough(settings, src: str, out: str, n: int, timeout_s: float) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    kw = _aiokafka_kwargs(settings)
+    kw = settings.aiokafka_kwargs()
     consumer = AIOKafkaConsumer(**kw, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20)
     producer = AIOKafkaProducer(**kw, linger_ms=5, acks=1, enable_idempotence=False, max_batch_size=1 << 18)
@@ -254,56 +237,17 @@ async def _aiokafka_passthrough(settings, src: str, out: str, n: int, timeout_s:
 
 # --------------------------------------------------------------------------- (b) Faust
 
-_FAUST_MODULE = '''"""Bare Faust pass-through (written by pipeline.devtools.stream_bench): the pipeline's app settings, no work."""
-import asyncio
-import os
-import sys
-
-import faust
-
-from pipeline.runtime.faust_app import _app
-from pipeline.config import Settings
-
-s = Settings.from_env()
-MODE, SRC, OUT = os.environ["BENCH_MODE"], os.environ["BENCH_SRC"], os.environ["BENCH_OUT"]
-app = _app(s, "passthrough-" + MODE)
-source = app.topic(SRC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                   partitions=s.partitions)
-out_topic = app.topic(OUT, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                      partitions=s.partitions)
-
-if MODE == "plain":
-    @app.agent(source)
-    async def passthrough(stream):
-        async for value in stream:
-            await out_topic.send(value=value)
-else:
-    @app.agent(source)
-    async def passthrough(stream):
-        producer = app.producer
-        async for events in stream.take_events(1000, within=0.05):
-            futures = [await producer.send(OUT, None, e.message.value, e.message.partition, None, None)
-                       for e in events]
-            await asyncio.gather(*futures)
-
-if __name__ == "__main__":
-    sys.argv = [sys.argv[0], "worker", "-l", s.log_level]
-    faust.Worker(app, loglevel=s.log_level, loop=None, redirect_stdouts=False).execute_from_commandline()
-'''
-
-
 def _faust_passthrough(settings, mode: str, src: str, out: str, n: int, work: Path, logs: Path,
                        timeout_s: float, broker_pid: int | None) -> dict:
     from . import procs
     from ..config import settings_env
-    module = work / "faust_passthrough.py"
-    module.write_text(_FAUST_MODULE)
     log_path = logs / f"faust-{mode}.log"
     log_path.unlink(missing_ok=True)
     env = {**os.environ, **settings_env(settings), "BENCH_MODE": mode, "BENCH_SRC": src, "BENCH_OUT": out,
            "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(["timeout", "-s", "KILL", str(int(timeout_s) + 30), sys.executable, str(module)],
+        proc = subprocess.Popen(["timeout", "-s", "KILL", str(int(timeout_s) + 30), sys.executable, "-m",
+                                 "pipeline.devtools.faust_passthrough"],
                                 env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=str(Path(__file__).resolve().parents[2]))
     try:
@@ -344,23 +288,6 @@ def _checkpoint(path: Path, items: list[str], dim: int) -> None:
     save_checkpoint(path, model, items, "bench")
 
 
-def _start_worker(role: str, settings, log_path: Path):
-    """procs.start_worker, or the same launch without the `jump` parser while pipeline.cli cannot build
-    it (pipeline.devtools.demo missing)."""
-    import importlib.util
-
-    from . import procs
-    from ..config import settings_env
-    log_path.unlink(missing_ok=True)
-    if importlib.util.find_spec("pipeline.devtools.demo") is not None:
-        return procs.start_worker(role, settings, log_path)
-    env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
-    code = f"import sys; from pipeline.cli import cmd_{role}; sys.exit(cmd_{role}(None))"
-    with open(log_path, "ab") as logf:
-        return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
 def _hist(samples_before: dict, samples_after: dict, name: str) -> dict:
     """Delta of a Prometheus histogram between two scrapes: per-bucket counts, count, sum, mean."""
     def series(samples):
@@ -389,7 +316,8 @@ def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: 
               broker_pid: int | None, timeout_s: float, runtime: str = "faust") -> dict:
     from .. import codec
     from . import procs
-    from .broker import ensure_topics, free_port, topic_specs
+    from ..runtime.kafka import ensure_topics, topic_specs
+    from .broker import free_port
 
     ckpt = work / f"bench_d{dim}.ckpt"
     _checkpoint(ckpt, items, dim)
@@ -409,8 +337,10 @@ def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: 
     sess = inf = None
     try:
         t_start = time.time()
-        sess = _start_worker("sessionizer", s_sess, log_sess)
-        inf = _start_worker("inference", s_inf, log_inf)
+        log_sess.unlink(missing_ok=True)
+        log_inf.unlink(missing_ok=True)
+        sess = procs.start_worker("sessionizer", s_sess, log_sess)
+        inf = procs.start_worker("inference", s_inf, log_inf)
         procs.wait_metrics(sess_port, sess, 90, log_sess)
         procs.wait_metrics(inf_port, inf, 90, log_inf)
         _log(f"(c d={dim}) workers up ({time.time() - t_start:.1f} s); warm-up: {len(warm)} clicks")
@@ -495,8 +425,9 @@ def bench_stream(clicks: int = 100_000, partitions: int = 1, work_dir: str = "ru
     clicks // 40 users). More users over a short span means more concurrent sessions, hence fewer
     clicks of one session in one inference micro-batch.
     """
-    from .broker import EmbeddedBroker, ensure_topics, wait_for_broker
     from ..config import Settings
+    from ..runtime.kafka import ensure_topics, wait_for_broker
+    from .broker import EmbeddedBroker
 
     if clicks < 1 or partitions < 1:
         raise ValueError("clicks and partitions must be >= 1")

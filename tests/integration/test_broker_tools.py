@@ -18,9 +18,12 @@ import numpy as np
 import pytest
 
 from pipeline import codec
-from pipeline.devtools.broker import EmbeddedBroker, ensure_topics, free_port, tansu_binary, topic_specs, wait_for_broker
+from pipeline.cli import add_topics
 from pipeline.config import Settings
-from pipeline.devtools.tools import add_broker, add_replay, add_tail, add_topics, replay, tail
+from pipeline.devtools.broker import EmbeddedBroker, add_broker, free_port, tansu_binary
+from pipeline.devtools.replay import add_replay, replay
+from pipeline.devtools.tail import add_tail, tail
+from pipeline.runtime.kafka import ensure_topics, topic_specs, wait_for_broker
 from tests.conftest import consume_all, produce
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

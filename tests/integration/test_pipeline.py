@@ -21,9 +21,10 @@ from jump_core.model import Jump, JumpConfig
 from jump_core.data.prepare import read_sessions
 from pipeline import codec
 from pipeline.devtools import procs
-from pipeline.devtools.broker import ensure_topics, free_port
 from pipeline.config import Settings
-from pipeline.devtools.tools import replay
+from pipeline.devtools.broker import free_port
+from pipeline.devtools.replay import replay
+from pipeline.runtime.kafka import ensure_topics
 from tests.kafka_helpers import consume_all, produce
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -172,7 +173,7 @@ def test_predictions_equal_offline_live_inference(stream):
         chunk = [offline[s] for s in sids[start:start + 200]]
         batch = SessionBatch.from_sessions([d["ids"] for d in chunk], [d["tau"] for d in chunk],
                                            [d["delta"] for d in chunk])
-        scores, (median, _) = model.predict(batch, "live")          # the offline `live` rows
+        scores, (median, _, _) = model.predict(batch, "live")          # the offline `live` rows
         top_s, top_i = scores.topk(20, dim=1)
         row = 0
         for b, d in enumerate(chunk):

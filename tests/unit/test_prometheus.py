@@ -437,7 +437,7 @@ def test_prometheus_scrapes_the_workers_and_evaluates_the_rules(prometheus_bin, 
     from jump_core.data.prepare import read_sessions
     from jump_core.data.synth import SynthConfig, write_csv
     from pipeline.devtools import procs
-    from pipeline.devtools.tools import replay
+    from pipeline.devtools.replay import replay
     from tests.integration.test_pipeline import Pipeline, make_settings, random_model
 
     clicks_csv = tmp_path / "clicks.csv"

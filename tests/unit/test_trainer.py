@@ -25,7 +25,7 @@ from pipeline import codec
 from pipeline import metrics
 from pipeline.devtools import procs
 from pipeline.devtools.broker import free_port
-from pipeline.core.inference import Msg
+from pipeline.codec import Msg
 from pipeline.core.trainer import TrainerCore
 from tests.continual_helpers import as_record, logged_sessions
 from tests.kafka_helpers import consume_all, produce
@@ -287,7 +287,7 @@ def test_jump_models_promote_announces_a_rollback_and_list_shows_it(kafka_bootst
 
     from pipeline.config import settings_env
     s = make_settings(kafka_bootstrap, "models", tmp_path)
-    from pipeline.devtools.broker import ensure_topics
+    from pipeline.runtime.kafka import ensure_topics
     ensure_topics(s)
     store = ModelStore(s.model_dir)
     items = ["a", "b", "c"]

@@ -1,0 +1,211 @@
+"""Every use of faust-streaming's and aiokafka's private internals, in one place.
+
+The Faust apps (pipeline/runtime/faust_app.py) need four things neither library offers publicly:
+
+1. A fetch long-poll shorter than Faust's: Faust builds its worker consumer with a hard-coded
+   `fetch_max_wait_ms=1500`, and Tansu answers a waiting fetch late, which put up to ~0.5 s on
+   each hop at low load. `_create_worker_consumer` is patched to set the app's
+   JUMP_FETCH_MAX_WAIT_MS on aiokafka's consumer before it starts (`_fetch_max_wait_ms`).
+2. Right changelog end offsets for Table recovery: Faust takes them from ListOffsets, which Tansu
+   answers wrong (too low, even 0 for a non-empty partition), so a restarted sessionizer would
+   recover part of its state. `_highwaters` is patched to take the larger of ListOffsets and the
+   high watermark of a real fetch (`fetch_highwaters`); on Kafka the two agree.
+3. Table writes attributed to the right event: Faust sends a Table write to the changelog
+   partition of the *current event* (`faust.streams._current_event`), which inside a
+   `take_events` batch is one event for the whole batch. `write_table` makes each write current
+   to an event of the session's own partition.
+4. Consumer lag without ListOffsets: Faust's consumer keeps the last offset handed to the streams
+   in `_read_offset` (`read_offset`), to subtract from the fetch high watermark.
+
+Per-app settings (the fetch wait, the Kafka client options of the recovery fetch) are kept here,
+keyed by app (`configure`), not as attributes set on `faust.App`.
+
+`check_versions` refuses to run on other versions of faust-streaming and aiokafka than the ones
+these patches were written and tested against (TESTED, the pins of requirements.txt): an upgrade
+must come with a review of this module and of tests/unit/test_faust_compat.py, which fails when a
+patched internal changes shape.
+"""
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+log = logging.getLogger("jump.pipeline")
+
+#: the versions the patches below were tested with (requirements.txt pins the same)
+TESTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+
+def installed_versions() -> dict[str, str]:
+    """Distribution name -> installed version, for the distributions of TESTED."""
+    out = {}
+    for name in TESTED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "(not installed)"
+    return out
+
+
+def check_versions() -> None:
+    """RuntimeError (one line) unless the installed faust-streaming and aiokafka are the tested ones."""
+    installed = installed_versions()
+    wrong = [f"{name} {installed[name]} is installed, tested with {tested}" for name, tested in TESTED.items()
+             if installed[name] != tested]
+    if wrong:
+        pins = " ".join(f"{name}=={tested}" for name, tested in TESTED.items())
+        raise RuntimeError(f"{'; '.join(wrong)}: install the tested versions ({pins}, as requirements.txt "
+                           "pins them), or review pipeline/runtime/faust_compat.py against the installed ones "
+                           "and update its TESTED versions")
+
+
+# --------------------------------------------------------------------------- per-app settings
+
+@dataclass(frozen=True)
+class AppOptions:
+    fetch_max_wait_ms: int | None      # the worker consumer's fetch long-poll (None: Faust's 1500 ms)
+    kafka_kwargs: dict | None          # aiokafka client options of the recovery fetch (None: ListOffsets only)
+
+
+_options: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()     # faust.App -> AppOptions
+
+
+def configure(app, *, fetch_max_wait_ms: int | None, kafka_kwargs: dict | None) -> None:
+    """Check the versions, install the patches (once per process) and give `app` its settings.
+    Call it on every app before it starts."""
+    check_versions()
+    install()
+    _options[app] = AppOptions(fetch_max_wait_ms, kafka_kwargs)
+
+
+def options(app) -> AppOptions | None:
+    """The settings `configure` gave `app`, or None."""
+    return _options.get(app)
+
+
+def install() -> None:
+    """Install both patches of Faust's aiokafka driver (idempotent)."""
+    _patch_fetch_wait()
+    _patch_recovery_highwaters()
+
+
+# --------------------------------------------------------------------------- 1. fetch wait
+
+def set_fetch_max_wait(consumer, ms: int) -> None:
+    """Set an aiokafka consumer's fetch long-poll after construction, before `start()`.
+
+    Private: AIOKafkaConsumer keeps its `fetch_max_wait_ms` argument in `_fetch_max_wait_ms` and
+    hands it to its Fetcher in `start()`; there is no public setter, and Faust constructs the
+    consumer itself with a hard-coded 1500 ms.
+    """
+    consumer._fetch_max_wait_ms = ms
+
+
+def _patch_fetch_wait() -> None:
+    """Faust hard-codes the worker consumer's fetch_max_wait_ms (1500); use the app's
+    JUMP_FETCH_MAX_WAIT_MS instead (Tansu answers a waiting fetch late: ~0.5 s a hop at low load)."""
+    from faust.transport.drivers import aiokafka as driver
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer      # private: Faust's consumer factory
+    if getattr(create, "jump_patched", False):
+        return
+
+    def _create_worker_consumer(self, transport):
+        consumer = create(self, transport)
+        opts = _options.get(self.app)
+        if opts is not None and opts.fetch_max_wait_ms:
+            set_fetch_max_wait(consumer, opts.fetch_max_wait_ms)   # the consumer is not started yet
+        return consumer
+
+    _create_worker_consumer.jump_patched = True
+    _create_worker_consumer.jump_original = create
+    driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
+# --------------------------------------------------------------------------- 2. recovery end offsets
+
+def _patch_recovery_highwaters() -> None:
+    """Table recovery reads each changelog partition up to its end offset, which Faust takes from
+    ListOffsets (`AIOKafkaConsumerThread._highwaters`, behind `Consumer.highwaters`). Tansu answers
+    ListOffsets wrong (too low, even 0 for a non-empty partition), so a restarted sessionizer would
+    recover part of its state. Take the larger of ListOffsets and the high watermark of a real fetch
+    (which Tansu reports right); on Kafka the two agree."""
+    from faust.transport.drivers import aiokafka as driver
+    original = driver.AIOKafkaConsumerThread._highwaters                # private: Faust's ListOffsets call
+    if getattr(original, "jump_patched", False):
+        return
+
+    async def _highwaters(self, partitions):
+        reported = dict(await original(self, partitions))
+        opts = _options.get(self.app)
+        kwargs = opts.kafka_kwargs if opts is not None else None
+        if not kwargs or not partitions or self.consumer.in_transaction:
+            return reported
+        return await fetch_highwaters(kwargs, list(partitions), reported)
+
+    _highwaters.jump_patched = True
+    _highwaters.jump_original = original
+    driver.AIOKafkaConsumerThread._highwaters = _highwaters
+
+
+async def fetch_highwaters(kafka_kwargs: dict, partitions: list, reported: dict, tries: int = 50) -> dict:
+    """max(reported, the fetch high watermark) per partition, with a throwaway group-less consumer."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in partitions}   # Faust's TP -> aiokafka's
+    consumer = AIOKafkaConsumer(**kafka_kwargs, enable_auto_commit=False, fetch_max_wait_ms=50)
+    try:
+        await consumer.start()
+        consumer.assign(list(tps.values()))
+        for tp, atp in tps.items():
+            consumer.seek(atp, max(0, reported.get(tp) or 0))
+        for _ in range(tries):
+            await consumer.getmany(*tps.values(), timeout_ms=100, max_records=1)
+            if all(consumer.highwater(atp) is not None for atp in tps.values()):
+                break
+        out = {}
+        for tp, atp in tps.items():
+            hw = consumer.highwater(atp)
+            if hw is None:
+                log.warning("no fetch high watermark for %s; using ListOffsets (%s)", tp, reported.get(tp))
+            out[tp] = max(reported.get(tp) or 0, hw or 0)
+        return out
+    except Exception:
+        log.exception("fetch high watermarks failed; using ListOffsets %s", reported)
+        return reported
+    finally:
+        await consumer.stop()
+
+
+# --------------------------------------------------------------------------- 3. Table writes
+
+def write_table(table, event, key: bytes, value: bytes | None) -> None:
+    """`table[key] = value` (None: delete the key) as a write of `event`.
+
+    Faust sends a Table write to the changelog partition of the current event, which it keeps in
+    the private ContextVar `faust.streams._current_event` (read by `faust.streams.current_event()`).
+    Inside a `take_events` batch that is one event for the whole batch, and a timer has none (Table
+    writes are only attributable inside an agent's event): so each write is made current to an
+    event of the session's own partition, and the previous current event restored after it.
+    """
+    from faust.streams import _current_event
+    token = _current_event.set(weakref.ref(event))
+    try:
+        if value is None:
+            if key in table.data:
+                del table[key]
+        else:
+            table[key] = value
+    finally:
+        _current_event.reset(token)
+
+
+# --------------------------------------------------------------------------- 4. consumer lag
+
+def read_offset(consumer, tp) -> int | None:
+    """The last offset Faust's consumer handed to the streams on `tp` (None: none yet).
+
+    Private: Faust keeps it in `Consumer._read_offset`; the lag is the fetch high watermark minus
+    this (+ 1), since ListOffsets-based end offsets are wrong on Tansu.
+    """
+    return consumer._read_offset.get(tp)

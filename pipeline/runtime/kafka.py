@@ -1,0 +1,200 @@
+"""Kafka client helpers shared by the workers, the operator commands and the development tools.
+
+- topics: `topic_specs` (every topic the pipeline uses and its partition count), `ensure_topics`
+  (create the missing ones, refuse a co-partitioning mismatch), `wait_for_broker`;
+- records: `produce_records` (send and wait for every acknowledgement), `read_from_beginning` (an
+  aiokafka consumer without a group on every partition of a topic);
+- process: `stop_on_signals` (an asyncio event set by SIGTERM / SIGINT), `kafka_errors_as_runtime`
+  (a kafka-python error as the one-line RuntimeError the `jump` command prints).
+
+Clients are kafka-python (blocking: admin, tools) and aiokafka (asyncio: the workers), both built
+from `Settings.kafka_python_kwargs()` / `aiokafka_kwargs()`. Tansu (the embedded development broker)
+has no transactions and no idempotent producer, and its ListOffsets is wrong on batched topics, so
+nothing here relies on those.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+
+# --------------------------------------------------------------------------- topics
+
+def topic_specs(settings: "Settings") -> dict[str, int]:
+    """Every topic the pipeline uses -> its partition count."""
+    return {
+        settings.topic_clicks: settings.partitions,
+        settings.topic_rekeyed: settings.partitions,
+        settings.topic_requests: settings.partitions,
+        settings.topic_predictions: settings.output_partitions,
+        settings.topic_training_log: settings.output_partitions,
+        settings.topic_dead_letters: settings.output_partitions,
+        settings.topic_model_updates: 1,          # one partition: every worker reads every update, in order
+        settings.topic_training_metrics: 1,
+    }
+
+
+def metadata_error(bootstrap_servers: str | list[str], timeout_s: float = 5.0, **kwargs) -> str | None:
+    """None when a kafka-python metadata request to `bootstrap_servers` succeeds, else the error."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaConfigurationError, KafkaError
+    ms = int(timeout_s * 1000)
+    try:
+        c = KafkaConsumer(bootstrap_servers=bootstrap_servers, request_timeout_ms=ms + 1000, bootstrap_timeout_ms=ms,
+                          **kwargs)
+    except KafkaConfigurationError:
+        raise
+    except (KafkaError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+    try:
+        c.topics()
+        return None
+    except (KafkaError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+    finally:
+        c.close()
+
+
+def wait_for_broker(settings: "Settings", timeout_s: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request; RuntimeError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        last = metadata_error(timeout_s=min(5.0, timeout_s), **settings.kafka_python_kwargs())
+        if last is None:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:g} s: {last}")
+        time.sleep(0.5)
+
+
+def _partition_counts(admin, names: list[str]) -> dict[str, int]:
+    """name -> partition count of the existing topics among `names` (via DescribeTopics/Metadata)."""
+    out = {}
+    for t in admin.describe_topics(names):
+        err = t.get("error_code", 0)
+        if err:
+            continue
+        out[t.get("name", t.get("topic"))] = len(t.get("partitions") or [])   # "topic" in kafka-python < 3
+    return out
+
+
+def ensure_topics(settings: "Settings", specs: dict[str, int] | None = None, timeout_s: float = 30) -> dict[str, str]:
+    """Create the missing topics (idempotent); name -> "created" | "exists".
+
+    Raises ValueError when an existing topic's partition count differs from the spec.
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    specs = topic_specs(settings) if specs is None else dict(specs)
+    for name, n in specs.items():
+        if not name or n < 1:
+            raise ValueError(f"topic {name!r}: partition count must be >= 1, got {n}")
+    deadline = time.monotonic() + timeout_s
+    admin = None
+    while admin is None:
+        try:
+            admin = KafkaAdminClient(**settings.kafka_python_kwargs(), request_timeout_ms=int(timeout_s * 1000),
+                                     client_id=f"{settings.app_id}-admin")
+        except (KafkaError, OSError) as e:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot reach Kafka at {settings.bootstrap_servers}: {e}") from None
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        result: dict[str, str] = {}
+        missing = [n for n in specs if n not in existing]
+        for name in missing:
+            try:
+                admin.create_topics({name: {"num_partitions": specs[name],
+                                            "replication_factor": settings.replication_factor}},
+                                    timeout_ms=int(timeout_s * 1000))
+                result[name] = "created"
+            except TopicAlreadyExistsError:       # created concurrently by another worker
+                result[name] = "exists"
+        for name in specs:
+            result.setdefault(name, "exists")
+        to_check = [n for n, r in result.items() if r == "exists"]
+        if to_check:
+            counts = {}
+            while True:
+                counts = _partition_counts(admin, to_check)
+                if len(counts) == len(to_check) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)                   # a concurrently created topic may not be visible yet
+            for name in to_check:
+                if name not in counts:
+                    raise RuntimeError(f"topic {name} exists but its metadata is unavailable")
+                if counts[name] != specs[name]:
+                    raise ValueError(f"topic {name} has {counts[name]} partitions, expected {specs[name]} "
+                                     "(co-partitioning)")
+        return {name: result[name] for name in specs}
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------- records
+
+def produce_records(settings: "Settings", topic: str, records, partition: int | None = None) -> None:
+    """Send (key, value) byte pairs and wait for every acknowledgement (no idempotent producer:
+    Tansu lacks it)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**settings.kafka_python_kwargs(), enable_idempotence=False, acks=1, linger_ms=5,
+                             max_in_flight_requests_per_connection=1)
+    try:
+        futures = [producer.send(topic, key=k, value=v, partition=partition) for k, v in records]
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        producer.close()
+
+
+async def read_from_beginning(settings: "Settings", topic: str):
+    """A started aiokafka consumer without a group, assigned every partition of `topic` from the
+    beginning; returns (consumer, assigned partitions). RuntimeError if the topic does not exist."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms, **settings.aiokafka_kwargs())
+    await consumer.start()
+    try:
+        await consumer.topics()                                   # metadata
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        if not parts:
+            raise RuntimeError(f"topic {topic} does not exist (create it, or JUMP_CREATE_TOPICS=true)")
+        assigned = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        return consumer, assigned
+    except BaseException:
+        await consumer.stop()
+        raise
+
+
+# --------------------------------------------------------------------------- process
+
+def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
+    """An event set by SIGTERM / SIGINT (where the loop supports signal handlers)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    return stop
+
+
+def kafka_errors_as_runtime(fn):
+    """Run fn(); a kafka-python error becomes a one-line RuntimeError (printed by `jump`)."""
+    from kafka.errors import KafkaError
+    try:
+        return fn()
+    except KafkaError as e:
+        raise RuntimeError(f"Kafka error: {type(e).__name__}: {e}") from None

@@ -1,0 +1,280 @@
+"""pipeline.runtime.faust_compat: the version guard, and one test per patch or private access of
+faust-streaming / aiokafka that fails when the internal it relies on changes shape. No broker.
+
+What each test pins down:
+- `_create_worker_consumer` (patched): its signature, that Faust still hard-codes the 1500 ms fetch
+  wait (the reason for the patch), and that the patched one gives a configured app's consumer the
+  app's fetch wait;
+- aiokafka's `_fetch_max_wait_ms`: the constructor stores `fetch_max_wait_ms` there and `start()`
+  hands it to the Fetcher (so setting it before start is as good as the constructor argument);
+- `_highwaters` (patched): its signature, that Faust's `Consumer.highwaters` goes through it, and
+  that the patched one takes the larger of ListOffsets and the fetch high watermark;
+- `faust.streams._current_event`: the ContextVar `current_event()` reads, which Faust's Table uses
+  to pick the changelog partition of a write;
+- `Consumer._read_offset`: the mapping of the last offset handed to the streams.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import re
+import sys
+import weakref
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import faust
+import faust.streams
+from faust.transport.drivers import aiokafka as driver
+
+from pipeline.config import Settings
+from pipeline.runtime import faust_compat
+from pipeline.runtime.faust_app import base_app
+
+ROOT = Path(__file__).resolve().parents[2]
+Thread = driver.AIOKafkaConsumerThread
+
+
+def settings(**kw) -> Settings:
+    return Settings.from_env(env={}, bootstrap_servers="127.0.0.1:1", app_id="jump-compat-test", **kw)
+
+
+class Event:
+    """What Faust's Table reads of an event: message.topic, message.partition (weak-referenceable)."""
+
+    def __init__(self, partition: int, topic: str = "clicks"):
+        self.message = SimpleNamespace(topic=topic, partition=partition)
+
+
+class AnApp:
+    """A stand-in key for the per-app settings (weak-referenceable, hashable)."""
+
+
+# --------------------------------------------------------------------------- the version guard
+
+def test_tested_versions_are_the_pins_of_requirements_txt():
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
+    assert {name: pins[name] for name in faust_compat.TESTED} == faust_compat.TESTED
+
+
+def test_the_installed_versions_are_the_tested_ones():
+    assert faust_compat.installed_versions() == faust_compat.TESTED
+    faust_compat.check_versions()
+
+
+@pytest.mark.parametrize("name, other", [("faust-streaming", "0.16.0"), ("aiokafka", "0.13.1")])
+def test_another_version_is_refused_with_one_clear_line(monkeypatch, name, other):
+    monkeypatch.setattr(faust_compat, "installed_versions", lambda: {**faust_compat.TESTED, name: other})
+    with pytest.raises(RuntimeError) as e:
+        faust_compat.check_versions()
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"{name} {other} is installed, tested with {faust_compat.TESTED[name]}" in msg
+    assert f"{name}=={faust_compat.TESTED[name]}" in msg and "requirements.txt" in msg
+    with pytest.raises(RuntimeError, match=re.escape(f"{name} {other} is installed")):
+        base_app(settings(), "refused")                    # no Faust app is built on it
+
+
+def test_jump_sessionizer_refuses_another_faust_version_in_one_stderr_line(monkeypatch, capsys):
+    from pipeline import cli
+    monkeypatch.setattr(faust_compat, "installed_versions",
+                        lambda: {**faust_compat.TESTED, "faust-streaming": "0.16.0"})
+    monkeypatch.setattr(sys, "argv", list(sys.argv))      # cmd_sessionizer rewrites it for faust.Worker
+    for var, value in (("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"), ("JUMP_CREATE_TOPICS", "false"),
+                       ("JUMP_METRICS_PORT", "0")):
+        monkeypatch.setenv(var, value)
+    assert cli.main(["sessionizer"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("jump sessionizer: error: faust-streaming 0.16.0 is installed, tested with 0.15.3")
+
+
+# --------------------------------------------------------------------------- installation
+
+def test_patches_are_installed_once_and_idempotently():
+    faust_compat.install()
+    create, highwaters = Thread._create_worker_consumer, Thread._highwaters
+    faust_compat.install()
+    base_app(settings(), "twice")
+    assert Thread._create_worker_consumer is create and Thread._highwaters is highwaters
+    for patched in (create, highwaters):
+        assert patched.jump_patched
+        assert not getattr(patched.jump_original, "jump_patched", False)   # Faust's own, never a patch of a patch
+
+
+def test_settings_are_kept_per_app_not_on_the_app():
+    a, b = base_app(settings(fetch_max_wait_ms=77), "a"), base_app(settings(fetch_max_wait_ms=33), "b")
+    assert faust_compat.options(a).fetch_max_wait_ms == 77 and faust_compat.options(b).fetch_max_wait_ms == 33
+    assert faust_compat.options(a).kafka_kwargs["bootstrap_servers"] == ["127.0.0.1:1"]
+    assert not [k for k in vars(a) if k.startswith("jump")]
+    n = len(faust_compat._options)
+    key = AnApp()
+    faust_compat.configure(key, fetch_max_wait_ms=5, kafka_kwargs=None)
+    assert len(faust_compat._options) == n + 1
+    del key
+    assert len(faust_compat._options) == n                 # held weakly: a dropped app takes its settings along
+
+
+# --------------------------------------------------------------------------- 1. fetch wait
+
+def test_create_worker_consumer_keeps_its_shape_and_its_hard_coded_wait():
+    original = Thread._create_worker_consumer.jump_original
+    assert list(inspect.signature(original).parameters) == ["self", "transport"]
+    assert not inspect.iscoroutinefunction(original)
+    # the reason for the patch: drop it when Faust takes the fetch wait from its configuration
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(original)
+
+
+def test_aiokafka_stores_fetch_max_wait_ms_privately_and_start_hands_it_to_the_fetcher(monkeypatch):
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.consumer import consumer as consumer_module
+
+    class Stop(Exception):
+        pass
+
+    got = {}
+
+    def fetcher(*args, **kwargs):
+        got.update(kwargs)
+        raise Stop
+
+    async def nothing(*args, **kwargs):
+        return None
+
+    async def main():
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1", fetch_max_wait_ms=123)
+        assert consumer._fetch_max_wait_ms == 123
+        faust_compat.set_fetch_max_wait(consumer, 42)
+        monkeypatch.setattr(consumer._client, "bootstrap", nothing)
+        monkeypatch.setattr(consumer, "_wait_topics", nothing)
+        monkeypatch.setattr(consumer_module, "Fetcher", fetcher)
+        with pytest.raises(Stop):
+            await consumer.start()
+        await consumer.stop()
+
+    asyncio.run(main())
+    assert got["fetch_max_wait_ms"] == 42
+
+
+@pytest.mark.parametrize("configured, want", [(77, 77), (None, 1500)])
+def test_the_patched_worker_consumer_gets_the_apps_fetch_wait(configured, want):
+    app = base_app(settings(fetch_max_wait_ms=configured or 50), "fetch-wait")
+    if configured is None:
+        faust_compat._options.pop(app)                     # an app nobody configured: Faust's default
+
+    async def main():
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(main()) == want
+
+
+# --------------------------------------------------------------------------- 2. recovery end offsets
+
+def test_highwaters_keeps_its_shape_and_is_what_consumer_highwaters_calls():
+    original = Thread._highwaters.jump_original
+    assert list(inspect.signature(original).parameters) == ["self", "partitions"]
+    assert inspect.iscoroutinefunction(original) and inspect.iscoroutinefunction(Thread._highwaters)
+    assert "self._highwaters" in inspect.getsource(Thread.highwaters)
+    assert "self._thread.highwaters" in inspect.getsource(driver.Consumer.highwaters)
+
+
+class _ListOffsets:
+    """aiokafka's consumer as Faust's `_highwaters` uses it: end_offsets (ListOffsets)."""
+
+    async def end_offsets(self, partitions):
+        return {tp: 3 for tp in partitions}
+
+
+def _thread(app):
+    thread = SimpleNamespace(app=app, consumer=SimpleNamespace(in_transaction=False))
+    thread._ensure_consumer = lambda: _ListOffsets()
+    return thread
+
+
+@pytest.mark.parametrize("kafka_kwargs, want", [({"bootstrap_servers": ["127.0.0.1:1"]}, 7), (None, 3)])
+def test_the_patched_highwaters_takes_the_larger_of_list_offsets_and_the_fetch(monkeypatch, kafka_kwargs, want):
+    calls = []
+
+    async def fetch(kwargs, partitions, reported):
+        calls.append((kwargs, partitions, reported))
+        return {tp: max(reported[tp], 7) for tp in partitions}
+    monkeypatch.setattr(faust_compat, "fetch_highwaters", fetch)
+    app = AnApp()
+    faust_compat.configure(app, fetch_max_wait_ms=None, kafka_kwargs=kafka_kwargs)
+    tp = faust.types.TP("changelog", 0)
+    assert asyncio.run(Thread._highwaters(_thread(app), [tp])) == {tp: want}
+    assert calls == ([(kafka_kwargs, [tp], {tp: 3})] if kafka_kwargs else [])
+
+
+def test_fetch_highwaters_falls_back_to_list_offsets_when_the_fetch_fails():
+    from pipeline.devtools.broker import free_port
+    tp = faust.types.TP("changelog", 1)
+    got = asyncio.run(faust_compat.fetch_highwaters({"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}, [tp],
+                                                    {tp: 5}))
+    assert got == {tp: 5}
+
+
+# --------------------------------------------------------------------------- 3. Table writes
+
+def test_current_event_is_the_context_variable_that_tables_read():
+    from faust.tables import base as table_base
+    assert isinstance(faust.streams._current_event, contextvars.ContextVar)
+    assert table_base.current_event is faust.streams.current_event
+    event = Event(1)
+    token = faust.streams._current_event.set(weakref.ref(event))
+    try:
+        assert faust.streams.current_event() is event
+    finally:
+        faust.streams._current_event.reset(token)
+    assert faust.streams.current_event() is None
+
+
+def test_write_table_attributes_each_write_to_its_event_and_restores_the_current_one():
+    app = base_app(settings(), "table")
+    table = app.Table("sessions", partitions=2, key_type=bytes, value_type=bytes)
+    seen = []
+
+    class Probe:
+        """Records, per write, the changelog partition Faust's Table would send it to."""
+        data = {b"gone": b"x"}
+
+        def __setitem__(self, key, value):
+            seen.append(("set", key, table.partition_for_key(key)))
+
+        def __delitem__(self, key):
+            seen.append(("del", key, table.partition_for_key(key)))
+
+    outer = Event(0)
+    token = faust.streams._current_event.set(weakref.ref(outer))
+    try:
+        faust_compat.write_table(Probe(), Event(1), b"k", b"v")
+        faust_compat.write_table(Probe(), Event(1), b"gone", None)
+        faust_compat.write_table(Probe(), Event(1), b"absent", None)       # deleting a missing key: no write
+        assert faust.streams.current_event() is outer
+    finally:
+        faust.streams._current_event.reset(token)
+    assert seen == [("set", b"k", 1), ("del", b"gone", 1)]
+    with pytest.raises(TypeError, match="outside of stream"):              # why write_table exists
+        table.partition_for_key(b"k")
+
+
+# --------------------------------------------------------------------------- 4. consumer lag
+
+def test_faust_consumer_keeps_the_last_read_offset_per_partition():
+    app = base_app(settings(), "lag")
+    consumer = app.consumer
+    assert isinstance(consumer, driver.Consumer)
+    from faust.transport.consumer import Consumer as FaustConsumer
+    assert "_read_offset" in FaustConsumer.__annotations__
+    tp = faust.types.TP("requests", 0)
+    assert faust_compat.read_offset(consumer, tp) is None
+    consumer._read_offset[tp] = 41                         # as Faust's fetch loop sets it
+    assert faust_compat.read_offset(consumer, tp) == 41
+    assert "set_read_offset(tp, offset)" in inspect.getsource(type(consumer)._drain_messages)
