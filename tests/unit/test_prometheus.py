@@ -1,5 +1,6 @@
 """deploy/prometheus/: the scrape configuration, the recording and alerting rules, their unit tests,
-and a real Prometheus scraping real workers.
+and the relabelling in a real Prometheus (a real Prometheus scraping real workers on the broker:
+tests/integration/test_prometheus_workers.py).
 
 promtool and prometheus come from `scripts/ensure-prometheus.sh` (Debian package `prometheus`, run
 by `make test`); without them the tests that need them skip. Debian's build has no Kubernetes
@@ -11,99 +12,39 @@ servers of these tests scrape is on the loopback interface.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
 import subprocess
-import time
-import urllib.parse
-import urllib.request
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PROM_DIR = ROOT / "deploy" / "prometheus"
-CONFIG = PROM_DIR / "prometheus.yml"
-RULES = PROM_DIR / "rules" / "jump-alerts.yml"
+from tests.prometheus_helpers import (CONFIG, JOB, PROM_DIR, ROOT, RULES, Prometheus, file_sd_variant, jump_job,
+                                      load_config, load_rules, need, pod)
+
 RULES_TEST = PROM_DIR / "rules" / "jump-alerts.test.yml"
 ENSURE = ROOT / "scripts" / "ensure-prometheus.sh"
 
-JOB = "jump-stream"
 COMPONENTS = ("sessionizer", "inference", "trainer")
 TARGET_LABELS = {"job", "component", "namespace", "pod", "instance", "node"}   # what relabelling leaves
 SEVERITIES = {"critical", "warning", "info"}
 NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"   # promtool/prometheus built without it (Debian)
 
 
-def _need(binary: str) -> str:
-    path = shutil.which(binary)
-    if not path:
-        pytest.skip(f"{binary} not installed: run scripts/ensure-prometheus.sh (Debian package prometheus)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    return _need("promtool")
+    return need("promtool")
 
 
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
-    return _need("prometheus")
+    return need("prometheus")
 
 
 def run_promtool(promtool: str, *args, cwd=PROM_DIR) -> subprocess.CompletedProcess:
     return subprocess.run([promtool, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
-
-
-def load_config() -> dict:
-    return yaml.safe_load(CONFIG.read_text())
-
-
-def load_rules() -> list[dict]:
-    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-
-
-def jump_job(config: dict) -> dict:
-    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == JOB]
-    return job
-
-
-def file_sd_variant(targets_file: Path, scrape_interval: str | None = None) -> dict:
-    """The repository's configuration with the Kubernetes pod discovery replaced by file discovery
-    (same relabel_configs, rules loaded by absolute path)."""
-    config = load_config()
-    job = jump_job(config)
-    assert [sd["role"] for sd in job.pop("kubernetes_sd_configs")] == ["pod"]
-    job["file_sd_configs"] = [{"files": [str(targets_file)]}]
-    if scrape_interval:
-        job["scrape_interval"] = job["scrape_timeout"] = scrape_interval
-        config["global"].update(scrape_interval=scrape_interval, scrape_timeout=scrape_interval,
-                                evaluation_interval=scrape_interval)
-    config["rule_files"] = [str(PROM_DIR / f) for f in config["rule_files"]]
-    return config
-
-
-def pod(ip: str, port: int, component: str, name: str, *, container_port: int = 8080, **overrides) -> dict:
-    """A file_sd target group carrying the labels Kubernetes pod discovery gives a pod's container
-    (manifest contract: app.kubernetes.io/name|component labels, prometheus.io/* annotations)."""
-    m = "__meta_kubernetes_"
-    address = f"[{ip}]:{container_port}" if ":" in ip else f"{ip}:{container_port}"
-    labels = {f"{m}namespace": "jump", f"{m}pod_name": name, f"{m}pod_ip": ip, f"{m}pod_phase": "Running",
-              f"{m}pod_node_name": "node-1", f"{m}pod_container_init": "false",
-              f"{m}pod_label_app_kubernetes_io_name": JOB, f"{m}pod_label_app_kubernetes_io_component": component,
-              f"{m}pod_annotation_prometheus_io_scrape": "true", f"{m}pod_annotation_prometheus_io_port": str(port),
-              f"{m}pod_annotation_prometheus_io_path": "/metrics"}
-    for k, v in overrides.items():
-        if v is None:
-            labels.pop(m + k, None)
-        else:
-            labels[m + k] = v
-    return {"targets": [address], "labels": labels}
 
 
 # -- static checks: promtool ---------------------------------------------------------------------------
@@ -316,72 +257,6 @@ def test_install_script_is_idempotent(promtool, prometheus_bin):
 
 # -- a real Prometheus ----------------------------------------------------------------------------------
 
-class Prometheus:
-    """A Prometheus server on 127.0.0.1 in its own process group, stopped by pid."""
-
-    def __init__(self, binary: str, config: dict, tmp: Path):
-        from pipeline.devtools.broker import free_port
-        self.tmp = tmp
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log_path = tmp / "prometheus.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text()[-4000:]
-
-    def get(self, path: str, **params):
-        url = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
-        with urllib.request.urlopen(url, timeout=5) as r:
-            body = json.loads(r.read())
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def wait_ready(self, timeout_s: float = 60.0):
-        deadline = time.time() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise AssertionError(f"prometheus not ready after {timeout_s:.0f} s:\n{self.log()}")
-            time.sleep(0.2)
-
-    def query(self, expr: str) -> dict[str, float]:
-        """Instant query -> {'k="v",...': value} (labels sorted, __name__ left out)."""
-        out = {}
-        for s in self.get("/api/v1/query", query=expr)["result"]:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s["metric"].items()) if k != "__name__")
-            out[labels] = float(s["value"][1])
-        return out
-
-    def value(self, expr: str) -> float | None:
-        r = self.query(expr)
-        assert len(r) <= 1, (expr, r)
-        return next(iter(r.values()), None)
-
-    def wait(self, what: str, predicate, timeout_s: float = 60.0, extra=lambda: ""):
-        from pipeline.devtools import procs
-        try:
-            return procs.wait_for(predicate, timeout_s, interval_s=0.5, what=what)
-        except TimeoutError as e:
-            raise AssertionError(f"{e}\n{extra()}\n--- prometheus log\n{self.log()}") from None
-
-    def stop(self):
-        from pipeline.devtools import procs
-        procs.stop(self.proc, grace_s=10.0)
-
-
 def test_relabelling_keeps_the_jump_pods_and_applies_the_label_contract(prometheus_bin, tmp_path):
     """The repository's relabel_configs in a real Prometheus, fed the labels Kubernetes pod discovery
     gives: the three components' pods become targets with job/component/namespace/pod labels at the
@@ -425,109 +300,3 @@ def test_relabelling_keeps_the_jump_pods_and_applies_the_label_contract(promethe
         assert len(data["droppedTargets"]) == len(dropped)
     finally:
         prom.stop()
-
-
-@pytest.mark.timeout(240)
-def test_prometheus_scrapes_the_workers_and_evaluates_the_rules(prometheus_bin, kafka_bootstrap, tmp_path):
-    """A sessionizer and an inference worker on the test broker, scraped every second by a real
-    Prometheus through the repository's relabel_configs and rules: the counters Prometheus sees
-    add up to the clicks replayed, latency quantiles are finite, every rule evaluates without
-    error, and a stopped worker shows as down."""
-    from jump_core.data import readers
-    from jump_core.data.prepare import read_sessions
-    from jump_core.data.synth import SynthConfig, write_csv
-    from pipeline.devtools import procs
-    from pipeline.devtools.replay import replay
-    from tests.integration.test_pipeline import Pipeline, make_settings, random_model
-
-    clicks_csv = tmp_path / "clicks.csv"
-    write_csv(SynthConfig(clicks=1500, seed=11), clicks_csv)
-    options = {"user_col": "user_id", "item_col": "item_id", "time_col": "timestamp"}
-    clicks = list(readers.read_clicks("csv", [str(clicks_csv)], **options))
-    counts = Counter(c[1] for c in clicks)
-    random_model(tmp_path / "model.ckpt", sorted(i for i, n in counts.items() if n >= 2))
-    longest = int(read_sessions("csv", [str(clicks_csv)], 3600.0, 2000.0, 30.0, options=options)
-                  .sessions.lengths.max())
-    cap = max(100, longest + 1)                                     # no session_too_long dead letter
-    pipe = Pipeline(make_settings(kafka_bootstrap, "prom", tmp_path, context_clicks=cap, max_session_clicks=cap),
-                    tmp_path)
-    (tmp_path / "targets.json").write_text(json.dumps(
-        [pod("127.0.0.1", pipe.ports[role], role, f"jump-{role}-0") for role in ("sessionizer", "inference")]))
-    prom = Prometheus(prometheus_bin, file_sd_variant(tmp_path / "targets.json", scrape_interval="1s"), tmp_path)
-
-    def logs():
-        return "\n".join(f"--- {role}\n{pipe.log(role)}" for role in pipe.procs)
-
-    try:
-        pipe.start("sessionizer")
-        pipe.start("inference")
-        prom.wait_ready()
-        up = prom.wait("both workers up", lambda: (u := prom.query(f'up{{job="{JOB}"}}')) and len(u) == 2
-                       and all(v == 1 for v in u.values()) and u, timeout_s=30, extra=logs)
-        assert {re.search(r'component="(\w+)"', k).group(1) for k in up} == {"sessionizer", "inference"}
-
-        sent = replay(pipe.s, "csv", [str(clicks_csv)], progress=False, reader_options=options)["clicks"]
-        assert sent == len(clicks)
-        consumed = 'sum(jump_clicks_consumed_total{job="jump-stream", component="sessionizer"})'
-        accepted = 'sum(jump_clicks_accepted_total{job="jump-stream", component="sessionizer"})'
-        preds = 'sum(jump_predictions_total{job="jump-stream", component="inference"})'
-        count = 'sum(jump_click_to_prediction_seconds_count{job="jump-stream", component="inference"})'
-        prom.wait(f"{sent} clicks consumed", lambda: prom.value(consumed) == sent, timeout_s=90, extra=logs)
-        n_accepted = prom.value(accepted)
-        assert n_accepted == sent                                    # clean input: every click accepted
-        prom.wait("a prediction per accepted click",
-                  lambda: prom.value(preds) == n_accepted and prom.value(count) == n_accepted,
-                  timeout_s=90, extra=logs)
-        # nothing counted twice: every other process reports zero of what it does not own
-        assert prom.value('sum(jump_clicks_consumed_total{job="jump-stream"})') == sent
-        assert prom.value('sum(jump_predictions_total{job="jump-stream"})') == n_accepted
-
-        p99 = prom.value('histogram_quantile(0.99, sum by (le) '
-                         '(jump_click_to_prediction_seconds_bucket{job="jump-stream"}))')
-        assert p99 is not None and math.isfinite(p99) and p99 > 0
-
-        # recording rules on live data (evaluated every second)
-        rec_p99 = prom.wait("the p99 recording rule to be finite and > 0", lambda: (
-            v := prom.value("jump:click_to_prediction_seconds:p99_5m")) is not None and math.isfinite(v) and v > 0
-            and v, timeout_s=15)
-        assert prom.query("jump:click_to_prediction_seconds:p99_5m") == \
-            {'component="inference",job="jump-stream",namespace="jump"': rec_p99}
-        assert prom.wait("the dead-letter ratio", lambda: prom.query("jump:dead_letter_ratio:rate5m"),
-                         timeout_s=15) == {'component="sessionizer",job="jump-stream",namespace="jump"': 0.0}
-        lag = prom.wait("the group lag of both components",
-                        lambda: (q := prom.query("jump:consumer_lag_messages:sum")) and len(q) == 2 and q,
-                        timeout_s=15)
-        assert all(v >= 0 for v in lag.values())
-
-        # every rule of the repository loaded and evaluated without error
-        def evaluated():
-            groups = prom.get("/api/v1/rules")["groups"]
-            rules = [r for g in groups for r in g["rules"]]
-            return rules if rules and all(r["health"] == "ok" for r in rules) else None
-        rules = prom.wait("every rule evaluated without error", evaluated, timeout_s=15,
-                          extra=lambda: json.dumps(prom.get("/api/v1/rules"))[:3000])
-        ours = load_rules()
-        assert Counter((r["type"], r["name"]) for r in rules) == Counter(
-            ("alerting", r["alert"]) if "alert" in r else ("recording", r["record"]) for r in ours)
-        assert {r["type"] for r in rules} == {"alerting", "recording"}
-
-        # the alerts on a healthy stream: the trainer is missing (not part of this test); the replay is
-        # one burst, so the p99 of click-to-prediction may exceed 1 s for a while; nothing else, and
-        # nothing firing yet (every for: is longer than the test)
-        alerts = prom.get("/api/v1/alerts")["alerts"]
-        active = {(a["labels"]["alertname"], a["labels"].get("component")) for a in alerts}
-        assert ("JumpComponentAbsent", "trainer") in active
-        assert active <= {("JumpComponentAbsent", "trainer"), ("JumpClickToPredictionP99High", "inference")}, alerts
-        assert {a["state"] for a in alerts} == {"pending"}, alerts
-
-        procs.stop(pipe.procs["inference"])
-        inf_up = f'up{{job="{JOB}", component="inference"}}'
-        prom.wait("the stopped inference worker to be down", lambda: prom.value(inf_up) == 0, timeout_s=30)
-        assert prom.value(f'up{{job="{JOB}", component="sessionizer"}}') == 1
-        prom.wait("JumpWorkerDown pending for the inference worker", lambda: any(
-            a["labels"]["alertname"] == "JumpWorkerDown" and a["labels"]["component"] == "inference"
-            and a["labels"]["pod"] == "jump-inference-0" and a["state"] == "pending"
-            for a in prom.get("/api/v1/alerts")["alerts"]), timeout_s=15)
-    finally:
-        prom.stop()
-        pipe.stop()

@@ -1,6 +1,6 @@
 """The sessionizer's rules, without Kafka: SessionizerCore on hand-made message batches.
 
-(The same core runs inside the Faust agent; tests/test_pipeline.py drives it through a real broker.)
+(The same core runs inside the Faust agent; tests/integration/test_pipeline.py drives it through a real broker.)
 """
 from __future__ import annotations
 
