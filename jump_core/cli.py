@@ -1,4 +1,6 @@
-"""The `jump` command: synth, prepare, train, evaluate, report, bench."""
+"""The `jump` command's offline sub-commands: synth, prepare, train, evaluate, report, benchmark,
+benchmark-summary, benchmark-render and bench train. pipeline/cli.py adds the stream's (workers,
+broker, topics, replay, tail, models, demo-stream, bench stream) to this parser."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +35,7 @@ def cmd_synth(a) -> int:
 
 def _add_prepare(sub):
     from .data.readers import FORMATS
+    from .sessions import C1_DEFAULT, C2_DEFAULT
     p = sub.add_parser("prepare", help="sessionize, censor (eq. 4), filter and split raw clicks",
                        description="Read raw clicks, build sessions and censored dwell tuples, apply the paper's "
                                    "filter, split, and write a prepared dataset; prints the paper's Table 1.")
@@ -48,8 +51,8 @@ def _add_prepare(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-item-count", type=int, default=3)
     p.add_argument("--min-session-len", type=int, default=2)
-    p.add_argument("--c1", type=float, default=2000.0, help="censoring threshold (s), eq. 4")
-    p.add_argument("--c2", type=float, default=30.0, help="dwell of a session's last click (s), eq. 4")
+    p.add_argument("--c1", type=float, default=C1_DEFAULT, help="censoring threshold (s), eq. 4")
+    p.add_argument("--c2", type=float, default=C2_DEFAULT, help="dwell of a session's last click (s), eq. 4")
     p.add_argument("--gap", type=float, default=None,
                    help="inactivity gap (s) splitting a key's clicks into sessions (default: the format's)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows instead of failing")
@@ -158,10 +161,10 @@ def _add_evaluate(sub):
 def cmd_evaluate(a) -> int:
     from tqdm import tqdm
 
+    from . import registry
     from .artifacts.checkpoint import load_checkpoint
     from .data.dataset import load_prepared
     from .training.evaluate import evaluate
-    from .baselines.pop import Popularity
     from .experiments.report import markdown_table, plot_dwell_histograms, plot_recall_by_length
     from .training.train import resolve_device
 
@@ -171,7 +174,7 @@ def cmd_evaluate(a) -> int:
     print(f"evaluating {a.model} (trained on {meta['dataset_fingerprint'][:12]}) on {a.data} test split: "
           f"{len(data.test):,} sessions, {data.test.n_clicks:,} clicks, protocol {a.protocol}, device {device}")
     with tqdm(total=data.test.n_clicks, desc=f"JUMP {a.protocol}", unit="click") as bar:
-        result = evaluate(model, data.test, a.protocol, a.k, a.batch_size, device, progress=bar.update)
+        result = evaluate(model, data.test, a.protocol, a.k, a.batch_size, progress=bar.update)
     result.update({"model": "jump", "model_config": meta["config"], "checkpoint": str(a.model), "dataset_fingerprint": data.fingerprint,
                    "model_dataset_fingerprint": meta["dataset_fingerprint"], "code_version": __version__})
     rows = {f"JUMP ({a.protocol})": result}
@@ -179,7 +182,7 @@ def cmd_evaluate(a) -> int:
     for name in [b for b in a.baselines.split(",") if b]:
         if name != "pop":
             raise SystemExit(f"unknown baseline {name!r} (available here: pop)")
-        r = evaluate(Popularity(data.n_items).fit(data.train), data.test, a.protocol, a.k, a.batch_size, "cpu")
+        r = evaluate(registry.build("pop", data.n_items).fit(data.train), data.test, a.protocol, a.k, a.batch_size)
         result["baselines"][name] = r
         rows["POP + global median dwell"] = r
     out = Path(a.json)
@@ -251,7 +254,7 @@ def cmd_report(a) -> int:
 
 
 def _add_benchmark(sub):
-    from .experiments.benchmark import ALL_MODELS
+    from .registry import ALL_MODELS
     p = sub.add_parser("benchmark", help="train and evaluate JUMP and the baselines the same way (Tables 2-3, Figs. 5-7)",
                        description="Every model on the same prepared split, with the same tuning budget (config file), "
                                    "the same full-catalogue evaluation; writes JSON, a Markdown report and figures.")

@@ -1,15 +1,51 @@
-"""Right-padded mini-batches of sessions: the one input type of every model."""
+"""The one model contract: the batch every model reads, what every model returns, and how it is trained.
+
+JUMP (model.py) and every baseline (baselines/) implement `SessionModel`; the evaluation
+(training/evaluate.py), the training loop (training/train.py), the benchmark, the trainer and the
+checkpoints call nothing else. After RecBole's `calculate_loss / predict / full_sort_predict`:
+
+    predict(batch, protocol) -> Prediction               every model, one pass per batch
+        scores (P, n_items) | None   next click after every position j that has one, rows in
+                                     `batch.next_positions()` order, ranked over the full catalogue
+                                     (RecBole's full_sort_predict); column 0 (unknown item) is -inf.
+                                     None for a dwell-only model.
+        dwell  Dwell | None          for every click k: median (B, L) s, mu (B, L) = log of the point
+                                     estimate, loglik (B, L) = the model's censored log-likelihood of
+                                     the observed (tau_k, delta_k) (eq. 10 for log-normal models);
+                                     predicted from item i_k and clicks 1..k-1, whose dwells are known
+                                     when click k arrives, so dwell never depends on the protocol.
+                                     None for a click-only model.
+        protocol 'paper': the dwell of every context click is known; 'live': the dwell of the latest
+                 click j is unknown (the stream's view at click time).
+    calculate_loss(batch) -> Loss                        gradient-trained models (`trainable`)
+    train_steps(data, cfg, epoch, device) -> TrainSteps  one epoch of steps; NeuralModel's default is
+                                                         shuffled padded batches of calculate_loss
+    fit(train) -> self                                   closed-form models (POP, kNN, item tables)
+
+Capabilities are class attributes, declared rather than probed: `ranks_clicks` (scores is not
+None), `predicts_dwell` (dwell is not None), `dwell_aware` (the dwell of the latest click changes the
+scores, so 'paper' and 'live' differ), `trainable` (trained by training.train.fit_model, else `fit`).
+Every model is built from its config dataclass, `Model(Config(n_items=..., ...))` (registry.build).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
+import torch.nn as nn
+
+if TYPE_CHECKING:
+    from .data.dataset import SessionSet
+
+PROTOCOLS = ("paper", "live")
+MIN_DWELL_S = 0.5   # s: dwells are floored here before log tau in every dwell likelihood (tau = 0 has no log)
 
 
 @dataclass
 class SessionBatch:
+    """Right-padded mini-batch of sessions: the one input type of every model."""
     items: torch.Tensor    # (B, L) long, 0 = padding / unknown item
     tau: torch.Tensor      # (B, L) float, censored dwell (eq. 4), 0 at padding
     delta: torch.Tensor    # (B, L) bool, censored flag
@@ -30,6 +66,10 @@ class SessionBatch:
         shifted = torch.nn.functional.pad(self.items[:, 1:], (0, 1))      # (B, L)
         return shifted[self.next_positions()]
 
+    def log_tau(self, min_dwell: float = MIN_DWELL_S) -> torch.Tensor:
+        """log max(tau, min_dwell): the variable of every dwell likelihood.  (B, L)"""
+        return torch.log(self.tau.clamp_min(min_dwell))
+
     def to(self, device) -> "SessionBatch":
         return SessionBatch(self.items.to(device), self.tau.to(device), self.delta.to(device),
                             self.lengths.to(device))
@@ -46,3 +86,86 @@ class SessionBatch:
             it[b, :n], ta[b, :n], de[b, :n] = items[b], tau[b], delta[b]
         return SessionBatch(torch.from_numpy(it), torch.from_numpy(ta).to(dtype),
                             torch.from_numpy(de), torch.tensor(lengths, dtype=torch.long))
+
+
+class Dwell(NamedTuple):
+    """Dwell predictions of every click of a batch (see the module doc)."""
+    median: torch.Tensor   # (B, L) s: the point estimate
+    mu: torch.Tensor       # (B, L) log of the point estimate
+    loglik: torch.Tensor   # (B, L) censored log-likelihood of the observed (tau, delta); padding: any value
+
+
+class Prediction(NamedTuple):
+    scores: torch.Tensor | None   # (P, n_items)
+    dwell: Dwell | None
+
+
+class Loss(NamedTuple):
+    loss: torch.Tensor    # scalar, what is backpropagated
+    loss_sum: float       # the summed per-click loss of the batch (per-click figures of the history)
+    parts: dict           # model-specific detached terms (diagnostics, tests)
+
+
+class TrainStep(NamedTuple):
+    loss: torch.Tensor    # scalar, backpropagated by the training loop
+    clicks: int           # clicks (or targets) this step trained on
+    loss_sum: float
+
+
+def check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+
+
+@runtime_checkable
+class SessionModel(Protocol):
+    """What JUMP and every baseline implement (see the module doc for shapes and semantics)."""
+    name: ClassVar[str]              # registry family name ("jump", "gru4rec", ...)
+    ranks_clicks: ClassVar[bool]
+    predicts_dwell: ClassVar[bool]
+    dwell_aware: ClassVar[bool]
+    trainable: ClassVar[bool]
+    config: Any                      # the config dataclass the model was built from
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction: ...
+
+    def eval(self) -> Any: ...
+
+
+class NeuralModel(nn.Module):
+    """Base of the gradient-trained models: `calculate_loss` per batch, `train_steps` per epoch."""
+    trainable: ClassVar[bool] = True
+    dwell_aware: ClassVar[bool] = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def calculate_loss(self, batch: SessionBatch) -> Loss:
+        raise NotImplementedError
+
+    def train_steps(self, data: "SessionSet", cfg, epoch: int, device) -> Iterator[TrainStep]:
+        """One epoch: shuffled, length-bucketed padded batches of `cfg.batch_size` sessions (seeded by
+        cfg.seed and the epoch). A model overrides it to train differently (GRU4Rec's session-parallel
+        mini-batches)."""
+        for _, batch in data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
+            batch = batch.to(device)
+            out = self.calculate_loss(batch)
+            yield TrainStep(out.loss, int(batch.lengths.sum()), out.loss_sum)
+
+
+class FittedModel:
+    """Base of the closed-form models: `fit(train)` once; they live on the CPU and have no train mode."""
+    trainable: ClassVar[bool] = False
+    dwell_aware: ClassVar[bool] = False
+    device = torch.device("cpu")
+
+    def fit(self, train: "SessionSet") -> "FittedModel":
+        raise NotImplementedError
+
+    def eval(self) -> "FittedModel":
+        return self
+

@@ -5,7 +5,7 @@ One readable model file. Sections follow the paper, bottom-up:
   -> tied softmax click head (eq. 9) + per-item linear dwell head (eq. 11)
   -> joint log-likelihood (eq. 17-18) with the censored log-normal dwell density (eq. 10).
 
-Documented choices where the paper is silent or ambiguous (tested in tests/test_model.py):
+Documented choices where the paper is silent or ambiguous (tested in tests/unit/test_model.py):
   * Eq. 14 is circular as printed (the slow cell reads h_1^F, which needs the slow state). We
     follow the FS-RNN ordering of Mujika et al. (2017): the first fast cell reads the input, the
     slow cell reads the first fast cell's output, the second fast cell reads the slow state, and
@@ -26,31 +26,33 @@ Documented choices where the paper is silent or ambiguous (tested in tests/test_
     sigma = 10).
   * Live protocol: at click k the dwell on click k is unknown. It is represented as censored at
     c2, (tau = c2, delta = 1) -- exactly how the last click of every training session looks.
-    `live_features` computes that in one extra fast-slow step per position.
+    `Jump.live_context` computes that in one extra fast-slow step per position.
 Item index 0 is padding / unknown item: its embedding rows are zero and it is never ranked.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .contract import SessionBatch
+from .contract import MIN_DWELL_S, Dwell, Loss, NeuralModel, Prediction, SessionBatch, check_protocol
+from .sessions import C1_DEFAULT, C2_DEFAULT
 
 
 @dataclass
 class JumpConfig:
     n_items: int                 # catalogue size including index 0 (padding / unknown)
     dim: int = 100               # d: item, time and hidden dimension (§5.2)
-    c1: float = 2000.0           # s, censoring threshold of eq. 4
-    c2: float = 30.0             # s, dwell of a session's last click, eq. 4
+    c1: float = C1_DEFAULT       # s, censoring threshold of eq. 4 (2000, §5.2)
+    c2: float = C2_DEFAULT       # s, dwell of a session's last click, eq. 4 (30, §5.2)
     z: float = 60.0              # s, fast-step scale of eq. 14 (not given by the paper)
     max_fast_steps: int = 8      # cap on ceil(tau / z)
     sigma: float = 10.0          # log-dwell standard deviation, eq. 10 (§5.2)
-    min_dwell: float = 0.5       # s, floor before log tau in the likelihood
+    min_dwell: float = MIN_DWELL_S   # s, floor before log tau in the likelihood (tau = 0 has no log)
     # Ablations (jump benchmark --ablations); the defaults are the paper's model.
     recurrent: str = "fast_slow"  # "fast_slow" (eq. 14), "rh" (one RH-MI cell per click), "gru" (a GRU cell)
     attention: bool = True        # eq. 12-13; False: v_k = h_k
@@ -90,6 +92,12 @@ def censored_lognormal_loglik(log_tau: torch.Tensor, delta: torch.Tensor, mu: to
     observed = -0.5 * zscore**2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
     censored = torch.special.log_ndtr(-zscore)                             # log(1 - Psi(z))
     return torch.where(delta.bool(), censored, observed)                   # (...)
+
+
+def lognormal_dwell(batch: SessionBatch, mu: torch.Tensor, sigma: float, min_dwell: float = MIN_DWELL_S) -> Dwell:
+    """The contract's Dwell of a log-normal model with location mu (B, L): the median exp(mu) as the point
+    estimate, and eq. 10's censored log-likelihood of every click's (tau, delta)."""
+    return Dwell(torch.exp(mu), mu, censored_lognormal_loglik(batch.log_tau(min_dwell), batch.delta, mu, sigma))
 
 
 class RHMICell(nn.Module):
@@ -203,16 +211,48 @@ class GRULayer(RecurrentLayer):
 RECURRENT_LAYERS = {"fast_slow": FastSlowLayer, "rh": RHLayer, "gru": GRULayer}
 
 
-def causal_attention(h: torch.Tensor) -> torch.Tensor:
-    """Eq. 12-13: v_k = sum_{i<=k} softmax_i(h_i . h_k / sqrt(d)) h_i.  h (B, L, d) -> (B, L, d)."""
-    L, d = h.shape[1], h.shape[2]
-    scores = h @ h.transpose(1, 2) / math.sqrt(d)                          # (B, L_query, L_key)
-    future = torch.ones(L, L, dtype=torch.bool, device=h.device).triu(1)   # key i > query k
-    attn = scores.masked_fill(future, float("-inf")).softmax(dim=-1)       # (B, L, L)
-    return attn @ h                                                        # (B, L, d)
+def attend(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor, include_query: bool = False) -> torch.Tensor:
+    """Eq. 12-13: v = sum_i softmax_i(h_i . q / sqrt(d)) h_i over the outputs h_i that `mask` allows.
+
+    query (B, Q, d); keys (B, K, d), which are also the values; mask (Q, K) or (B, Q, K), True where
+    key i may be attended. With `include_query` the query is one more key (and value) of its own row:
+    the live representation attends over h_1..h_{j-1} and its own h'_j.  -> (B, Q, d)
+    """
+    scale = math.sqrt(query.shape[-1])
+    scores = (query @ keys.transpose(-1, -2) / scale).masked_fill(~mask, float("-inf"))   # (B, Q, K)
+    if not include_query:
+        return scores.softmax(dim=-1) @ keys                                              # (B, Q, d)
+    own = (query * query).sum(-1, keepdim=True) / scale                                  # (B, Q, 1)
+    weights = torch.cat([scores, own], dim=-1).softmax(dim=-1)                           # (B, Q, K + 1)
+    return weights[..., :-1] @ keys + weights[..., -1:] * query                          # (B, Q, d)
 
 
-class Jump(nn.Module):
+class LiveState(NamedTuple):
+    """Sessions after their first j clicks, every dwell known: what `Jump.live_step` continues from."""
+    fast: torch.Tensor     # (B, d) fast-slow output h_j
+    slow: torch.Tensor     # (B, d) slow state
+    memory: torch.Tensor   # (B, M, d) outputs h_1..h_j, right-padded (the attention keys of eq. 12)
+    length: torch.Tensor   # (B,) j
+
+
+class LivePrediction(NamedTuple):
+    """What the stream emits at a click n whose own dwell is still unknown (the live rule)."""
+    scores: torch.Tensor   # (R, n_items) next click, column 0 -inf
+    median: torch.Tensor   # (R,) s, predicted dwell on click n: exp(mu)
+    mu: torch.Tensor       # (R,)
+
+
+class Jump(NeuralModel):
+    """JUMP (§4): one pass over a session gives every click's next-click scores (eq. 9) and dwell (eq. 11).
+
+    The model contract (jump_core/contract.py): `calculate_loss` (eq. 17-18), `predict` (both protocols,
+    one pass), trained by training.train.fit_model. The stream's serving path, live rule only:
+    `live_predict` (any clicks of a padded batch, from scratch) and `live_step` (one more click per
+    session from a `LiveState`); both equal `predict(..., 'live')` on the same prefix (tested).
+    """
+    name = "jump"
+    ranks_clicks = predicts_dwell = dwell_aware = True
+
     def __init__(self, config: JumpConfig):
         super().__init__()
         self.config = c = config
@@ -232,14 +272,6 @@ class Jump(nn.Module):
             self.item_emb.weight[0].zero_()
             if c.dwell_head == "per_item":
                 self.dwell_bias.weight[0].zero_()
-
-    @property
-    def dwell_sigma(self) -> float:
-        return self.config.sigma
-
-    @property
-    def min_dwell(self) -> float:
-        return self.config.min_dwell
 
     # -- layers -------------------------------------------------------------------------------
     def n_fast(self, tau: torch.Tensor) -> torch.Tensor:
@@ -275,33 +307,36 @@ class Jump(nn.Module):
         """
         x = self.embed(batch.items, batch.tau, batch.mask)                 # (B, L, d)
         h, slow = self.fast_slow(x, self.n_fast(batch.tau), batch.mask)    # (B, L, d) x2
-        return (causal_attention(h) if self.config.attention else h), h, slow   # v (B, L, d)
+        if not self.config.attention:
+            return h, h, slow
+        causal = torch.ones(h.shape[1], h.shape[1], dtype=torch.bool, device=h.device).tril()   # key i <= query k
+        return attend(h, h, causal), h, slow                               # v (B, L, d)
 
-    def live_features(self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor) -> torch.Tensor:
-        """Features v'_j of the prefix 1..j with the dwell on click j unknown (live protocol).
+    def live_context(self, fast: torch.Tensor, slow: torch.Tensor, items: torch.Tensor, valid: torch.Tensor,
+                     memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """The live rule: features v'_j of clicks j whose own dwell is unknown.
 
-        Click j is re-embedded with (tau = c2, delta = 1) and stepped from the states after
-        click j-1; attention runs over h_1..h_{j-1} and the live h'_j.  -> (B, L, d)
+        Click j is embedded as (tau = c2, censored) -- how every session's last click looks in
+        training -- stepped once from the states after click j-1, and attends over the earlier
+        outputs h_1..h_{j-1} and its own h'_j. fast, slow (B, Q, d): states after click j-1;
+        items, valid (B, Q); memory (B, K, d) with memory_mask (Q, K) or (B, Q, K).  -> (B, Q, d)
         """
         c = self.config
-        B, L, d = h.shape
-        live_tau = torch.full_like(batch.tau, c.c2)                        # (B, L)
-        x = self.embed(batch.items, live_tau, batch.mask)                  # (B, L, d)
+        B, Q, d = fast.shape
+        tau = torch.full(items.shape, c.c2, dtype=fast.dtype, device=fast.device)   # (B, Q)
+        x_proj = self.fast_slow.project(self.embed(items, tau, valid))     # (B, Q, 2d)
+        live_h, _ = self.fast_slow.step(fast.reshape(B * Q, d), slow.reshape(B * Q, d), x_proj.reshape(B * Q, -1),
+                                        self.n_fast(tau).reshape(B * Q))
+        live_h = live_h.view(B, Q, d)                                      # (B, Q, d)
+        return attend(live_h, memory, memory_mask, include_query=True) if c.attention else live_h
+
+    def live_features(self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor) -> torch.Tensor:
+        """`live_context` at every position j of a batch, from its paper-protocol states.  -> (B, L, d)"""
+        L = h.shape[1]
         prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]                          # (B, L, d) state after j-1
         prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]                       # (B, L, d)
-        x_proj = self.fast_slow.project(x)                                 # (B, L, 2d)
-        live_h, _ = self.fast_slow.step(prev_fast.reshape(B * L, d), prev_slow.reshape(B * L, d),
-                                        x_proj.reshape(B * L, -1), self.n_fast(live_tau).reshape(B * L))
-        live_h = live_h.view(B, L, d)                                      # (B, L, d)
-        if not c.attention:
-            return live_h
-        scale = math.sqrt(d)
-        past = (live_h @ h.transpose(1, 2)) / scale                        # (B, L_query, L_key)
-        not_past = torch.ones(L, L, dtype=torch.bool, device=h.device).triu(0)  # key i >= query j
-        past = past.masked_fill(not_past, float("-inf"))
-        own = (live_h * live_h).sum(-1, keepdim=True) / scale              # (B, L, 1)
-        attn = torch.cat([past, own], dim=-1).softmax(dim=-1)              # (B, L, L+1)
-        return attn[..., :L] @ h + attn[..., L:] * live_h                  # (B, L, d)
+        past = torch.ones(L, L, dtype=torch.bool, device=h.device).tril(-1)   # key i < query j
+        return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past)
 
     def context(self, v: torch.Tensor) -> torch.Tensor:
         """v(S_{k-1}) for every click k: [v(S_0), v_1, ..., v_{L-1}].  (B, L, d) -> (B, L, d)."""
@@ -324,8 +359,8 @@ class Jump(nn.Module):
         return (self.dwell_weight(rows) * ctx).sum(-1) + self.dwell_bias(rows).squeeze(-1)
 
     # -- the model contract ----------------------------------------------------------------------
-    def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
-        """Joint negative log-likelihood of eq. 17-18 (mean over sessions) and its parts."""
+    def calculate_loss(self, batch: SessionBatch) -> Loss:
+        """Joint negative log-likelihood of eq. 17-18 (mean over sessions); parts click_ll, dwell_ll (n_valid,)."""
         c = self.config
         inputs = batch
         if self.training and c.live_censor_p > 0:
@@ -336,104 +371,64 @@ class Jump(nn.Module):
         ctx = self.context(v)                                              # (B, L, d)
         m = batch.mask                                                     # (B, L)
         click_ll = -F.cross_entropy(self.click_logits(ctx[m]), batch.items[m], reduction="none")
-        log_tau = torch.log(batch.tau[m].clamp_min(c.min_dwell))           # (n_valid,)
-        dwell_ll = censored_lognormal_loglik(log_tau, batch.delta[m], self.dwell_mu(ctx, batch.items)[m],
-                                             c.sigma)                      # (n_valid,)
-        n_sessions = batch.items.shape[0]
+        dwell_ll = censored_lognormal_loglik(batch.log_tau(c.min_dwell)[m], batch.delta[m],
+                                             self.dwell_mu(ctx, batch.items)[m], c.sigma)   # (n_valid,)
         nll = -(click_ll.sum() + dwell_ll.sum()) if c.dwell_loss else -click_ll.sum()
-        loss = nll / n_sessions
-        outputs = {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach(), "loss_sum": nll.item()}
-        return outputs, loss
+        return Loss(nll / batch.items.shape[0], nll.item(),
+                    {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach()})
 
     @torch.no_grad()
-    def predict(self, batch: SessionBatch, protocol: str = "paper"
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Next-click scores and dwell predictions from one pass over the batch.
+    def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
+        """Next-click scores (P, n_items) and every click's dwell, from one pass (the contract).
 
-        Returns (scores (P, n_items), (median (B, L), mu (B, L))): row p of scores ranks the
-        candidates for click j+1 given clicks 1..j, in `batch.next_positions()` order
-        (protocol 'paper': the dwell on click j known; 'live': unknown). The dwell of click k
-        is predicted from its item and clicks 1..k-1, whose dwells are known at that time in
-        both protocols (click k's arrival fixes tau_{k-1}), so it does not depend on protocol.
+        The dwell of click k comes from its item and clicks 1..k-1, whose dwells are known when
+        click k arrives (click k fixes tau_{k-1}): it is the same under both protocols.
         """
-        if protocol not in ("paper", "live"):
-            raise ValueError(f"protocol must be 'paper' or 'live', not {protocol!r}")
+        check_protocol(protocol)
+        c = self.config
         v, h, slow = self.features(batch)                                  # (B, L, d)
         mu = self.dwell_mu(self.context(v), batch.items)                   # (B, L)
         if protocol == "live":
             v = self.live_features(batch, h, slow)                         # (B, L, d)
-        return self.click_logits(v[batch.next_positions()]), (torch.exp(mu), mu)
+        return Prediction(self.click_logits(v[batch.next_positions()]), lognormal_dwell(batch, mu, c.sigma, c.min_dwell))
 
+    # -- the stream's serving path (live rule) ----------------------------------------------------
     @torch.no_grad()
-    def predict_last(self, batch: SessionBatch, with_state: bool = False):
-        """The stream's prediction at each session's latest click (live protocol).
-
-        Row b answers "what comes after click L_b, and how long will the user dwell on it?":
-        (scores (B, n_items), (median (B,), mu (B,))). The scores are exactly the `predict(...,
-        'live')` row of that click, so offline live metrics measure what the stream emits.
-        With `with_state`, also returns the fast-slow outputs h and slow states (B, L, d), from
-        which `live_step` can continue the sessions one click at a time.
-        """
-        rows = torch.arange(batch.items.shape[0], device=batch.items.device)
-        out = self.predict_live_at(batch, rows, batch.lengths - 1)
-        return out if with_state else out[:2]
-
-    @torch.no_grad()
-    def predict_live_at(self, batch: SessionBatch, rows: torch.Tensor, clicks: torch.Tensor):
-        """`predict_last` at any clicks: click clicks[r] (0-based) of session rows[r], seeing only the
-        clicks up to it. Returns (scores (R, n_items), (median, mu) (R,), h, slow (B, L, d))."""
+    def live_predict(self, batch: SessionBatch, rows: torch.Tensor, clicks: torch.Tensor
+                     ) -> tuple[LivePrediction, torch.Tensor, torch.Tensor]:
+        """What the stream emits at click clicks[r] (0-based) of session rows[r], seeing only the clicks
+        up to it: the `predict(..., 'live')` row of that click and its dwell. Also returns the
+        fast-slow outputs h and slow states (B, L, d), from which `live_step` continues a session."""
         v, h, slow = self.features(batch)                                  # (B, L, d)
         mu = self.dwell_mu(self.context(v), batch.items)[rows, clicks]     # (R,)
         live = self.live_features(batch, h, slow)[rows, clicks]            # (R, d)
-        return self.click_logits(live), (torch.exp(mu), mu), h, slow
+        return LivePrediction(self.click_logits(live), torch.exp(mu), mu), h, slow
 
     @torch.no_grad()
-    def live_step(self, fast: torch.Tensor, slow: torch.Tensor, memory: torch.Tensor, mem_len: torch.Tensor,
-                  prev_items: torch.Tensor, prev_tau: torch.Tensor, has_prev: torch.Tensor, items: torch.Tensor):
-        """`predict_last` for one more click per session, from cached states (the stream's fast path).
+    def live_step(self, state: LiveState, prev_items: torch.Tensor, prev_tau: torch.Tensor, has_prev: torch.Tensor,
+                  items: torch.Tensor) -> tuple[LivePrediction, LiveState]:
+        """`live_predict` for one more click n per session, from its cached state (the stream's fast path).
 
-        State of a session after its first j clicks (all with known dwell): fast, slow (B, d) and the
-        attention memory h_1..h_j (B, M, d) right-padded, mem_len (B,) = j. When click n arrives, the
-        dwell of click n-1 becomes known: rows with has_prev first consume click n-1 (prev_items,
-        prev_tau (B,)), then click n (items (B,)) is scored with the live rule (tau = c2). Returns
-        (scores (B, n_items), (median, mu) (B,), (fast, slow, memory, mem_len) after click n-1).
+        When click n arrives the dwell of click n-1 becomes known: rows with has_prev (B,) first consume
+        click n-1 (prev_items, prev_tau (B,)); then click n (items (B,)) is scored with the live rule.
+        Returns the prediction and the state after click n-1.
         """
         c = self.config
+        fast, slow, memory, length = state
         B, d = fast.shape
-        scale = math.sqrt(d)
-        rows = torch.arange(B, device=fast.device)
         x = self.embed(prev_items[:, None], prev_tau[:, None], has_prev[:, None])[:, 0]   # (B, d)
         f, s = self.fast_slow.step(fast, slow, self.fast_slow.project(x), self.n_fast(prev_tau))
         fast = torch.where(has_prev[:, None], f, fast)                     # (B, d)
         slow = torch.where(has_prev[:, None], s, slow)                     # (B, d)
+        rows = torch.arange(B, device=fast.device)
         memory = torch.cat([memory, memory.new_zeros(B, 1, d)], dim=1)     # (B, M+1, d)
-        memory[rows[has_prev], mem_len[has_prev]] = fast[has_prev]
-        mem_len = mem_len + has_prev.long()                                # (B,)
-        keys = torch.arange(memory.shape[1], device=fast.device) < mem_len[:, None]   # (B, M+1)
-        # paper feature v_{n-1} (eq. 12-13): the latest output attends over h_1..h_{n-1}; v(S_0) if none
-        att = ((memory @ fast[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
-        v = (att.softmax(-1)[:, :, None] * memory).sum(1) if c.attention else fast   # (B, d)
-        v = torch.where((mem_len > 0)[:, None], v, self.start_feature.expand(B, d))
+        memory[rows[has_prev], length[has_prev]] = fast[has_prev]
+        length = length + has_prev.long()                                  # (B,)
+        keys = (torch.arange(memory.shape[1], device=fast.device) < length[:, None])[:, None]   # (B, 1, M+1)
+        # v_{n-1} (eq. 12-13): the latest output attends over h_1..h_{n-1}; v(S_0) before any click
+        v = attend(fast[:, None], memory, keys)[:, 0] if c.attention else fast                 # (B, d)
+        v = torch.where((length > 0)[:, None], v, self.start_feature.expand(B, d))
         mu = self.dwell_mu(v[:, None], items[:, None])[:, 0]               # (B,)
-        # live feature of click n: stepped with (c2, censored), attends over h_1..h_{n-1} and itself
-        live_tau = torch.full_like(prev_tau, c.c2)                         # (B,)
-        x = self.embed(items[:, None], live_tau[:, None], torch.ones_like(has_prev)[:, None])[:, 0]
-        live_h, _ = self.fast_slow.step(fast, slow, self.fast_slow.project(x), self.n_fast(live_tau))
-        v_live = live_h                                                    # (B, d) without attention
-        if c.attention:
-            past = ((memory @ live_h[:, :, None]).squeeze(-1) / scale).masked_fill(~keys, float("-inf"))
-            own = (live_h * live_h).sum(-1, keepdim=True) / scale          # (B, 1)
-            attn = torch.cat([past, own], dim=-1).softmax(-1)              # (B, M+2)
-            v_live = (attn[:, :-1, None] * memory).sum(1) + attn[:, -1:] * live_h   # (B, d)
-        return self.click_logits(v_live), (torch.exp(mu), mu), (fast, slow, memory, mem_len)
-
-    def next_scores(self, batch: SessionBatch, protocol: str = "paper") -> torch.Tensor:
-        """The scores of `predict`.  (P, n_items)"""
-        return self.predict(batch, protocol)[0]
-
-    @torch.no_grad()
-    def predict_dwell(self, batch: SessionBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The dwell predictions of `predict` without scoring the catalogue: (median, mu) (B, L)."""
-        v, _, _ = self.features(batch)                                     # (B, L, d)
-        mu = self.dwell_mu(self.context(v), batch.items)                   # (B, L)
-        return torch.exp(mu), mu
+        live = self.live_context(fast[:, None], slow[:, None], items[:, None], torch.ones_like(has_prev)[:, None],
+                                 memory, keys)[:, 0]                       # (B, d)
+        return LivePrediction(self.click_logits(live), torch.exp(mu), mu), LiveState(fast, slow, memory, length)

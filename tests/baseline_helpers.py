@@ -4,7 +4,7 @@ from contextlib import contextmanager
 import torch
 
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.pop import Popularity
+from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.training.train import TrainConfig, fit_model, split_validation
 
 
@@ -30,7 +30,7 @@ def fit_briefly(model, data, lr: float, epochs: int) -> dict:
 def assert_beats_pop(model, data, margin: float) -> dict:
     """The model's live Recall@20 beats POP's by `margin` and its MRR@20 beats POP's; returns its result."""
     r = evaluate(model, data.test, "live")
-    r_pop = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
+    r_pop = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
     assert r["n_predictions"] == r_pop["n_predictions"] > 5000
     assert r["recall@20"] > r_pop["recall@20"] + margin, (r["recall@20"], r_pop["recall@20"])
     assert r["mrr@20"] > r_pop["mrr@20"]

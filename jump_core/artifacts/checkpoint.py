@@ -8,16 +8,14 @@ config/weights/vocabulary inconsistency -- raises CheckpointError with the reaso
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from .. import __version__
-from ..data.dataset import vocab_fingerprint
 from ..model import Jump, JumpConfig
+from .files import atomic_write, sha256_json
 
 FORMAT = "jump-checkpoint"
 FORMAT_VERSION = 1
@@ -50,27 +48,10 @@ def save_checkpoint(path: str | Path, model: Jump, items: list[str], dataset_fin
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "code_version": __version__,
                "model": "jump", "config": model.config.to_dict(), "items": list(items),
-               "vocab_sha256": vocab_fingerprint(list(items)), "dataset_fingerprint": dataset_fingerprint,
+               "vocab_sha256": sha256_json(list(items)), "dataset_fingerprint": dataset_fingerprint,
                "train": dict(train_info or {}), "state_sha256": state_sha256(state), "state_dict": state}
     atomic_write(path, lambda f: torch.save(payload, f))
     return {k: v for k, v in payload.items() if k != "state_dict"}
-
-
-def atomic_write(path: str | Path, write, mode: str = "wb") -> None:
-    """write(file) into a temporary file next to `path`, fsync, then rename it over `path`: readers
-    see the old file or the new one, never part of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", expect_items: list[str] | None = None
@@ -100,7 +81,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", expect_items: list[str
         raise CheckpointError(f"{path}: checkpoint lacks weights or vocabulary", "format")
     if state_sha256(state) != payload.get("state_sha256"):
         raise CheckpointError(f"{path}: weights checksum mismatch (corrupt checkpoint)", "checksum")
-    if len(items) + 1 != cfg["n_items"] or vocab_fingerprint(items) != payload.get("vocab_sha256"):
+    if len(items) + 1 != cfg["n_items"] or sha256_json(items) != payload.get("vocab_sha256"):
         raise CheckpointError(f"{path}: vocabulary ({len(items)} items) does not match the model config "
                               f"({cfg['n_items'] - 1} items) or its checksum", "vocab_mismatch")
     if expect_items is not None and list(expect_items) != items:

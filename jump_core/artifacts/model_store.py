@@ -13,7 +13,6 @@ before a worker serves the file, and `smoke_test` runs the model once on a two-c
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -22,29 +21,17 @@ from pathlib import Path
 import torch
 
 from ..contract import SessionBatch
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from ..data.dataset import file_sha256 as files_sha256
 from ..model import Jump
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .files import sha256_files, sha256_json, write_json_atomic
 
 CURRENT = "current.json"
 _NAME = re.compile(r"^jump-v(\d{6,})\.ckpt$")
 
 
-def file_sha256(path: str | Path) -> str:
-    return files_sha256([Path(path)])
-
-
-def config_sha256(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-
-
 def model_version(path: str | Path, state_sha256: str) -> str:
     """The version string of a checkpoint: what every prediction's model_version carries."""
     return f"{Path(path).stem}:{state_sha256[:12]}"
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    atomic_write(path, lambda f: json.dump(obj, f, indent=1, sort_keys=True), mode="w")
 
 
 @torch.no_grad()
@@ -54,8 +41,8 @@ def smoke_test(model: Jump) -> None:
     items = [min(1, n - 1), min(2, n - 1)]
     device = next(model.parameters()).device
     batch = SessionBatch.from_sessions([items], [[5.0, model.config.c2]], [[0, 1]]).to(device)
-    scores, (median, mu) = model.predict_last(batch)
-    if not torch.isfinite(scores[:, 1:]).all() or not torch.isfinite(median).all():
+    out, _, _ = model.live_predict(batch, torch.zeros(1, dtype=torch.long, device=device), batch.lengths - 1)
+    if not torch.isfinite(out.scores[:, 1:]).all() or not torch.isfinite(out.median).all():
         raise CheckpointError("the model's predictions are not finite (NaN or inf weights)", "smoke_test")
 
 
@@ -105,9 +92,9 @@ class ModelStore:
         meta = save_checkpoint(path, model, items, dataset_fingerprint, train_info)
         metrics = metrics or {}
         record = {"version": model_version(path, meta["state_sha256"]), "seq": seq, "path": str(path),
-                  "file_sha256": file_sha256(path), "state_sha256": meta["state_sha256"],
+                  "file_sha256": sha256_files(path), "state_sha256": meta["state_sha256"],
                   "vocab_sha256": meta["vocab_sha256"], "n_items": len(items),
-                  "config_sha256": config_sha256(meta["config"]), "parent_version": parent_version,
+                  "config_sha256": sha256_json(meta["config"]), "parent_version": parent_version,
                   "created_ts": time.time(), "sessions_used": int(sessions_used),
                   "recall20": metrics.get("recall@20"), "mrr20": metrics.get("mrr@20"),
                   "dwell_mae_s": metrics.get("dwell_mae_s")}
@@ -166,7 +153,7 @@ class ModelStore:
         path = self.resolve(record)
         if not path.is_file():
             raise CheckpointError(f"{path}: announced checkpoint not found", "missing_file")
-        if file_sha256(path) != record["file_sha256"]:
+        if sha256_files(path) != record["file_sha256"]:
             raise CheckpointError(f"{path}: file checksum differs from the announcement", "checksum")
         model, meta = load_checkpoint(path, map_location=map_location)
         if meta["state_sha256"] != record.get("state_sha256"):
@@ -174,7 +161,7 @@ class ModelStore:
         if meta["vocab_sha256"] != record.get("vocab_sha256") or len(meta["items"]) != record.get("n_items"):
             raise CheckpointError(f"{path}: vocabulary ({len(meta['items'])} items) differs from the announcement "
                                   f"({record.get('n_items')} items)", "vocab_mismatch")
-        if config_sha256(meta["config"]) != record.get("config_sha256"):
+        if sha256_json(meta["config"]) != record.get("config_sha256"):
             raise CheckpointError(f"{path}: model config differs from the announcement", "config_mismatch")
         smoke_test(model)
         return model, meta

@@ -30,28 +30,41 @@ embedded (in the spirit of Dallmann et al., 2017, "exploiting dwell time"). Docu
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..contract import SessionBatch
+from ..contract import Loss, NeuralModel, Prediction, SessionBatch, check_protocol
+from ..sessions import C1_DEFAULT, C2_DEFAULT
 
 
-class DTGRU(nn.Module):
+@dataclass
+class DTGRUConfig:
+    n_items: int                    # catalogue size including index 0
+    dim: int = 100                  # embedding = hidden size
+    n_dwell_buckets: int = 24       # uncensored log-dwell buckets (one more for every censored dwell)
+    buckets_per_doubling: int = 2
+    tied: bool = False              # score with the input item embeddings (eq. 9-style) instead of a linear layer
+    dropout: float = 0.0
+    censor_p: float = 0.0           # training augmentation of ours: hide a dwell as censored with this probability
+    c1: float = C1_DEFAULT          # s, eq. 4 (accepted for the common interface)
+    c2: float = C2_DEFAULT          # s, the live click's dwell input (only its delta matters here)
+
+
+class DTGRU(NeuralModel):
     name = "dtgru"
+    ranks_clicks, predicts_dwell, dwell_aware = True, False, True
 
-    def __init__(self, n_items: int, dim: int = 100, n_dwell_buckets: int = 24, buckets_per_doubling: int = 2,
-                 tied: bool = False, dropout: float = 0.0, censor_p: float = 0.0, c1: float = 2000.0,
-                 c2: float = 30.0):
+    def __init__(self, config: DTGRUConfig):
         super().__init__()
-        self.n_items, self.dim, self.n_dwell_buckets, self.tied = n_items, dim, n_dwell_buckets, tied
-        self.buckets_per_doubling, self.censor_p = buckets_per_doubling, censor_p
-        self.c1, self.c2 = c1, c2
-        self.item_emb = nn.Embedding(n_items, dim, padding_idx=0)          # E
-        self.dwell_emb = nn.Embedding(n_dwell_buckets + 1, dim)            # D (last row: censored)
-        self.drop = nn.Dropout(dropout)
-        self.gru = nn.GRU(dim, dim, batch_first=True)
-        self.out = None if tied else nn.Linear(dim, n_items)
+        self.config = c = config
+        self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)      # E
+        self.dwell_emb = nn.Embedding(c.n_dwell_buckets + 1, c.dim)        # D (last row: censored)
+        self.drop = nn.Dropout(c.dropout)
+        self.gru = nn.GRU(c.dim, c.dim, batch_first=True)
+        self.out = None if c.tied else nn.Linear(c.dim, c.n_items)
         nn.init.normal_(self.item_emb.weight, std=0.1)
         nn.init.normal_(self.dwell_emb.weight, std=0.1)
         with torch.no_grad():
@@ -59,9 +72,9 @@ class DTGRU(nn.Module):
 
     def dwell_bucket(self, tau: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Log2 buckets of uncensored dwells, one extra bucket for censored ones.  (...) long."""
-        b = torch.floor(self.buckets_per_doubling * torch.log2(tau.clamp_min(1.0))).long()   # (...)
-        b = b.clamp(0, self.n_dwell_buckets - 1)
-        return torch.where(delta.bool(), torch.full_like(b, self.n_dwell_buckets), b)
+        b = torch.floor(self.config.buckets_per_doubling * torch.log2(tau.clamp_min(1.0))).long()   # (...)
+        b = b.clamp(0, self.config.n_dwell_buckets - 1)
+        return torch.where(delta.bool(), torch.full_like(b, self.config.n_dwell_buckets), b)
 
     def embed(self, items: torch.Tensor, tau: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """x = E[i] + D[bucket(tau, delta)].  (B, L) -> (B, L, d)"""
@@ -69,40 +82,39 @@ class DTGRU(nn.Module):
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Scores of every item from GRU outputs.  (..., d) -> (..., n_items), column 0 -inf."""
-        out = h @ self.item_emb.weight.t() if self.tied else self.out(h)   # (..., n_items)
+        out = h @ self.item_emb.weight.t() if self.config.tied else self.out(h)   # (..., n_items)
         out[..., 0] = float("-inf")
         return out
 
     def states(self, batch: SessionBatch) -> torch.Tensor:
         """GRU outputs h_1..h_L with every dwell known (right padding cannot reach valid steps).  (B, L, d)"""
         delta = batch.delta
-        if self.training and self.censor_p > 0:                            # live-protocol augmentation
-            delta = delta | (torch.rand(delta.shape, device=delta.device) < self.censor_p)
+        if self.training and self.config.censor_p > 0:                            # live-protocol augmentation
+            delta = delta | (torch.rand(delta.shape, device=delta.device) < self.config.censor_p)
         h, _ = self.gru(self.embed(batch.items, batch.tau, delta))         # (B, L, d)
         return h
 
     def live_states(self, batch: SessionBatch, h: torch.Tensor) -> torch.Tensor:
         """h'_j: the state after click j stepped with (c2, censored) from h_{j-1}.  (B, L, d)"""
         B, L, d = h.shape
-        x = self.embed(batch.items, torch.full_like(batch.tau, self.c2),
+        x = self.embed(batch.items, torch.full_like(batch.tau, self.config.c2),
                        torch.ones_like(batch.delta))                       # (B, L, d)
         prev = F.pad(h, (0, 0, 1, 0))[:, :L]                               # (B, L, d) state after j-1
         live, _ = self.gru(x.reshape(B * L, 1, d), prev.reshape(1, B * L, d).contiguous())  # (B*L, 1, d)
         return live.view(B, L, d)
 
-    def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
+    def calculate_loss(self, batch: SessionBatch) -> Loss:
         nxt = batch.next_positions() & (F.pad(batch.items[:, 1:], (0, 1)) > 0)   # (B, L) known next item
         h = self.states(batch)                                             # (B, L, d)
         target = F.pad(batch.items[:, 1:], (0, 1))[nxt]                    # (P,)
         ce = F.cross_entropy(self.logits(self.drop(h[nxt])), target, reduction="none")  # (P,)
         loss = ce.mean() if len(ce) else h.sum() * 0.0
-        return {"loss_sum": float(ce.detach().sum())}, loss
+        return Loss(loss, float(ce.detach().sum()), {})
 
     @torch.no_grad()
-    def predict(self, batch: SessionBatch, protocol: str = "paper"):
-        if protocol not in ("paper", "live"):
-            raise ValueError(f"protocol must be 'paper' or 'live', not {protocol!r}")
+    def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
+        check_protocol(protocol)
         h = self.states(batch)                                             # (B, L, d)
         if protocol == "live":
             h = self.live_states(batch, h)                                 # (B, L, d)
-        return self.logits(h[batch.next_positions()]), None                # (P, n_items)
+        return Prediction(self.logits(h[batch.next_positions()]), None)    # (P, n_items)

@@ -40,13 +40,15 @@ Dwell-blind: predict ignores the protocol and returns dwell None.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..contract import SessionBatch
+from ..contract import Loss, NeuralModel, Prediction, SessionBatch, TrainStep, check_protocol
 from ..data.dataset import SessionSet
 
 LOSSES = ("cross-entropy", "bpr-max")
@@ -87,29 +89,42 @@ def session_parallel(offsets: np.ndarray, order: np.ndarray, batch_size: int):
             cur, end, src = cur[keep], end[keep], src[keep]
 
 
-class GRU4Rec(nn.Module):
-    name = "gru4rec"
+@dataclass
+class GRU4RecConfig:
+    n_items: int                  # catalogue size including index 0
+    dim: int = 100                # embedding = hidden size (constrained embedding)
+    loss: str = "cross-entropy"   # cross-entropy (GRU) or bpr-max (IGRU)
+    n_sample: int = 2048          # extra negatives shared by a mini-batch
+    sample_alpha: float = 0.5     # negatives ~ popularity ** sample_alpha
+    logq: float = 1.0             # logQ correction of the cross-entropy (0: off)
+    bpreg: float = 1.0            # BPR-max score regularisation
+    elu_param: float = 0.5        # BPR-max final ELU (0: linear)
+    dropout_embed: float = 0.0
+    dropout_hidden: float = 0.2
 
-    def __init__(self, n_items: int, dim: int = 100, loss: str = "cross-entropy", n_sample: int = 2048,
-                 sample_alpha: float = 0.5, logq: float = 1.0, bpreg: float = 1.0, elu_param: float = 0.5,
-                 dropout_embed: float = 0.0, dropout_hidden: float = 0.2):
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+
+
+class GRU4Rec(NeuralModel):
+    name = "gru4rec"
+    ranks_clicks, predicts_dwell = True, False
+
+    def __init__(self, config: GRU4RecConfig):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
-        self.n_items, self.dim, self.loss = n_items, dim, loss
-        self.n_sample, self.sample_alpha, self.logq = n_sample, sample_alpha, logq
-        self.bpreg, self.elu_param = bpreg, elu_param
-        self.item_out = nn.Embedding(n_items, dim)                         # Wy: output weights = input embedding
-        self.item_bias = nn.Embedding(n_items, 1)                          # By
-        self.gru = nn.GRU(dim, dim, batch_first=True)
-        self.drop_embed = nn.Dropout(dropout_embed)
-        self.drop_hidden = nn.Dropout(dropout_hidden)
+        self.config = c = config
+        self.item_out = nn.Embedding(c.n_items, c.dim)                     # Wy: output weights = input embedding
+        self.item_bias = nn.Embedding(c.n_items, 1)                        # By
+        self.gru = nn.GRU(c.dim, c.dim, batch_first=True)
+        self.drop_embed = nn.Dropout(c.dropout_embed)
+        self.drop_hidden = nn.Dropout(c.dropout_hidden)
         self.reset_parameters()
 
     def reset_parameters(self):
-        d = self.dim
+        d = self.config.dim
         with torch.no_grad():
-            s = math.sqrt(6.0 / (self.n_items + d))
+            s = math.sqrt(6.0 / (self.config.n_items + d))
             self.item_out.weight.uniform_(-s, s)
             self.item_out.weight[0].zero_()
             self.item_bias.weight.zero_()
@@ -149,30 +164,30 @@ class GRU4Rec(nn.Module):
         cand = torch.cat([targets, negatives])                             # (A + S,)
         scores = h @ self.item_out(cand).t() + self.item_bias(cand).t()    # (A, A + S); diagonal = positives
         A = len(targets)
-        if self.loss == "cross-entropy":
-            if self.logq > 0:
-                logp = torch.cat([torch.log(pop[targets]), self.sample_alpha * torch.log(pop[negatives])])
-                scores = scores - self.logq * logp                         # (A, A + S)
+        if self.config.loss == "cross-entropy":
+            if self.config.logq > 0:
+                logp = torch.cat([torch.log(pop[targets]), self.config.sample_alpha * torch.log(pop[negatives])])
+                scores = scores - self.config.logq * logp                         # (A, A + S)
             return -scores.log_softmax(dim=1).diagonal().sum()
-        if self.elu_param > 0:
-            scores = F.elu(scores, self.elu_param)                         # (A, A + S)
+        if self.config.elu_param > 0:
+            scores = F.elu(scores, self.config.elu_param)                         # (A, A + S)
         pos = scores.diagonal().unsqueeze(1)                               # (A, 1)
         is_neg = ~torch.eye(A, scores.shape[1], dtype=torch.bool, device=h.device)   # (A, A + S)
         weights = scores.masked_fill(~is_neg, float("-inf")).softmax(dim=1)          # (A, A + S) over negatives
         bpr = (torch.sigmoid(pos - scores) * weights).sum(1)               # (A,)
         reg = (scores**2 * weights).sum(1)                                 # (A,)
-        return (-torch.log(bpr + 1e-24) + self.bpreg * reg).sum()
+        return (-torch.log(bpr + 1e-24) + self.config.bpreg * reg).sum()
 
     # -- the model contract ----------------------------------------------------------------------
-    def train_steps(self, data: SessionSet, cfg, epoch: int, device):
-        """Session-parallel training steps (see `session_parallel`); yields (loss, n_targets, loss_sum)."""
-        counts = np.bincount(data.items, minlength=self.n_items).astype(np.float64)
+    def train_steps(self, data: SessionSet, cfg, epoch: int, device) -> Iterator[TrainStep]:
+        """Session-parallel training steps (see `session_parallel`), one TrainStep per mini-batch step."""
+        counts = np.bincount(data.items, minlength=self.config.n_items).astype(np.float64)
         counts[0] = 0.0
         pop = torch.from_numpy(counts).float().to(device).clamp_min(1.0)   # (n_items,) logQ (no log 0)
-        sample_p = torch.from_numpy(counts**self.sample_alpha * (counts > 0)).float()   # (n_items,) CPU
+        sample_p = torch.from_numpy(counts**self.config.sample_alpha * (counts > 0)).float()   # (n_items,) CPU
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         items = torch.from_numpy(data.items).to(device)                    # (N,)
-        h = torch.zeros(1, self.dim, device=device)                        # (1, d) every first src is -1
+        h = torch.zeros(1, self.config.dim, device=device)                        # (1, d) every first src is -1
         for inp, tgt, src in session_parallel(data.offsets, session_order(len(data), cfg.seed, epoch),
                                               cfg.batch_size):
             src_t = torch.from_numpy(src).to(device)                       # (A,)
@@ -180,22 +195,23 @@ class GRU4Rec(nn.Module):
             x = self.drop_embed(self.embed(items[torch.from_numpy(inp).to(device)]))     # (A, d)
             out, _ = self.gru(x.unsqueeze(1), h.unsqueeze(0))              # (A, 1, d)
             h = self.drop_hidden(out[:, 0])                                # (A, d) carried as in the official code
-            negatives = (torch.multinomial(sample_p, self.n_sample, replacement=True, generator=gen).to(device)
-                         if self.n_sample > 0 else items.new_zeros(0))     # (S,)
+            negatives = (torch.multinomial(sample_p, self.config.n_sample, replacement=True, generator=gen).to(device)
+                         if self.config.n_sample > 0 else items.new_zeros(0))     # (S,)
             loss_sum = self.sampled_loss(h, items[torch.from_numpy(tgt).to(device)], negatives, pop)
-            yield loss_sum / cfg.batch_size, len(tgt), float(loss_sum.detach())
+            yield TrainStep(loss_sum / cfg.batch_size, len(tgt), float(loss_sum.detach()))
 
-    def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
-        """Full-softmax cross-entropy of every next click (validation loss only)."""
+    def calculate_loss(self, batch: SessionBatch) -> Loss:
+        """Full-softmax cross-entropy of every next click (validation loss only: training is `train_steps`)."""
         h = self.encode(batch)                                             # (B, L, d)
         targets = batch.next_targets()                                     # (P,)
         known = targets != 0                                               # (P,) an unknown item is no target
         scores = self.full_scores(h[batch.next_positions()][known])        # (P', n_items)
         nll = F.cross_entropy(scores, targets[known], reduction="sum")
-        return {"loss_sum": float(nll.detach())}, nll / batch.items.shape[0]
+        return Loss(nll / batch.items.shape[0], float(nll.detach()), {})
 
     @torch.no_grad()
-    def predict(self, batch: SessionBatch, protocol: str = "paper"):
+    def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
         """Scores (P, n_items) of the click after every next position; dwell None (dwell-blind)."""
+        check_protocol(protocol)
         h = self.encode(batch)                                             # (B, L, d)
-        return self.full_scores(h[batch.next_positions()]), None
+        return Prediction(self.full_scores(h[batch.next_positions()]), None)

@@ -24,30 +24,42 @@ Dwell-blind: predict ignores the protocol and returns dwell None.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..contract import SessionBatch
+from ..contract import Loss, NeuralModel, Prediction, SessionBatch, check_protocol
 
 
-class NARM(nn.Module):
+@dataclass
+class NARMConfig:
+    n_items: int                    # catalogue size including index 0
+    dim: int = 100                  # item embedding size
+    hidden: int | None = None       # GRU size (None: dim, so a dimension sweep moves both)
+    dropout_embed: float = 0.25     # the paper's values
+    dropout_context: float = 0.5
+    attn_chunk: int = 2**24         # elements of the all-prefix attention computed at once (memory bound)
+
+
+class NARM(NeuralModel):
     name = "narm"
+    ranks_clicks, predicts_dwell = True, False
 
-    def __init__(self, n_items: int, dim: int = 100, hidden: int | None = None, dropout_embed: float = 0.25,
-                 dropout_context: float = 0.5, attn_chunk: int = 2**24):
+    def __init__(self, config: NARMConfig):
         super().__init__()
-        hidden = dim if hidden is None else hidden
-        self.n_items, self.dim, self.hidden, self.attn_chunk = n_items, dim, hidden, attn_chunk
-        self.item_emb = nn.Embedding(n_items, dim, padding_idx=0)
-        self.gru = nn.GRU(dim, hidden, batch_first=True)
+        self.config = c = config
+        hidden = c.dim if c.hidden is None else c.hidden
+        self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)
+        self.gru = nn.GRU(c.dim, hidden, batch_first=True)
         self.query_proj = nn.Linear(hidden, hidden, bias=False)            # A1 (on h_t)
         self.key_proj = nn.Linear(hidden, hidden, bias=False)              # A2 (on h_j)
         self.attn_vec = nn.Linear(hidden, 1, bias=False)                   # v
-        self.bilinear = nn.Linear(2 * hidden, dim, bias=False)             # B: c_t -> item space
-        self.drop_embed = nn.Dropout(dropout_embed)
-        self.drop_context = nn.Dropout(dropout_context)
+        self.bilinear = nn.Linear(2 * hidden, c.dim, bias=False)           # B: c_t -> item space
+        self.drop_embed = nn.Dropout(c.dropout_embed)
+        self.drop_context = nn.Dropout(c.dropout_context)
         nn.init.normal_(self.item_emb.weight, std=0.1)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
@@ -69,7 +81,7 @@ class NARM(nn.Module):
         """c_l for every prefix at once, in query chunks of about `attn_chunk` elements.  (B, L, H)."""
         B, L, H = h.shape
         q, k = self.query_proj(h), self.key_proj(h)                        # (B, L, H) x2
-        step = max(1, self.attn_chunk // max(1, B * L * H))
+        step = max(1, self.config.attn_chunk // max(1, B * L * H))
         if step >= L:
             return self.attend(q, k, h, 0)                                 # (B, L, H)
         outs = []
@@ -94,17 +106,18 @@ class NARM(nn.Module):
         return s
 
     # -- the model contract ----------------------------------------------------------------------
-    def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
+    def calculate_loss(self, batch: SessionBatch) -> Loss:
         """Full-softmax cross-entropy of every next click of every session (mean over clicks)."""
         c = self.context(batch)                                            # (B, L, 2H)
         targets = batch.next_targets()                                     # (P,)
         known = targets != 0                                               # (P,) an unknown item is no target
         logits = self.scores(c[batch.next_positions()][known])            # (P', n_items)
         nll = F.cross_entropy(logits, targets[known], reduction="sum")
-        return {"loss_sum": float(nll.detach())}, nll / max(1, int(known.sum()))
+        return Loss(nll / max(1, int(known.sum())), float(nll.detach()), {})
 
     @torch.no_grad()
-    def predict(self, batch: SessionBatch, protocol: str = "paper"):
+    def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
         """Scores (P, n_items) of the click after every next position; dwell None (dwell-blind)."""
+        check_protocol(protocol)
         c = self.context(batch)                                            # (B, L, 2H)
-        return self.scores(c[batch.next_positions()]), None
+        return Prediction(self.scores(c[batch.next_positions()]), None)

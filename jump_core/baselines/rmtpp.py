@@ -24,26 +24,28 @@ delta_j = 1 for a session's last click (tau = c2) and for a gap above c1 (tau = 
   * Loss = mean marker cross-entropy over positions with a next click + `time_weight` x mean
     censored time negative log-likelihood over all clicks (log f if observed, log S if censored).
     The time likelihood is that of y = log tau (Jacobian + log u, a constant in the parameters), so
-    `loss_sum` and `dwell_loglik` are on the scale of JUMP's eq. 10 and the log-normal baselines.
+    `loss_sum` and the predicted `Dwell.loglik` are on the scale of JUMP's eq. 10 and the log-normal baselines.
     Dwells below `min_dwell` (0.5 s) are floored first, as JUMP's.
   * Gap-censored clicks (tau = c1, delta = 1) are in the time likelihood as eq. 4 says. The
     Gompertz tail is light, so a few clicks known to last >= c1 force w -> 0 (an exponential law)
     and inflate every median: on the synthetic data (2 % distraction gaps) even a per-item MLE of
     this family has a dwell MAE (74 s) above the global median's (50 s); without those clicks,
-    42 s. `drop_gap_censored=True` leaves them out of the time loss (not of `dwell_loglik`).
+    42 s. `drop_gap_censored=True` leaves them out of the time loss (not of `Dwell.loglik`).
   * Dwell of click k: the median of the time distribution from h_k (which has seen item i_k and
     tau_{k-1}, both known when click k arrives), in seconds; mu = log(median).
-  * `dwell_loglik(batch, dwell)` recomputes the censored log-density of log tau from the batch.
+  * `predict` returns, with the medians, the censored log-density of every click's log tau (0 at padding).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..contract import SessionBatch
+from ..contract import MIN_DWELL_S, Dwell, Loss, NeuralModel, Prediction, SessionBatch, check_protocol
+from ..sessions import C1_DEFAULT, C2_DEFAULT
 
 LN2 = math.log(2.0)
 MAX_EXPONENT = 60.0
@@ -54,31 +56,45 @@ def log_expm1(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 20, x, torch.log(torch.expm1(x.clamp(1e-12, 20.0))))
 
 
-class RMTPP(nn.Module):
-    name = "rmtpp"
+@dataclass
+class RMTPPConfig:
+    n_items: int                     # catalogue size including index 0
+    dim: int = 100                   # embedding = hidden size
+    cell: str = "gru"                # gru (stable under the common loop) or rnn (Du et al.'s ReLU RNN)
+    time_scale: float = 60.0         # s per model time unit (conditions the optimisation only)
+    time_weight: float = 1.0         # weight of the time term in the loss
+    drop_gap_censored: bool = False  # leave gaps censored at c1 out of the time loss
+    min_dwell: float = MIN_DWELL_S   # s, floor before the log
+    c1: float = C1_DEFAULT           # s, eq. 4
+    c2: float = C2_DEFAULT           # s, eq. 4 (the initial intensity is ~1 / c2)
 
-    def __init__(self, n_items: int, dim: int = 100, cell: str = "gru", time_scale: float = 60.0,
-                 time_weight: float = 1.0, drop_gap_censored: bool = False, min_dwell: float = 0.5,
-                 c1: float = 2000.0, c2: float = 30.0):
+    def __post_init__(self):
+        if self.cell not in ("gru", "rnn"):
+            raise ValueError(f"cell must be 'gru' or 'rnn', not {self.cell!r}")
+
+
+class RMTPP(NeuralModel):
+    name = "rmtpp"
+    ranks_clicks, predicts_dwell = True, True
+
+    def __init__(self, config: RMTPPConfig):
         super().__init__()
-        if cell not in ("gru", "rnn"):
-            raise ValueError(f"cell must be 'gru' or 'rnn', not {cell!r}")
-        self.n_items, self.dim, self.time_scale, self.time_weight = n_items, dim, time_scale, time_weight
-        self.min_dwell, self.c1, self.c2, self.drop_gap_censored = min_dwell, c1, c2, drop_gap_censored
-        self.item_emb = nn.Embedding(n_items, dim, padding_idx=0)          # marker embedding
+        self.config = c = config
+        dim = c.dim
+        self.item_emb = nn.Embedding(c.n_items, dim, padding_idx=0)        # marker embedding
         self.time_proj = nn.Linear(2, dim, bias=False)                     # W_t on [log1p(tau/s), delta]
-        self.rnn = nn.GRU(dim, dim, batch_first=True) if cell == "gru" else \
+        self.rnn = nn.GRU(dim, dim, batch_first=True) if c.cell == "gru" else \
             nn.RNN(dim, dim, nonlinearity="relu", batch_first=True)
-        self.marker_head = nn.Linear(dim, n_items)
+        self.marker_head = nn.Linear(dim, c.n_items)
         self.time_head = nn.Linear(dim, 1)                                 # v, b
-        w0 = time_scale / c1                                               # w u = 1 at u = c1 at start
+        w0 = c.time_scale / c.c1                                           # w u = 1 at u = c1 at start
         self.w_raw = nn.Parameter(torch.tensor(math.log(math.expm1(w0))))  # w = softplus(w_raw)
         nn.init.normal_(self.item_emb.weight, std=0.1)
         nn.init.normal_(self.time_proj.weight, std=0.1)                    # same scale as the items
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
             self.time_head.weight.zero_()
-            self.time_head.bias.fill_(-math.log(c2 / time_scale))          # intensity ~ 1 / c2 at start
+            self.time_head.bias.fill_(-math.log(c.c2 / c.time_scale))      # intensity ~ 1 / c2 at start
 
     @property
     def w(self) -> torch.Tensor:
@@ -87,7 +103,7 @@ class RMTPP(nn.Module):
     # -- layers -------------------------------------------------------------------------------
     def scaled(self, tau: torch.Tensor) -> torch.Tensor:
         """Dwell in model time units, floored at min_dwell.  (...)"""
-        return tau.clamp_min(self.min_dwell) / self.time_scale
+        return tau.clamp_min(self.config.min_dwell) / self.config.time_scale
 
     def states(self, batch: SessionBatch) -> torch.Tensor:
         """h_1..h_L: click j's item and the previous gap (tau_{j-1}, delta_{j-1}).  (B, L, d)"""
@@ -126,39 +142,26 @@ class RMTPP(nn.Module):
         return out
 
     # -- the model contract ----------------------------------------------------------------------
-    def forward(self, batch: SessionBatch) -> tuple[dict, torch.Tensor]:
+    def calculate_loss(self, batch: SessionBatch) -> Loss:
         h = self.states(batch)                                             # (B, L, d)
         nxt_items = F.pad(batch.items[:, 1:], (0, 1))                      # (B, L)
         nxt = batch.next_positions() & (nxt_items > 0)                     # (B, L) known next item
         ce = F.cross_entropy(self.marker_logits(h[nxt]), nxt_items[nxt], reduction="none")  # (P,)
         m = batch.mask                                                     # (B, L)
-        if self.drop_gap_censored:                                         # gaps above c1: no dwell info
-            m = m & ~(batch.delta & (batch.tau >= self.c1))
+        if self.config.drop_gap_censored:                                         # gaps above c1: no dwell info
+            m = m & ~(batch.delta & (batch.tau >= self.config.c1))
         nll = -self.time_loglik(self.intensity_base(h[m]), batch.tau[m], batch.delta[m])  # (n_valid,)
         zero = h.sum() * 0.0
-        loss = (ce.mean() if len(ce) else zero) + self.time_weight * (nll.mean() if len(nll) else zero)
-        outputs = {"marker_ce": ce.detach(), "time_nll": nll.detach(),
-                   "loss_sum": float(ce.detach().sum() + self.time_weight * nll.detach().sum())}
-        return outputs, loss
+        loss = (ce.mean() if len(ce) else zero) + self.config.time_weight * (nll.mean() if len(nll) else zero)
+        loss_sum = float(ce.detach().sum() + self.config.time_weight * nll.detach().sum())
+        return Loss(loss, loss_sum, {"marker_ce": ce.detach(), "time_nll": nll.detach()})
 
     @torch.no_grad()
-    def predict(self, batch: SessionBatch, protocol: str = "paper"):
-        if protocol not in ("paper", "live"):
-            raise ValueError(f"protocol must be 'paper' or 'live', not {protocol!r}")
+    def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
+        check_protocol(protocol)
         h = self.states(batch)                                             # (B, L, d)
-        return self.marker_logits(h[batch.next_positions()]), self._dwell(h)
-
-    def _dwell(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        median = self.median(self.intensity_base(h)) * self.time_scale     # (B, L) seconds
-        return median, torch.log(median)
-
-    @torch.no_grad()
-    def predict_dwell(self, batch: SessionBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._dwell(self.states(batch))
-
-    @torch.no_grad()
-    def dwell_loglik(self, batch: SessionBatch, dwell=None) -> torch.Tensor:
-        """Censored log-density of log tau of every click (0 at padding).  (B, L)"""
-        a = self.intensity_base(self.states(batch))                        # (B, L)
-        ll = self.time_loglik(a, batch.tau, batch.delta)                   # (B, L)
-        return torch.where(batch.mask, ll, torch.zeros_like(ll))
+        a = self.intensity_base(h)                                         # (B, L)
+        median = self.median(a) * self.config.time_scale                   # (B, L) seconds
+        loglik = self.time_loglik(a, batch.tau, batch.delta)               # (B, L) of log tau
+        dwell = Dwell(median, torch.log(median), torch.where(batch.mask, loglik, torch.zeros_like(loglik)))
+        return Prediction(self.marker_logits(h[batch.next_positions()]), dwell)

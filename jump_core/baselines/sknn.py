@@ -59,11 +59,13 @@ column order are in recency order); one more sparse product (P, S) @ (S, n_items
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..contract import SessionBatch
+from ..contract import FittedModel, Prediction, SessionBatch, check_protocol
 from ..data.dataset import SessionSet, _ranges
 
 POSITION_WEIGHTS = {          # weighting(t, j) = numerator(t, j) / denominator(j), t = 1..j (1-based)
@@ -81,14 +83,35 @@ STEP_WEIGHTS = {                                      # weighting_score(step), s
 }
 
 
-class SessionKNN:
+@dataclass
+class SessionKNNConfig:
+    n_items: int                # catalogue size including index 0
+    k: int = 100                # neighbours
+    sample_size: int = 500      # most recent candidate sessions sharing an item (0: all); session-rec: 1000
+
+
+@dataclass
+class VSKNNConfig(SessionKNNConfig):
+    weighting: str = "div"          # prefix position weight, POSITION_WEIGHTS
+    weighting_score: str = "div"    # neighbour weight by the step of the last shared item, STEP_WEIGHTS
+    idf_weighting: float = 0.0      # lam of (1 + lam idf(i)); 0: off
+
+    def __post_init__(self):
+        if self.weighting not in POSITION_WEIGHTS:
+            raise ValueError(f"weighting must be one of {sorted(POSITION_WEIGHTS)}, not {self.weighting!r}")
+        if self.weighting_score not in STEP_WEIGHTS:
+            raise ValueError(f"weighting_score must be one of {sorted(STEP_WEIGHTS)}, not {self.weighting_score!r}")
+
+
+class SessionKNN(FittedModel):
     """SKNN: neighbours = k most cosine-similar of the sample_size most recent sessions sharing an item."""
     name = "sknn"
+    ranks_clicks, predicts_dwell = True, False
 
     chunk = 1024   # prefixes scored together (bounds the (chunk, S) candidate matrix)
 
-    def __init__(self, n_items: int, k: int = 100, sample_size: int = 500):
-        self.n_items, self.k, self.sample_size = n_items, int(k), int(sample_size)
+    def __init__(self, config: SessionKNNConfig):
+        self.config = config
 
     # ---- training: the binary session x item matrix, most recent session first ----
     def fit(self, train: SessionSet) -> "SessionKNN":
@@ -100,7 +123,7 @@ class SessionKNN:
         rows = np.repeat(recency, lengths)                                                # (N,)
         known = train.items > 0
         X = sp.csr_matrix((np.ones(int(known.sum())), (rows[known], train.items[known])),
-                          shape=(S, self.n_items))                                        # (S, n) duplicates summed
+                          shape=(S, self.config.n_items))                                        # (S, n) duplicates summed
         X.data[:] = 1.0                                                                   # item sets
         X.sort_indices()
         self.X = X                                                                        # (S, n)
@@ -108,7 +131,7 @@ class SessionKNN:
         self.XT = X.T.tocsr()                                                             # (n, S)
         self.XT.sort_indices()
         self.session_size = np.diff(X.indptr).astype(np.float64)                          # (S,) |N|
-        clicks = np.bincount(train.items, minlength=self.n_items).astype(np.float64)     # (n,)
+        clicks = np.bincount(train.items, minlength=self.config.n_items).astype(np.float64)     # (n,)
         self.idf = np.log(max(S, 1) / np.maximum(clicks, 1.0)).clip(min=0.0)              # (n,)
         return self
 
@@ -127,7 +150,7 @@ class SessionKNN:
         item = items[b_idx[row], t]                                                       # (E0,)
         known = item > 0
         row, t, item = row[known], t[known], item[known]
-        key = row * self.n_items + item                                                   # (E0,)
+        key = row * self.config.n_items + item                                                   # (E0,)
         srt = np.lexsort((t, key))                                                        # by key, then position
         key, row, t, item = key[srt], row[srt], t[srt], item[srt]
         last = np.append(key[1:] != key[:-1], True) if len(key) else np.zeros(0, bool)    # last click of an item
@@ -155,13 +178,14 @@ class SessionKNN:
         row = np.repeat(np.arange(P), np.diff(M.indptr))                                  # (C,)
         pos = np.arange(len(row)) - M.indptr[row]                                         # (C,) recency rank in row
         keep = M.data > 0
-        if self.sample_size > 0:
-            keep &= pos < self.sample_size
+        if self.config.sample_size > 0:
+            keep &= pos < self.config.sample_size
         row, col, sim = row[keep], M.indices[keep], M.data[keep]                          # (C',) row-major, recent first
         first = np.searchsorted(row, np.arange(P + 1))                                    # (P+1,)
         pos = np.arange(len(row)) - first[row]                                            # (C',)
         count = np.diff(first)                                                            # (P,)
-        big = np.flatnonzero(count > self.k)                                              # rows that need a cut
+        k = int(self.config.k)
+        big = np.flatnonzero(count > k)                                                   # rows that need a cut
         if len(big) == 0:
             return row, col, sim
         slot = np.full(P, -1)
@@ -170,9 +194,9 @@ class SessionKNN:
         in_big = slot[row] >= 0                                                           # (C',)
         D = np.full((len(big), W), -np.inf)                                               # (P', W) recency order
         D[slot[row[in_big]], pos[in_big]] = sim[in_big]
-        kth = np.partition(D, W - self.k, axis=1)[:, W - self.k:W - self.k + 1]           # (P', 1) k-th largest
+        kth = np.partition(D, W - k, axis=1)[:, W - k:W - k + 1]                          # (P', 1) k-th largest
         above, tied = D > kth, D == kth                                                   # (P', W)
-        need = self.k - above.sum(1, keepdims=True)                                       # (P', 1)
+        need = k - above.sum(1, keepdims=True)                                            # (P', 1)
         take = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need))  # (P', W) ties: recent
         keep = np.ones(len(row), dtype=bool)
         keep[in_big] = take[slot[row[in_big]], pos[in_big]]
@@ -182,22 +206,23 @@ class SessionKNN:
         return sim
 
     @torch.no_grad()
-    def predict(self, batch: SessionBatch, protocol: str = "paper"):
+    def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
+        check_protocol(protocol)
         P, j, pre_row, pre_item, pre_t = self._prefixes(batch)
-        scores = np.empty((P, self.n_items), dtype=np.float32)                            # (P, n)
+        scores = np.empty((P, self.config.n_items), dtype=np.float32)                            # (P, n)
         bounds = np.searchsorted(pre_row, np.arange(0, P + self.chunk, self.chunk).clip(max=P))
         for c, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):                         # rows are independent:
             rows = slice(c * self.chunk, min((c + 1) * self.chunk, P))                    # chunks bound memory
             scores[rows] = self._score_rows(j[rows], pre_row[a:b] - rows.start, pre_item[a:b], pre_t[a:b])
         scores[:, 0] = -np.inf
-        return torch.from_numpy(scores).to(batch.items.device), None
+        return Prediction(torch.from_numpy(scores).to(batch.items.device), None)
 
     def _score_rows(self, j, pre_row, pre_item, pre_t):
         """Scores (P, n) of the prefixes with last positions j (P,) and entries pre_* (E,)."""
         P = len(j)
         w, den = self._prefix_weights(pre_row, pre_t, j)                                  # (E,), (P,)
         indptr = np.searchsorted(pre_row, np.arange(P + 1))                               # (P+1,)
-        Q = sp.csr_matrix((w, pre_item, indptr), shape=(P, self.n_items))                 # (P, n)
+        Q = sp.csr_matrix((w, pre_item, indptr), shape=(P, self.config.n_items))                 # (P, n)
         M = (Q @ self.XT).tocsr()                                                         # (P, S) overlap / dot
         M.sort_indices()
         cand_row = np.repeat(np.arange(P), np.diff(M.indptr))                             # (C,)
@@ -216,18 +241,11 @@ class VSKNN(SessionKNN):
     """V-SKNN: prefix vector decaying with distance from the last click, dot-product similarity."""
     name = "vsknn"
 
-    def __init__(self, n_items: int, k: int = 100, sample_size: int = 500, weighting: str = "div",
-                 weighting_score: str = "div", idf_weighting: float = 0.0):
-        super().__init__(n_items, k, sample_size)
-        if weighting not in POSITION_WEIGHTS:
-            raise ValueError(f"weighting must be one of {sorted(POSITION_WEIGHTS)}, not {weighting!r}")
-        if weighting_score not in STEP_WEIGHTS:
-            raise ValueError(f"weighting_score must be one of {sorted(STEP_WEIGHTS)}, not {weighting_score!r}")
-        self.weighting, self.weighting_score = weighting, weighting_score
-        self.idf_weighting = float(idf_weighting or 0.0)
+    def __init__(self, config: VSKNNConfig):
+        super().__init__(config)
 
     def _prefix_weights(self, row, t, j):
-        num, den = POSITION_WEIGHTS[self.weighting]
+        num, den = POSITION_WEIGHTS[self.config.weighting]
         return num(t + 1.0, j[row] + 1.0), den(j + 1.0)                                   # (E,), (P,)
 
     def _similarity(self, dot, la, lb):
@@ -245,14 +263,14 @@ class VSKNN(SessionKNN):
         counts = np.diff(self.X.indptr)[col]                                              # (K,) |N|
         pair = np.repeat(np.arange(len(row)), counts)                                     # (K*,)
         items = self.X.indices[_ranges(self.X.indptr[col], counts)]                       # (K*,)
-        last_click = np.full((len(j), self.n_items), -1, dtype=np.int32)                  # (P, n) t of item in prefix
+        last_click = np.full((len(j), self.config.n_items), -1, dtype=np.int32)                  # (P, n) t of item in prefix
         last_click[pre_row, pre_item] = pre_t
         t_hit = last_click[row[pair], items]                                              # (K*,) -1: not in prefix
         t_match = np.maximum.reduceat(t_hit, np.cumsum(counts) - counts)                  # (K,)
         step = (j[row] - t_match + 1).astype(np.float64)                                  # (K,) 1 = last click
-        return sim * STEP_WEIGHTS[self.weighting_score](step)
+        return sim * STEP_WEIGHTS[self.config.weighting_score](step)
 
     def _item_factor(self, scores):
-        if self.idf_weighting > 0:
-            scores *= (1.0 + self.idf_weighting * self.idf).astype(np.float32)            # (P, n)
+        if self.config.idf_weighting and self.config.idf_weighting > 0:
+            scores *= (1.0 + self.config.idf_weighting * self.idf).astype(np.float32)     # (P, n)
         return scores

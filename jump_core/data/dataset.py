@@ -9,7 +9,6 @@ A prepared dataset directory (written by `jump prepare`, see prepare.py) holds:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,19 +152,6 @@ class PreparedDataset:
     @property
     def fingerprint(self) -> str:
         return self.meta["fingerprint"]
-
-
-def vocab_fingerprint(items: list[str]) -> str:
-    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
-
-
-def file_sha256(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def load_prepared(directory: str | Path) -> PreparedDataset:

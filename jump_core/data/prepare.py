@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import readers
-from .dataset import SessionSet, file_sha256, vocab_fingerprint
+from ..artifacts.files import sha256_files, sha256_json
+from .dataset import SessionSet
 from ..sessions import C1_DEFAULT, C2_DEFAULT, censor, session_id, session_starts
 
 DAY = 86400.0
@@ -199,8 +200,8 @@ def prepare(cfg: PrepareConfig, log=print) -> dict:
     meta = {"format": cfg.fmt, "inputs": [str(p) for p in cfg.inputs],
             "test_inputs": [str(p) for p in cfg.test_inputs or []],
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("inputs", "test_inputs", "out")},
-            "gap_s": gap, "counts": counts, "table1": t1, "vocab_sha256": vocab_fingerprint(vocab_items),
-            "fingerprint": file_sha256([out / "train.npz", out / "test.npz", out / "items.json"]),
+            "gap_s": gap, "counts": counts, "table1": t1, "vocab_sha256": sha256_json(vocab_items),
+            "fingerprint": sha256_files(out / "train.npz", out / "test.npz", out / "items.json"),
             "seconds": round(time.time() - t0, 3)}
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     log(f"  filter: {filt['clicks_dropped_rare_items']:,} clicks on items seen < {cfg.min_item_count} times dropped, "

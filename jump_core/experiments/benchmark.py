@@ -9,71 +9,28 @@ like the paper's Tables 2 and 3, and PNG figures.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import os
 import platform
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
+from .. import registry
+from ..contract import SessionModel
 from ..data.dataset import PreparedDataset, SessionSet, load_prepared
+from ..registry import ALIASES, ALL_MODELS, expand_models
 from ..training.evaluate import evaluate
-from ..model import Jump, JumpConfig
-from .report import fmt_number
 from ..training.train import TrainConfig, fit_model, resolve_device, seed_everything, split_validation
+from .report import fmt_number
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "benchmark" / "default.yaml"
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    module: str       # jump_core.<module>
-    cls: str
-    label: str        # the row label of the tables (the paper's name in brackets)
-    fixed: dict       # constructor arguments that define the variant
-    clicks: bool      # ranks next clicks (Table 3)
-    dwell: bool       # predicts dwell (Table 2)
-    dwell_aware: bool  # uses the dwell of the latest click, so 'paper' and 'live' differ
-
-
-REGISTRY: dict[str, ModelSpec] = {
-    "jump": ModelSpec("model", "Jump", "JUMP", {}, True, True, True),
-    # Two changes the paper does not make, found by docs/RESULTS.md's investigation (JumpConfig documents them).
-    "jump_variant": ModelSpec("model", "Jump", "JUMP variant: log-scale time rows, live-censored training (ours)",
-                              {"time_buckets": "log", "live_censor_p": 0.3}, True, True, True),
-    "pop": ModelSpec("baselines.pop", "Popularity", "POP (+ global median dwell)", {}, True, True, False),
-    "sknn": ModelSpec("baselines.sknn", "SessionKNN", "SKNN", {}, True, False, False),
-    "vsknn": ModelSpec("baselines.sknn", "VSKNN", "V-SKNN", {}, True, False, False),
-    "gru4rec_ce": ModelSpec("baselines.gru4rec", "GRU4Rec", "GRU4Rec cross-entropy (GRU)", {"loss": "cross-entropy"},
-                            True, False, False),
-    "gru4rec_bprmax": ModelSpec("baselines.gru4rec", "GRU4Rec", "GRU4Rec BPR-max (IGRU)", {"loss": "bpr-max"},
-                                True, False, False),
-    "narm": ModelSpec("baselines.narm", "NARM", "NARM", {}, True, False, False),
-    "dtgru": ModelSpec("baselines.dtgru", "DTGRU", "DTGRU (dwell-aware GRU)", {}, True, False, True),
-    "rmtpp": ModelSpec("baselines.rmtpp", "RMTPP", "RMTPP (RMTP)", {}, True, True, False),
-    "item_median": ModelSpec("baselines.item_dwell", "ItemMedianDwell", "per-item median dwell", {}, False, True, False),
-    "item_lognormal": ModelSpec("baselines.item_dwell", "ItemLogNormalDwell", "per-item censored log-normal dwell", {},
-                                False, True, False),
-}
-ALL_MODELS = tuple(REGISTRY)
-ALIASES = {"gru4rec": ("gru4rec_ce", "gru4rec_bprmax"), "knn": ("sknn", "vsknn")}   # --models shorthands
-
-
-def expand_models(names: list[str]) -> list[str]:
-    """--models entries with 'all' and the aliases expanded, in order, without repeats."""
-    out: list[str] = []
-    for n in names:
-        for m in ALL_MODELS if n == "all" else ALIASES.get(n, (n,)):
-            if m not in out:
-                out.append(m)
-    return out
 K = 20
 
 
@@ -134,45 +91,27 @@ def split_params(p: dict) -> tuple[dict, dict]:
     return model, train
 
 
-def build_model(name: str, n_items: int, params: dict, data_config: dict):
-    """A fresh model of registry entry `name`; the dataset's c1, c2 are passed where the model takes them."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(ALL_MODELS)})")
-    spec = REGISTRY[name]
-    censoring = {k: data_config[k] for k in ("c1", "c2") if k in data_config}
-    if spec.module == "model":
-        return Jump(JumpConfig(n_items=n_items, **{**censoring, **spec.fixed, **params}))
-    cls = getattr(importlib.import_module(f"jump_core.{spec.module}"), spec.cls)
-    accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {**{k: v for k, v in censoring.items() if k in accepted}, **spec.fixed, **params}
-    unknown = [k for k in kwargs if k not in accepted and not any(p.kind == p.VAR_KEYWORD for p in accepted.values())]
-    if unknown:
-        raise ValueError(f"model {name!r} has no parameter(s) {', '.join(unknown)}")
-    return cls(n_items, **kwargs)
-
-
-def _selection_score(spec: ModelSpec, result: dict) -> float:
+def _selection_score(model: SessionModel, result: dict) -> float:
     """Higher is better: validation Recall@20 (live) for click models, -MAE for dwell-only models."""
-    if spec.clicks:
+    if model.ranks_clicks:
         return result[f"recall@{K}"] or 0.0
     return -(result["dwell_mae_s"] if result["dwell_mae_s"] is not None else float("inf"))
 
 
 def fit_one(name: str, params: dict, data: PreparedDataset, tr: SessionSet, val: SessionSet, budget: dict,
-            seed: int, device, progress: bool, log) -> tuple[object, dict]:
+            seed: int, device, progress: bool, log) -> tuple[SessionModel, dict]:
     """Build and fit one configuration; returns (model, record with history and wall time)."""
-    spec = REGISTRY[name]
     model_params, train_params = split_params(params)
     seed_everything(seed)
-    model = build_model(name, data.n_items, model_params, data.meta.get("config", {}))
+    model = registry.build(name, data.n_items, model_params, data.meta.get("config", {}))
     t0 = time.time()
     record: dict = {"params": params}
-    if isinstance(model, torch.nn.Module):
+    if model.trainable:
         model.to(device)
         cfg = TrainConfig(epochs=int(budget["epochs"]), patience=int(budget.get("patience", 2)), seed=seed,
                           time_budget_s=budget.get("time_budget_s"), **train_params)
         summary = fit_model(model, tr, val, cfg, progress=progress, log=log, name=name, select="val_recall"
-                            if spec.clicks else "val_loss", protocol="live")
+                            if model.ranks_clicks else "val_loss", protocol="live")
         record.update(history=summary["history"], best_epoch=summary["best_epoch"])
     else:
         if train_params:
@@ -182,15 +121,11 @@ def fit_one(name: str, params: dict, data: PreparedDataset, tr: SessionSet, val:
     return model, record
 
 
-def _eval_device(model, device):
-    return device if isinstance(model, torch.nn.Module) else torch.device("cpu")
-
-
 def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet, test: SessionSet, cfg: dict,
               seed: int, device, progress: bool, log, params_override: dict | None = None,
               budget_override: dict | None = None, protocols: tuple[str, ...] | None = None) -> dict:
     """Tune (the budget's trials), select on validation, evaluate the selected model on `test`."""
-    spec = REGISTRY[name]
+    spec = registry.spec(name)
     budget = {**cfg["budget"], **(budget_override or {})}
     entry = model_config(cfg, name)
     trials = trial_params(entry, int(budget["trials"]), seed) if params_override is None else [params_override]
@@ -199,9 +134,9 @@ def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet,
     for t, params in enumerate(trials):
         log(f"[{name}] trial {t + 1}/{len(trials)}: {params}")
         model, rec = fit_one(name, params, data, tr, val, budget, seed + t, device, progress, log)
-        v = evaluate(model, val, "live", K, device=_eval_device(model, device)) if len(val) else None
+        v = evaluate(model, val, "live", K) if len(val) else None
         rec["val"] = _small(v)
-        rec["val_score"] = _selection_score(spec, v) if v else 0.0
+        rec["val_score"] = _selection_score(model, v) if v else 0.0
         records.append(rec)
         log(f"[{name}] trial {t + 1}: validation Recall@20 {fmt_number(v and v[f'recall@{K}'])}, "
             f"dwell MAE {fmt_number(v and v['dwell_mae_s'])} s, trained in {rec['train_seconds']:.1f} s")
@@ -209,19 +144,20 @@ def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet,
             best = (model, rec)
     tune_seconds = round(time.time() - t_start, 2)
     model, rec = best
-    protocols = protocols or (("paper", "live") if spec.dwell_aware else ("live",))
+    protocols = protocols or (("paper", "live") if model.dwell_aware else ("live",))
     results = {}
     for protocol in protocols:
         t0 = time.time()
-        r = evaluate(model, test, protocol, K, device=_eval_device(model, device))
+        r = evaluate(model, test, protocol, K)
         r["eval_wall_seconds"] = round(time.time() - t0, 2)
         results[protocol] = r
-    if not spec.dwell_aware:
+    if not model.dwell_aware:
         results.setdefault("paper", results["live"])          # dwell-blind: identical under both protocols
     live = results["live"]
-    out = {"label": spec.label, "clicks": spec.clicks, "dwell": spec.dwell, "dwell_aware": spec.dwell_aware,
+    out = {"label": spec.label, "clicks": model.ranks_clicks, "dwell": model.predicts_dwell,
+           "dwell_aware": model.dwell_aware,
            f"recall@{K}": live[f"recall@{K}"], f"mrr@{K}": live[f"mrr@{K}"], f"ndcg@{K}": live[f"ndcg@{K}"],
-           "dwell_mae_s": live["dwell_mae_s"] if spec.dwell else None,
+           "dwell_mae_s": live["dwell_mae_s"] if model.predicts_dwell else None,
            "train_seconds": rec["train_seconds"], "tune_seconds": tune_seconds,
            "eval_seconds": round(sum(r["eval_wall_seconds"] for p, r in results.items()
                                      if p in protocols), 2),
@@ -254,7 +190,7 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
     """Run the benchmark; writes `out_json`, a Markdown report and figures. Returns the JSON dict."""
     from . import report as rep
     models = expand_models(models)
-    unknown = [m for m in models if m not in REGISTRY]
+    unknown = [m for m in models if m not in registry.MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(ALL_MODELS)}; "
                          f"shorthands: all, {', '.join(ALIASES)})")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
+from .. import registry
 from ..data.dataset import load_prepared
-from ..training.evaluate import evaluate
-from ..model import Jump, JumpConfig
 from ..data.prepare import PrepareConfig, prepare
 from ..data.synth import SynthConfig, write_csv
+from ..training.evaluate import evaluate
 from ..training.train import resolve_device
 
 
@@ -44,7 +44,7 @@ def bench_train(clicks: int = 1_000_000, dim: int = 100, batches: int = 50, devi
     for name in names:
         device = resolve_device(name)
         torch.manual_seed(0)
-        model = Jump(JumpConfig(n_items=data.n_items, dim=dim)).to(device)
+        model = registry.build("jump", data.n_items, {"dim": dim}).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -57,7 +57,7 @@ def bench_train(clicks: int = 1_000_000, dim: int = 100, batches: int = 50, devi
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-            _, loss = model(batch)
+            loss = model.calculate_loss(batch).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -73,7 +73,7 @@ def bench_train(clicks: int = 1_000_000, dim: int = 100, batches: int = 50, devi
         entry["peak_memory_kind"] = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
         for protocol in ("paper", "live"):
             t1 = time.perf_counter()
-            r = evaluate(model, data.test, protocol, batch_size=100 if device.type == "cpu" else 500, device=device)
+            r = evaluate(model, data.test, protocol, batch_size=100 if device.type == "cpu" else 500)
             entry[f"eval_{protocol}_s"] = round(time.perf_counter() - t1, 2)
             entry[f"eval_{protocol}_predictions"] = r["n_predictions"]
         results["devices"][name] = entry

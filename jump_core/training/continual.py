@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from ..data.dataset import SessionSet, vocab_fingerprint
-from .evaluate import evaluate
-from ..model import Jump, JumpConfig
+from .. import registry
+from ..artifacts.files import sha256_json
+from ..data.dataset import SessionSet
 from ..data.prepare import filter_sessions
+from ..model import Jump
+from ..sessions import C1_DEFAULT, C2_DEFAULT
+from .evaluate import evaluate
 from .train import TrainConfig, fit_model, resolve_device, seed_everything, split_validation
 
 
@@ -123,8 +126,8 @@ class ContinualConfig:
     margin: float = 0.005
     min_item_count: int = 2
     dim: int = 100                   # of a model trained from scratch
-    c1: float = 2000.0               # eq. 4 thresholds of the stream (a fine-tuned model must share them)
-    c2: float = 30.0
+    c1: float = C1_DEFAULT           # eq. 4 thresholds of the stream (a fine-tuned model must share them)
+    c2: float = C2_DEFAULT
     seed: int = 0
     device: str = "auto"
     max_len: int = 200
@@ -167,7 +170,7 @@ def grow_vocabulary(model: Jump, n_items: int) -> Jump:
     old = model.config
     if n_items < old.n_items:
         raise ValueError(f"cannot shrink the vocabulary ({old.n_items} -> {n_items} rows)")
-    grown = Jump(JumpConfig(**{**old.to_dict(), "n_items": n_items})).to(next(model.parameters()).device)
+    grown = Jump(replace(old, n_items=n_items)).to(model.device)
     state = grown.state_dict()
     for name, value in model.state_dict().items():
         if value.shape == state[name].shape:
@@ -178,9 +181,9 @@ def grow_vocabulary(model: Jump, n_items: int) -> Jump:
     return grown
 
 
-def holdout_metrics(model: Jump, items: list[str], holdout: list[LoggedSession], device) -> dict:
-    """Live-protocol metrics of `model` (with its vocabulary) on the held-out sessions."""
-    r = evaluate(model, to_session_set(holdout, items), "live", device=device)
+def holdout_metrics(model: Jump, items: list[str], holdout: list[LoggedSession]) -> dict:
+    """Live-protocol metrics of `model` (with its vocabulary) on the held-out sessions, on the model's device."""
+    r = evaluate(model, to_session_set(holdout, items), "live")
     return {"recall@20": r["recall@20"], "mrr@20": r["mrr@20"], "dwell_mae_s": r["dwell_mae_s"],
             "n_predictions": r["n_predictions"]}
 
@@ -224,8 +227,9 @@ def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str
         model = grow_vocabulary(serving[0], len(items) + 1).to(device)     # a copy: serving is untouched
     else:
         fields = dict(serving[0].config.to_dict()) if serving is not None else {"dim": cfg.dim, **cfg.model}
-        fields.update(n_items=len(items) + 1, c1=cfg.c1, c2=cfg.c2)
-        model = Jump(JumpConfig(**fields)).to(device)
+        fields.update(c1=cfg.c1, c2=cfg.c2)
+        fields.pop("n_items", None)
+        model = registry.build("jump", len(items) + 1, fields).to(device)
     # Clicks of items outside the vocabulary leave the training data, then sessions left with one click
     # (prepare's filter, as offline); the held-out sessions keep them: unknown to the model, as in the stream.
     data = to_session_set(train, items)
@@ -239,8 +243,8 @@ def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str
         f"{len(items):,} items ({len(new_items):,} new)")
     summary = fit_model(model, tr, val, tcfg, progress=False, log=log, name=f"JUMP {mode}", select="val_recall",
                         protocol="live")
-    candidate = holdout_metrics(model, items, holdout, device)
-    current = holdout_metrics(serving[0], serving[1], holdout, device) if serving is not None else None
+    candidate = holdout_metrics(model, items, holdout)
+    current = holdout_metrics(serving[0], serving[1], holdout) if serving is not None else None
     if current is None:
         promote, reason = True, "no serving model yet"
     else:
@@ -249,6 +253,6 @@ def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str
         reason = (f"held-out Recall@20 (live) {candidate['recall@20']:.4f} {cmp} serving "
                   f"{current['recall@20']:.4f} - margin {cfg.margin:g}")
     model.eval()
-    fingerprint = vocab_fingerprint([s.session_id for s in train])
+    fingerprint = sha256_json([s.session_id for s in train])
     return RunResult(promote, reason, mode, model, items, new_items, candidate, current, summary, len(data),
                      len(holdout), data.n_clicks, fingerprint)

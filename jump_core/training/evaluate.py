@@ -1,13 +1,9 @@
 """One evaluation path for every model: full-catalogue ranking, pessimistic ties, dwell MAE.
 
-The model contract (JUMP and every baseline), one pass per batch:
-  predict(batch, protocol) -> (scores, dwell)
-    scores (P, n_items): for the click after every position that has one, in
-      batch.next_positions() order; column 0 (unknown item) is never a candidate.
-    dwell (median (B, L), mu (B, L)) or None: predicted dwell of every click given its item
-      and the clicks before it; the model's `dwell_sigma` is the log-normal sigma, or the model
-      defines `dwell_loglik(batch, dwell) -> (B, L)` for a density of its own (RMTPP).
-    scores may be None for a dwell-only model (no click metrics then).
+Every model is called through the contract (jump_core/contract.py), one pass per batch:
+`model.predict(batch, protocol) -> Prediction(scores (P, n_items) | None, dwell: Dwell | None)`.
+Nothing here depends on which model it is: a dwell-only model has no click metrics, a click-only
+model no dwell metrics.
 
 Metrics:
   * Next click: every position k = 1..l-1 of every test session predicts click k+1, ranked
@@ -28,11 +24,10 @@ import time
 import numpy as np
 import torch
 
+from ..contract import SessionModel, check_protocol
 from ..data.dataset import SessionSet
-from ..model import censored_lognormal_loglik
 
 BUCKETS = (("2-6", 2, 6), ("7-9", 7, 9), ("10-30", 10, 30), ("31-150", 31, 150), (">150", 151, math.inf))
-PROTOCOLS = ("paper", "live")
 MISS_RANK = 2**31 - 1   # rank given to a target that can't be recommended (unseen in training)
 
 
@@ -67,17 +62,16 @@ def bucket_of(lengths: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(model, data: SessionSet, protocol: str = "paper", k: int = 20, batch_size: int = 100,
-             device: str | torch.device = "cpu", progress=None) -> dict:
-    """Score `model` on every test session of `data`; returns the metrics dict (see module doc)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
-    if hasattr(model, "eval"):
-        model.eval()
+def evaluate(model: SessionModel, data: SessionSet, protocol: str = "paper", k: int = 20, batch_size: int = 100,
+             progress=None) -> dict:
+    """Score `model` on every test session of `data`, on the model's device; returns the metrics dict
+    (see the module doc)."""
+    check_protocol(protocol)
+    model.eval()
+    device = model.device
     t0 = time.time()
     ranks, rank_len, oov = [], [], 0
     abs_err, err_len, loglik = [], [], []
-    sigma = getattr(model, "dwell_sigma", None)
     for _, batch in data.batches(batch_size):
         batch = batch.to(device)
         targets = batch.next_targets()                                     # (P,)
@@ -88,16 +82,10 @@ def evaluate(model, data: SessionSet, protocol: str = "paper", k: int = 20, batc
             rank_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[batch.next_positions()].cpu().numpy())
             oov += int((targets == 0).sum())
         if dwell is not None:
-            median, mu = dwell
-            m = batch.mask
-            obs = m & ~batch.delta                                         # uncensored clicks
-            abs_err.append((median[obs] - batch.tau[obs]).abs().cpu().numpy())
+            obs = batch.mask & ~batch.delta                                # uncensored clicks
+            abs_err.append((dwell.median[obs] - batch.tau[obs]).abs().cpu().numpy())
             err_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[obs].cpu().numpy())
-            if hasattr(model, "dwell_loglik"):
-                loglik.append(model.dwell_loglik(batch, dwell)[m].cpu().numpy())
-            elif sigma is not None:
-                log_tau = torch.log(batch.tau[m].clamp_min(getattr(model, "min_dwell", 0.5)))
-                loglik.append(censored_lognormal_loglik(log_tau, batch.delta[m], mu[m], sigma).cpu().numpy())
+            loglik.append(dwell.loglik[batch.mask].cpu().numpy())
         if progress is not None:
             progress(batch.lengths.sum().item())
     ranks = np.concatenate(ranks) if ranks else np.zeros(0)

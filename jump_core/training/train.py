@@ -1,4 +1,6 @@
-"""`jump train`: maximise the joint log-likelihood (eq. 17-18) with Adam (§5), early stopping.
+"""`jump train` and the one training loop of every neural model: Adam (§5), clipping, early stopping.
+
+`jump train` maximises JUMP's joint log-likelihood (eq. 17-18).
 
 Validation: a seeded `val_fraction` of the training sessions is held out; after every epoch
 the validation loss (negative eq. 17-18 per click) and Recall@20 (paper protocol) are computed,
@@ -18,10 +20,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import registry
 from ..artifacts.checkpoint import save_checkpoint
+from ..contract import NeuralModel
 from ..data.dataset import PreparedDataset, SessionSet, load_prepared
 from .evaluate import evaluate
-from ..model import Jump, JumpConfig
 
 
 @dataclass
@@ -63,32 +66,17 @@ def split_validation(train: SessionSet, fraction: float, seed: int) -> tuple[Ses
 
 
 @torch.no_grad()
-def validation_loss(model, data: SessionSet, batch_size: int, device) -> float:
+def validation_loss(model: NeuralModel, data: SessionSet, batch_size: int, device) -> float:
     """Mean training loss per click on held-out sessions (JUMP: negative eq. 17-18)."""
     model.eval()
     total, clicks = 0.0, 0
     for _, batch in data.batches(batch_size):
-        outputs, _ = model(batch.to(device))
-        total += float(outputs["loss_sum"])
+        total += model.calculate_loss(batch.to(device)).loss_sum
         clicks += int(batch.lengths.sum())
     return total / max(clicks, 1)
 
 
-def padded_steps(model, data: SessionSet, cfg: "TrainConfig", epoch: int, device):
-    """Default training steps: shuffled, length-bucketed padded batches; yields (loss, clicks, loss_sum).
-
-    `loss` is what is backpropagated; `loss_sum` (a float, `outputs["loss_sum"]` of the model
-    contract) the summed per-click loss, for the per-click figures of the history. A model may
-    define its own `train_steps(data, cfg, epoch, device)` generator with the same yield (GRU4Rec's
-    session-parallel mini-batches do); the loop in `fit_model` backpropagates each loss.
-    """
-    for _, batch in data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
-        batch = batch.to(device)
-        outputs, loss = model(batch)
-        yield loss, int(batch.lengths.sum()), float(outputs["loss_sum"])
-
-
-def fit_model(model: torch.nn.Module, tr: SessionSet, val: SessionSet, cfg: TrainConfig, progress: bool = True,
+def fit_model(model: NeuralModel, tr: SessionSet, val: SessionSet, cfg: TrainConfig, progress: bool = True,
               log=print, name: str = "JUMP", select: str = "val_loss", protocol: str = "paper") -> dict:
     """The one training loop of every neural model (JUMP and the baselines): Adam, clipping, early stopping.
 
@@ -102,8 +90,6 @@ def fit_model(model: torch.nn.Module, tr: SessionSet, val: SessionSet, cfg: Trai
     device = next(model.parameters()).device
     tr_windows = tr.windows(cfg.max_len)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = getattr(model, "train_steps", None)
-    steps = steps if steps is not None else (lambda d, c, e, dev: padded_steps(model, d, c, e, dev))
     best = {"score": math.inf, "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     history, t_start, stale = [], time.time(), 0
     for epoch in range(1, cfg.epochs + 1):
@@ -112,7 +98,7 @@ def fit_model(model: torch.nn.Module, tr: SessionSet, val: SessionSet, cfg: Trai
         bar = tqdm(total=tr_windows.n_clicks, desc=f"{name} epoch {epoch}", unit="click", disable=not progress,
                    dynamic_ncols=True, mininterval=0.5)
         out_of_time = False
-        for loss, n, n_loss_sum in steps(tr_windows, cfg, epoch, device):
+        for loss, n, n_loss_sum in model.train_steps(tr_windows, cfg, epoch, device):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -128,7 +114,7 @@ def fit_model(model: torch.nn.Module, tr: SessionSet, val: SessionSet, cfg: Trai
         train_s = time.time() - t0
         train_loss = loss_sum / max(seen, 1)
         val_loss = validation_loss(model, val, cfg.batch_size, device) if len(val) and select == "val_loss" else None
-        val_recall = evaluate(model, val, protocol, device=device)["recall@20"] if len(val) else None
+        val_recall = evaluate(model, val, protocol)["recall@20"] if len(val) else None
         rec = {"epoch": epoch, "train_loss_per_click": train_loss, "val_loss_per_click": val_loss,
                "val_recall@20": val_recall, "clicks": seen, "train_seconds": round(train_s, 2),
                "clicks_per_s": round(seen / max(train_s, 1e-9), 1), "complete": not out_of_time}
@@ -162,7 +148,7 @@ def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: boo
     data = load_prepared(data) if isinstance(data, str) else data
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    model = Jump(JumpConfig(n_items=data.n_items, **cfg.model)).to(device)
+    model = registry.build("jump", data.n_items, cfg.model).to(device)
     mc = model.config
     tr, val = split_validation(data.train, cfg.val_fraction, cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())

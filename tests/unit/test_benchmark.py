@@ -1,10 +1,13 @@
 """`jump benchmark` end to end on a tiny dataset: every model, the JSON keys, the report and the figures."""
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from jump_core.experiments.benchmark import ALL_MODELS, REGISTRY, build_model, expand_models, load_config, model_config, trial_params
+from jump_core.contract import SessionModel
+from jump_core.experiments.benchmark import load_config, model_config, trial_params
+from jump_core.registry import ALL_MODELS, MODELS, build, expand_models
 from jump_core.cli import main
 from jump_core.data.prepare import PrepareConfig, prepare
 from jump_core.data.synth import SynthConfig, write_csv
@@ -43,12 +46,17 @@ def test_every_registered_model_builds_from_both_configs():
         cfg = load_config(path)
         for name in ALL_MODELS:
             params = {k: v for k, v in trial_params(model_config(cfg, name), 1, 0)[0].items() if not k.startswith("train.")}
-            model = build_model(name, 50, params, {"c1": 2000.0, "c2": 30.0})
-            assert hasattr(model, "predict"), name
+            model = build(name, 50, params, {"c1": 2000.0, "c2": 30.0})
+            assert isinstance(model, MODELS[name].model) and isinstance(model, SessionModel), name
+            assert model.config.n_items == 50
+            if "c1" in {f.name for f in fields(model.config)}:
+                assert (model.config.c1, model.config.c2) == (2000.0, 30.0)
+    assert build("jump_variant", 50).config.time_buckets == "log"          # the variant's fixed fields
+    assert build("gru4rec_bprmax", 50).config.loss == "bpr-max"
     with pytest.raises(ValueError, match="no parameter"):
-        build_model("sknn", 50, {"no_such_option": 1}, {})
+        build("sknn", 50, {"no_such_option": 1}, {})
     with pytest.raises(ValueError, match="unknown model"):
-        build_model("nope", 50, {}, {})
+        build("nope", 50, {}, {})
 
 
 def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_data, tmp_path):
@@ -60,16 +68,16 @@ def test_benchmark_end_to_end_on_a_tiny_dataset(tiny_data, tmp_path):
     r = json.loads(out.read_text())
     assert set(r["models"]) == set(ALL_MODELS)
     for name, m in r["models"].items():
-        spec = REGISTRY[name]
+        model_cls = MODELS[name].model
         for key in ("recall@20", "mrr@20", "ndcg@20", "dwell_mae_s", "train_seconds", "eval_seconds", "params", "trials"):
             assert key in m, (name, key)
         assert set(m["protocols"]) == {"paper", "live"}
         assert 1 <= len(m["trials"]) <= 2
-        if spec.clicks:
+        if model_cls.ranks_clicks:
             assert 0.0 <= m["recall@20"] <= 1.0 and m["mrr@20"] <= m["recall@20"], name
         else:
             assert m["recall@20"] is None, name
-        if spec.dwell:
+        if model_cls.predicts_dwell:
             assert m["dwell_mae_s"] > 0, name
         else:
             assert m["dwell_mae_s"] is None, name

@@ -29,8 +29,8 @@ def test_round_trip_gives_identical_predictions(saved):
     loaded, meta2 = load_checkpoint(path, expect_items=ITEMS)
     b = _batch()
     for protocol in ("paper", "live"):
-        assert torch.equal(model.next_scores(b, protocol), loaded.next_scores(b, protocol))
-    assert torch.equal(model.predict_dwell(b)[0], loaded.predict_dwell(b)[0])
+        want, got = model.predict(b, protocol), loaded.predict(b, protocol)
+        assert torch.equal(want.scores, got.scores) and torch.equal(want.dwell.median, got.dwell.median)
     assert meta2["dataset_fingerprint"] == "fp123" and meta2["items"] == ITEMS
     assert meta2["train"]["best_epoch"] == 3 and meta2["code_version"]
     assert not list(path.parent.glob("*.tmp"))               # atomic write left nothing behind

@@ -14,7 +14,8 @@ from jump_core.training.continual import (ContinualConfig, LoggedSession, Traini
                                  holdout_metrics, session_from_record, split_window, to_session_set,
                                  train_candidate)
 from jump_core.model import Jump, JumpConfig
-from jump_core.artifacts.model_store import CURRENT, ModelStore, file_sha256, smoke_test
+from jump_core.artifacts.files import sha256_files
+from jump_core.artifacts.model_store import CURRENT, ModelStore, smoke_test
 from tests.baseline_helpers import one_torch_thread
 from tests.continual_helpers import as_record, logged_sessions
 
@@ -92,8 +93,8 @@ def test_grown_vocabulary_scores_the_old_items_exactly_as_before():
         old.dwell_bias.weight.normal_()
     grown = grow_vocabulary(old, 16).eval()
     batch = SessionBatch.from_sessions([[1, 5, 3], [10, 2]], [[4.0, 100.0, 30.0], [7.0, 30.0]], [[0, 0, 1], [0, 1]])
-    s_old, (med_old, _) = old.predict(batch, "live")
-    s_new, (med_new, _) = grown.predict(batch, "live")
+    s_old, (med_old, _, _) = old.predict(batch, "live")
+    s_new, (med_new, _, _) = grown.predict(batch, "live")
     assert s_new.shape[1] == 16
     assert torch.allclose(s_new[:, :11], s_old, atol=1e-6) and torch.allclose(med_new, med_old)
     assert not torch.equal(grown.item_emb.weight[11:], torch.zeros(5, 8))   # new rows initialised
@@ -122,7 +123,7 @@ def test_a_better_candidate_is_promoted_and_new_items_enter_the_vocabulary(first
     r2 = train_candidate(window, (r.model, r.items), CFG, log=lambda *_: None)
     assert r2.mode == "finetune" and r2.new_items and r2.items[:len(r.items)] == r.items
     assert r2.serving["recall@20"] == pytest.approx(holdout_metrics(r.model, r.items, split_window(
-        window, CFG.holdout_fraction)[1], "cpu")["recall@20"])
+        window, CFG.holdout_fraction)[1])["recall@20"])
     assert r2.candidate["recall@20"] > r2.serving["recall@20"] + CFG.margin
     assert r2.promote and ">=" in r2.reason
 
@@ -178,7 +179,7 @@ def test_publish_writes_versioned_checkpoints_and_the_current_pointer(tmp_path):
     r2 = store.publish(small_model(2), ITEMS, "fp", parent_version=r1["version"])
     assert (r1["seq"], r2["seq"]) == (1, 2) and r2["parent_version"] == r1["version"]
     assert store.current() == r2 == json.loads((tmp_path / "models" / "jump-v000002.json").read_text())
-    assert r2["version"].startswith("jump-v000002:") and r2["file_sha256"] == file_sha256(r2["path"])
+    assert r2["version"].startswith("jump-v000002:") and r2["file_sha256"] == sha256_files(r2["path"])
     assert r1["recall20"] == 0.5 and r1["sessions_used"] == 10
     assert not list((tmp_path / "models").glob("*.tmp"))            # nothing half-written left behind
     model, meta = store.verify(r1)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from jump_core.contract import SessionBatch
-from jump_core.baselines.dtgru import DTGRU
+from jump_core.baselines.dtgru import DTGRU, DTGRUConfig
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.pop import Popularity
+from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.training.train import seed_everything
 from tests.baseline_helpers import fit_briefly
 
@@ -20,14 +20,14 @@ DELTA = [[0, 0, 0, 0, 1], [0, 1, 1], [0, 1]]
 
 def fresh(**kw) -> DTGRU:
     torch.manual_seed(0)
-    m = DTGRU(N_ITEMS, dim=16, **kw)
+    m = DTGRU(DTGRUConfig(N_ITEMS, dim=16, **kw))
     with torch.no_grad():                                  # distinct dwell rows, so dwell matters
         m.dwell_emb.weight.normal_(0.0, 1.0)
     return m.eval()
 
 
 def test_dwell_buckets_hand_computed():
-    m = DTGRU(N_ITEMS, dim=8)                              # 24 buckets, 2 per doubling; 24 = censored
+    m = DTGRU(DTGRUConfig(N_ITEMS, dim=8))                              # 24 buckets, 2 per doubling; 24 = censored
     tau = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 30.0, 100.0, 5000.0, 30.0, 2000.0])
     delta = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1, 1], dtype=torch.bool)
     # floor(2 log2(max(tau, 1))): 1.5 -> 1.17 -> 1; 30 -> 9.8 -> 9; 100 -> 13.3 -> 13; 5000 -> 24.6 -> 23 (cap)
@@ -62,7 +62,7 @@ def test_live_row_is_the_paper_row_with_the_last_dwell_censored_at_c2():
     live = m.predict(SessionBatch.from_sessions([items], [tau], [delta]), "live")[0]       # (4, n)
     for j in range(4):                                     # prefix 1..j+1 with tau_j -> (c2, censored)
         t, d = tau[:j + 2], delta[:j + 2]
-        t[j], d[j] = m.c2, 1
+        t[j], d[j] = m.config.c2, 1
         paper = m.predict(SessionBatch.from_sessions([items[:j + 2]], [t], [d]), "paper")[0]
         assert torch.allclose(live[j], paper[j], atol=1e-5)
 
@@ -81,25 +81,25 @@ def test_live_row_ignores_its_own_dwell_paper_row_does_not():
 
 
 def test_tied_output_and_training_step():
-    m = DTGRU(N_ITEMS, dim=16, tied=True, censor_p=0.5).train()
+    m = DTGRU(DTGRUConfig(N_ITEMS, dim=16, tied=True, censor_p=0.5)).train()
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
-    out, loss = m(batch)
+    loss, loss_sum, _ = m.calculate_loss(batch)
     loss.backward()
-    assert math.isfinite(loss.item()) and out["loss_sum"] == pytest.approx(loss.item() * 7, rel=1e-5)
+    assert math.isfinite(loss.item()) and loss_sum == pytest.approx(loss.item() * 7, rel=1e-5)
     assert m.item_emb.weight.grad.abs().sum() > 0
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_prepared):
     seed_everything(0)
-    model = DTGRU(synthetic_prepared.n_items, dim=32)
+    model = DTGRU(DTGRUConfig(synthetic_prepared.n_items, dim=32))
     fit_briefly(model, synthetic_prepared, lr=0.01, epochs=3)
     return model
 
 
 def test_dtgru_beats_pop_and_uses_dwell(synthetic_prepared, trained):
     data = synthetic_prepared
-    pop = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
+    pop = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
     live = evaluate(trained, data.test, "live")
     paper = evaluate(trained, data.test, "paper")
     assert live["recall@20"] > pop["recall@20"] + 0.15, (live["recall@20"], pop["recall@20"])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from jump_core.contract import SessionBatch
+from jump_core.contract import Dwell, FittedModel, Prediction, SessionBatch, SessionModel, check_protocol
 from jump_core.data.dataset import SessionSet
 from jump_core.training.evaluate import bucket_of, evaluate, pessimistic_ranks, ranking_metrics
 
@@ -40,20 +40,20 @@ def test_buckets():
         ["2-6", "2-6", "7-9", "10-30", "10-30", "31-150", "31-150", ">150", ">150"]
 
 
-class Oracle:
-    """Knows the next item: scores it 1, everything else 0 -- except at one position."""
-    dwell_sigma = 1.0
+class Oracle(FittedModel):
+    """Knows the next item: scores it 1, everything else 0; predicts a dwell of 10 s everywhere."""
+    name = "oracle"
+    ranks_clicks = predicts_dwell = True
+    config = None                                  # nothing to configure
 
-    def next_scores(self, batch: SessionBatch, protocol="paper"):
+    def predict(self, batch: SessionBatch, protocol="paper"):
+        check_protocol(protocol)
         t = batch.next_targets()
         s = torch.zeros(len(t), 10)
         s[torch.arange(len(t)), t] = 1.0
         s[:, 0] = -math.inf
-        return s
-
-    def predict(self, batch, protocol="paper"):
         med = torch.full(batch.items.shape, 10.0)
-        return self.next_scores(batch, protocol), (med, torch.log(med))
+        return Prediction(s, Dwell(med, torch.log(med), torch.zeros_like(med)))
 
 
 def test_evaluate_counts_every_position_and_uncensored_dwell():
@@ -62,6 +62,7 @@ def test_evaluate_counts_every_position_and_uncensored_dwell():
                       tau=np.array([12.0, 7.0, 30.0, 10.0, 2000.0, 30.0]),
                       delta=np.array([0, 0, 1, 0, 1, 1], dtype=np.uint8),
                       offsets=np.array([0, 3, 6]), session_ids=np.array([b"a", b"b"]))
+    assert isinstance(Oracle(), SessionModel)
     r = evaluate(Oracle(), data, "paper")
     assert r["n_predictions"] == 4 and r["n_oov_targets"] == 1
     assert r["recall@20"] == pytest.approx(3 / 4)          # the unseen target counts as a miss

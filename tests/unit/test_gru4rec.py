@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from jump_core.baselines.gru4rec import GRU4Rec, session_order, session_parallel
+from jump_core.baselines.gru4rec import GRU4Rec, GRU4RecConfig, session_order, session_parallel
 from jump_core.training.train import TrainConfig
 from tests.baseline_helpers import assert_beats_pop, fit_briefly
 
@@ -43,7 +43,7 @@ def test_train_steps_states_are_reset_at_session_boundaries(synthetic_prepared):
     # session from a zero state: a state leaking across the slot's previous session would differ.
     torch.manual_seed(0)
     data = synthetic_prepared.train.subset(np.arange(60))
-    model = GRU4Rec(synthetic_prepared.n_items, dim=16, n_sample=8, dropout_hidden=0.0).train()
+    model = GRU4Rec(GRU4RecConfig(synthetic_prepared.n_items, dim=16, n_sample=8, dropout_hidden=0.0)).train()
     seen = []
     model.sampled_loss = lambda h, targets, negatives, pop: seen.append(h.detach()) or h.sum()
     cfg = TrainConfig(batch_size=7, seed=1)
@@ -60,7 +60,7 @@ def test_train_steps_states_are_reset_at_session_boundaries(synthetic_prepared):
 def test_both_losses_train_and_beat_pop(synthetic_prepared, loss):
     data = synthetic_prepared
     torch.manual_seed(0)
-    model = GRU4Rec(data.n_items, dim=32, loss=loss)
+    model = GRU4Rec(GRU4RecConfig(data.n_items, dim=32, loss=loss))
     summary = fit_briefly(model, data, lr=3e-3, epochs=3)
     losses = [h["train_loss_per_click"] for h in summary["history"]]
     assert len(losses) == 3 and losses[0] > losses[1] > losses[2], losses
@@ -74,7 +74,7 @@ def _contract_checks(model, test_set):
     batch = test_set.batch(sessions)
     scores, dwell = model.predict(batch, "live")
     assert dwell is None
-    assert scores.shape == (int(batch.next_positions().sum()), model.n_items)
+    assert scores.shape == (int(batch.next_positions().sum()), model.config.n_items)
     assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
     assert torch.equal(scores, model.predict(batch, "paper")[0])          # dwell-blind: protocol ignored
     rows = torch.split(scores, (batch.lengths - 1).tolist())              # rows are in next_positions order
@@ -87,15 +87,15 @@ def _contract_checks(model, test_set):
     L = int(b.lengths[0])
     j = L // 2
     changed = b.items.clone()
-    changed[0, j:] = torch.randint(1, model.n_items, (L - j,))
+    changed[0, j:] = torch.randint(1, model.config.n_items, (L - j,))
     a_rows, _ = model.predict(b, "live")
     c_rows, _ = model.predict(type(b)(changed, b.tau, b.delta, b.lengths), "live")
     torch.testing.assert_close(a_rows[:j], c_rows[:j])
     assert not torch.allclose(a_rows[j:], c_rows[j:])
-    outputs, loss = model(batch)
-    assert torch.isfinite(loss) and outputs["loss_sum"] > 0
+    loss, loss_sum, _ = model.calculate_loss(batch)
+    assert torch.isfinite(loss) and loss_sum > 0
 
 
 def test_contract_padding_invariance_causality_column0(synthetic_prepared):
     torch.manual_seed(0)
-    _contract_checks(GRU4Rec(synthetic_prepared.n_items, dim=24, loss="bpr-max"), synthetic_prepared.test)
+    _contract_checks(GRU4Rec(GRU4RecConfig(synthetic_prepared.n_items, dim=24, loss="bpr-max")), synthetic_prepared.test)

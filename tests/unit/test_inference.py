@@ -110,7 +110,7 @@ def test_stream_rows_equal_offline_live_rows(ckpt):
     ids = [[index.get(i, 0) for i, _ in c] for c in sess.values()]
     taus = [censor([t for _, t in c], None, 2000.0, 30.0) for c in sess.values()]
     batch = SessionBatch.from_sessions(ids, [t for t, _ in taus], [d for _, d in taus])
-    scores, (median, _) = engine.model.predict(batch, "live")
+    scores, (median, _, _) = engine.model.predict(batch, "live")
     top_s, top_i = scores.topk(20, dim=1)
     row = 0
     for b, (sid, clicks) in enumerate(sess.items()):

@@ -9,8 +9,8 @@ from scipy import optimize, stats
 from jump_core.contract import SessionBatch
 from jump_core.data.dataset import SessionSet
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.item_dwell import ItemLogNormalDwell, ItemMedianDwell
-from jump_core.baselines.pop import Popularity
+from jump_core.baselines.item_dwell import ItemLogNormalDwell, ItemLogNormalDwellConfig, ItemMedianDwell, ItemMedianDwellConfig
+from jump_core.baselines.pop import Popularity, PopularityConfig
 
 
 def session_set(sessions):
@@ -31,7 +31,7 @@ TINY = session_set([
 
 
 def test_item_median_hand_computed_with_min_count_fallback():
-    m = ItemMedianDwell(6, min_count=3).fit(TINY)
+    m = ItemMedianDwell(ItemMedianDwellConfig(6, min_count=3)).fit(TINY)
     # uncensored: item 1 {10, 20, 40} -> 20; item 4 {1, 2, 3, 4} -> 2.5; item 2 {5, 100} (2 < 3),
     # item 3 {7} (censored ones ignored), unseen item 5 and unknown 0 -> global median of
     # {10, 5, 20, 40, 1, 2, 100, 3, 4, 7} = (5 + 7) / 2 = 6
@@ -39,12 +39,12 @@ def test_item_median_hand_computed_with_min_count_fallback():
     expected = [6.0, 20.0, 6.0, 6.0, 2.5, 6.0]
     assert torch.exp(m.mu).tolist() == pytest.approx(expected, rel=1e-6)
     batch = SessionBatch.from_sessions([[1, 4, 0, 5], [2, 3]], [[1, 1, 1, 1], [1, 1]], [[0, 0, 0, 1], [0, 1]])
-    scores, (median, mu) = m.predict(batch, "live")
+    scores, (median, mu, _) = m.predict(batch, "live")
     assert scores is None
     assert torch.allclose(median, torch.tensor([[20.0, 2.5, 6.0, 6.0], [6.0, 6.0, 6.0, 6.0]]))
     assert torch.allclose(mu, torch.log(median))
     # min_count = 1: item 2 gets its own median (5 + 100) / 2, item 3 gets 7
-    m1 = ItemMedianDwell(6, min_count=1).fit(TINY)
+    m1 = ItemMedianDwell(ItemMedianDwellConfig(6, min_count=1)).fit(TINY)
     assert torch.exp(m1.mu)[[2, 3]].tolist() == pytest.approx([52.5, 7.0], rel=1e-6)
 
 
@@ -68,7 +68,7 @@ def scipy_map(data: SessionSet, n_items: int, prior_count: float, min_dwell: flo
 
 
 def test_item_lognormal_censored_loglik_matches_scipy():
-    m = ItemLogNormalDwell(6, prior_count=2.0).fit(TINY)
+    m = ItemLogNormalDwell(ItemLogNormalDwellConfig(6, prior_count=2.0)).fit(TINY)
     y = np.log(np.maximum(TINY.tau, 0.5))
     mu_click = m.mu.double().numpy()[TINY.items]
     by_scipy = np.where(TINY.delta > 0, stats.norm.logsf(y, mu_click, m.dwell_sigma),
@@ -86,7 +86,7 @@ def test_item_lognormal_censored_loglik_matches_scipy():
 
 def test_item_lognormal_without_prior_is_the_closed_form_mle():
     data = session_set([[(1, 10.0, 0), (2, 0.1, 0), (1, 40.0, 0)], [(2, 8.0, 0), (2, 2.0, 0)]])
-    m = ItemLogNormalDwell(3, prior_count=0.0).fit(data)
+    m = ItemLogNormalDwell(ItemLogNormalDwellConfig(3, prior_count=0.0)).fit(data)
     y = np.log(np.maximum(data.tau, 0.5))                  # 0.1 s is floored at 0.5 s
     mu1, mu2 = y[[0, 2]].mean(), y[[1, 3, 4]].mean()
     sigma = np.sqrt(np.mean((y - np.array([mu1, mu2, mu1, mu2, mu2])) ** 2))
@@ -94,22 +94,22 @@ def test_item_lognormal_without_prior_is_the_closed_form_mle():
     assert m.dwell_sigma == pytest.approx(sigma, rel=1e-4)
 
 
-@pytest.mark.parametrize("cls", [ItemMedianDwell, ItemLogNormalDwell])
-def test_batched_equals_one_by_one(cls):
-    m = cls(6).fit(TINY)
+@pytest.mark.parametrize("cls, config", [(ItemMedianDwell, ItemMedianDwellConfig), (ItemLogNormalDwell, ItemLogNormalDwellConfig)])
+def test_batched_equals_one_by_one(cls, config):
+    m = cls(config(6)).fit(TINY)
     batch = TINY.batch(np.arange(len(TINY)))
-    median, mu = m.predict(batch, "paper")[1]
+    median, mu, _ = m.predict(batch, "paper").dwell
     for s in range(len(TINY)):
-        one_median, one_mu = m.predict(TINY.batch(np.array([s])), "live")[1]
+        one_median, one_mu, _ = m.predict(TINY.batch(np.array([s])), "live").dwell
         n = int(TINY.lengths[s])
         assert torch.equal(one_median[0, :n], median[s, :n]) and torch.equal(one_mu[0, :n], mu[s, :n])
 
 
 def test_item_models_beat_global_median(synthetic_prepared):
     data = synthetic_prepared
-    pop = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
-    for cls in (ItemMedianDwell, ItemLogNormalDwell):
-        r = evaluate(cls(data.n_items).fit(data.train), data.test, "live")
+    pop = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
+    for cls, config in ((ItemMedianDwell, ItemMedianDwellConfig), (ItemLogNormalDwell, ItemLogNormalDwellConfig)):
+        r = evaluate(cls(config(data.n_items)).fit(data.train), data.test, "live")
         assert r["recall@20"] is None                     # dwell only
         assert r["dwell_mae_s"] < 0.85 * pop["dwell_mae_s"], (cls.name, r["dwell_mae_s"], pop["dwell_mae_s"])
         assert r["dwell_loglik"] > pop["dwell_loglik"], (cls.name, r["dwell_loglik"], pop["dwell_loglik"])

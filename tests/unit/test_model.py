@@ -7,7 +7,7 @@ import torch
 from scipy.stats import norm
 
 from jump_core.contract import SessionBatch
-from jump_core.model import (FastSlowLayer, Jump, JumpConfig, RHMICell, causal_attention,
+from jump_core.model import (FastSlowLayer, Jump, JumpConfig, LiveState, RHMICell, attend,
                              censored_lognormal_loglik)
 
 SESSIONS = {
@@ -32,6 +32,14 @@ def make_model(seed=0, **kw):
 
 def batch_of(idx=(0, 1, 2)):
     return SessionBatch.from_sessions(*[[SESSIONS[f][i] for i in idx] for f in ("items", "tau", "delta")])
+
+
+def scores_of(model, batch, protocol):
+    return model.predict(batch, protocol).scores
+
+
+def causal_attention(h):
+    return attend(h, h, torch.ones(h.shape[1], h.shape[1], dtype=torch.bool).tril())
 
 
 # -- eq. 6/10: censored log-normal ---------------------------------------------------------------
@@ -139,6 +147,19 @@ def test_attention_is_causal_and_normalised():
     torch.testing.assert_close(v[0, k], (w.unsqueeze(1) * h[0, : k + 1]).sum(0))
 
 
+def test_attention_with_the_query_as_one_more_key():
+    # the live rule: h'_j attends over h_1..h_{j-1} and itself, i.e. over the keys with h'_j appended
+    torch.manual_seed(0)
+    keys, q = torch.randn(2, 5, 4), torch.randn(2, 1, 4)
+    mask = torch.tensor([[True, True, False, True, False]])[None].expand(2, 1, 5)
+    got = attend(q, keys, mask, include_query=True)
+    allowed = [keys[b][mask[b, 0]] for b in range(2)]
+    for b in range(2):
+        k = torch.cat([allowed[b], q[b]])
+        w = torch.softmax(k @ q[b, 0] / math.sqrt(4), 0)
+        torch.testing.assert_close(got[b, 0], (w.unsqueeze(1) * k).sum(0))
+
+
 # -- eq. 9 / 16: tied softmax and embedding -------------------------------------------------------------
 
 def test_click_head_is_tied_to_the_item_embedding():
@@ -186,9 +207,9 @@ def test_padding_does_not_change_any_output(train_mode):
     model.train(train_mode)
     b = batch_of()
     v1, _, _ = model.features(b)
-    out1, loss1 = model(b)
+    loss1, _, out1 = model.calculate_loss(b)
     v2, _, _ = model.features(_pad_more(b, 5))
-    out2, loss2 = model(_pad_more(b, 5))
+    loss2, _, out2 = model.calculate_loss(_pad_more(b, 5))
     m = b.mask
     torch.testing.assert_close(v2[:, : m.shape[1]][m], v1[m])
     torch.testing.assert_close(loss1, loss2)
@@ -199,13 +220,15 @@ def test_batched_equals_one_by_one_in_eval():
     model = make_model().eval()
     b = batch_of()
     for protocol in ("paper", "live"):
-        scores = model.next_scores(b, protocol)
-        singles = torch.cat([model.next_scores(batch_of((i,)), protocol) for i in range(3)])
+        scores = scores_of(model, b, protocol)
+        singles = torch.cat([scores_of(model, batch_of((i,)), protocol) for i in range(3)])
         torch.testing.assert_close(scores, singles, rtol=1e-5, atol=1e-5)
-    med, _ = model.predict_dwell(b)
+    dwell = model.predict(b).dwell
     for i in range(3):
         n = b.lengths[i]
-        torch.testing.assert_close(med[i, :n], model.predict_dwell(batch_of((i,)))[0][0], rtol=1e-5, atol=1e-5)
+        one = model.predict(batch_of((i,))).dwell
+        torch.testing.assert_close(dwell.median[i, :n], one.median[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(dwell.loglik[i, :n], one.loglik[0], rtol=1e-5, atol=1e-5)
 
 
 # -- the live protocol ----------------------------------------------------------------------------------
@@ -214,14 +237,14 @@ def test_live_features_equal_prefix_with_unknown_last_dwell():
     """v'_j == features of the prefix 1..j whose last click is represented as (c2, censored)."""
     model = make_model().eval()
     b = batch_of((2,))
-    live = model.next_scores(b, "live")                       # (L-1, n_items)
+    live = scores_of(model, b, "live")                        # (L-1, n_items)
     items, tau = SESSIONS["items"][2], SESSIONS["tau"][2]
     for j in range(1, len(items)):
         prefix = SessionBatch.from_sessions([items[:j]], [tau[: j - 1] + [model.config.c2]], [[0] * (j - 1) + [1]])
         v, _, _ = model.features(prefix)
         torch.testing.assert_close(live[j - 1], model.click_logits(v[0, -1]), rtol=1e-5, atol=1e-5)
     # and the paper protocol uses the true dwell of the last context click
-    paper = model.next_scores(b, "paper")
+    paper = scores_of(model, b, "paper")
     assert not torch.allclose(paper, live)
 
 
@@ -230,7 +253,7 @@ def test_live_features_equal_prefix_with_unknown_last_dwell():
 def test_loss_is_the_joint_likelihood_of_eq_17_18():
     model = make_model().eval()
     b = batch_of()
-    _, loss = model(b)
+    loss = model.calculate_loss(b).loss
     total = 0.0
     for s in range(3):
         items, tau, delta = (SESSIONS[f][s] for f in ("items", "tau", "delta"))
@@ -249,20 +272,27 @@ def test_loss_is_the_joint_likelihood_of_eq_17_18():
     assert loss.item() == pytest.approx(-total / 3, rel=1e-5)
 
 
-def test_dwell_median_is_exp_mu():
+def test_dwell_median_is_exp_mu_and_loglik_is_eq_10():
     model = make_model().eval()
-    med, mu = model.predict_dwell(batch_of())
+    b = batch_of()
+    med, mu, loglik = model.predict(b).dwell
     torch.testing.assert_close(med, torch.exp(mu))
+    m = b.mask
+    want = censored_lognormal_loglik(torch.log(b.tau[m].clamp_min(model.config.min_dwell)), b.delta[m], mu[m],
+                                     model.config.sigma)
+    torch.testing.assert_close(loglik[m], want)
 
 
 def test_predict_is_one_pass_of_both_heads():
     model = make_model().eval()
     b = batch_of()
+    paper_dwell = model.predict(b, "paper").dwell
     for protocol in ("paper", "live"):
-        scores, (med, mu) = model.predict(b, protocol)
+        scores, (med, mu, loglik) = model.predict(b, protocol)
         assert scores.shape == (int(b.next_positions().sum()), 12)
-        torch.testing.assert_close(med, model.predict_dwell(b)[0])   # dwell does not depend on protocol
-        torch.testing.assert_close(mu, model.predict_dwell(b)[1])
+        torch.testing.assert_close(med, paper_dwell.median)             # dwell does not depend on protocol
+        torch.testing.assert_close(mu, paper_dwell.mu)
+        torch.testing.assert_close(loglik, paper_dwell.loglik)
     with pytest.raises(ValueError, match="protocol"):
         model.predict(b, "future")
 
@@ -278,25 +308,28 @@ def test_ablated_models_keep_the_contract(ablation):
     model = make_model(**ablation).eval()
     b = batch_of()
     for protocol in ("paper", "live"):
-        scores = model.next_scores(b, protocol)
-        singles = torch.cat([model.next_scores(batch_of((i,)), protocol) for i in range(3)])
+        scores = scores_of(model, b, protocol)
+        singles = torch.cat([scores_of(model, batch_of((i,)), protocol) for i in range(3)])
         torch.testing.assert_close(scores, singles, rtol=1e-5, atol=1e-5)
         assert torch.isinf(scores[:, 0]).all()
     # the stream's cached path (live_step, one click at a time) == the offline live rows
     items, tau = b.items, b.tau
     B, d = items.shape[0], model.config.dim
-    fast, slow, memory, mem_len = torch.zeros(B, d), torch.zeros(B, d), torch.zeros(B, 0, d), torch.zeros(B, dtype=torch.long)
+    state = LiveState(torch.zeros(B, d), torch.zeros(B, d), torch.zeros(B, 0, d), torch.zeros(B, dtype=torch.long))
     for n in range(int(b.lengths.min())):
         has_prev = torch.full((B,), n > 0)
         prev = max(n - 1, 0)
-        scores, (med, _), (fast, slow, memory, mem_len) = model.live_step(
-            fast, slow, memory, mem_len, items[:, prev], tau[:, prev], has_prev, items[:, n])
-        want, (want_med, _), _, _ = model.predict_live_at(b, torch.arange(B), torch.full((B,), n))
-        torch.testing.assert_close(scores, want, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(med, want_med, rtol=1e-4, atol=1e-4)
+        out, state = model.live_step(state, items[:, prev], tau[:, prev], has_prev, items[:, n])
+        want, _, _ = model.live_predict(b, torch.arange(B), torch.full((B,), n))
+        torch.testing.assert_close(out.scores, want.scores, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(out.median, want.median, rtol=1e-4, atol=1e-4)
+        # ... and both are the offline live rows of click n (`predict`, every next position in order)
+        if n < int(b.lengths.min()) - 1:
+            rows = (b.lengths - 1).cumsum(0) - (b.lengths - 1) + n          # row of click n of each session
+            torch.testing.assert_close(out.scores, scores_of(model, b, "live")[rows], rtol=1e-4, atol=1e-4)
     # it trains
     model.train()
-    _, loss = model(b)
+    loss = model.calculate_loss(b).loss
     loss.backward()
     assert torch.isfinite(loss)
 
@@ -312,7 +345,7 @@ def test_ablation_switches_do_what_they_say():
     torch.testing.assert_close(x1, x2)
     # no dwell loss: the loss is the click term only, and no gradient reaches the dwell head
     m = make_model(dwell_loss=False)
-    out, loss = m(b)
+    loss, _, out = m.calculate_loss(b)
     torch.testing.assert_close(loss, -out["click_ll"].sum() / 3)
     loss.backward()
     assert m.dwell_weight.weight.grad is None or m.dwell_weight.weight.grad.abs().sum() == 0
@@ -333,11 +366,11 @@ def test_live_censor_p_hides_input_dwells_only_in_training():
     m0, m1 = make_model(), make_model(live_censor_p=1.0)
     m0.train(), m1.train()
     torch.manual_seed(1)
-    out1, loss1 = m1(b)                       # every input dwell fed as (c2, censored) ...
+    _, _, out1 = m1.calculate_loss(b)         # every input dwell fed as (c2, censored) ...
     v, _, _ = m0.features(hidden)
     ctx = m0.context(v)
     want = -torch.nn.functional.cross_entropy(m0.click_logits(ctx[b.mask]), b.items[b.mask], reduction="none")
     torch.testing.assert_close(out1["click_ll"], want.detach())
     # ... and evaluation is untouched
     m1.eval(), m0.eval()
-    torch.testing.assert_close(m1.next_scores(b, "paper"), m0.next_scores(b, "paper"))
+    torch.testing.assert_close(scores_of(m1, b, "paper"), scores_of(m0, b, "paper"))

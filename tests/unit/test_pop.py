@@ -10,7 +10,7 @@ from jump_core.data.dataset import SessionSet
 
 
 def test_popularity_hand_computed():
-    from jump_core.baselines.pop import Popularity
+    from jump_core.baselines.pop import Popularity, PopularityConfig
 
     # training clicks: session A = [1, 2, 2] with dwells 10, 20, 30 (last click censored),
     # session B = [2, 0, 3] with dwells 40, 50, 30 (last censored); 0 = unknown item
@@ -19,11 +19,11 @@ def test_popularity_hand_computed():
     delta = np.array([0, 0, 1, 0, 0, 1], dtype=np.uint8)
     train = SessionSet(items, np.arange(6, dtype=np.float64), tau, delta, np.array([0, 3, 6]),
                        np.array([b"A", b"B"]))
-    model = Popularity(5).fit(train)
+    model = Popularity(PopularityConfig(5)).fit(train)
 
     batch = SessionBatch.from_sessions([[3, 1, 4], [2, 2]], [[1.0, 2.0, 3.0], [4.0, 5.0]],
                                        [[0, 0, 1], [0, 1]])
-    scores, (median, mu) = model.predict(batch, "live")
+    scores, (median, mu, _) = model.predict(batch, "live")
     # counts: item 1 once, item 2 three times, item 3 once, item 4 never; column 0 -inf
     expected = torch.tensor([-math.inf, 1.0, 3.0, 1.0, 0.0])
     # next positions: 2 in the first session, 1 in the second -> 3 identical rows

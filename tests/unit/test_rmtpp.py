@@ -8,8 +8,8 @@ from scipy import integrate
 
 from jump_core.contract import SessionBatch
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.pop import Popularity
-from jump_core.baselines.rmtpp import RMTPP
+from jump_core.baselines.pop import Popularity, PopularityConfig
+from jump_core.baselines.rmtpp import RMTPP, RMTPPConfig
 from jump_core.training.train import seed_everything
 from tests.baseline_helpers import fit_briefly
 
@@ -21,7 +21,7 @@ DELTA = [[0, 0, 0, 0, 1], [0, 1, 1], [0, 1]]
 
 def fresh(**kw) -> RMTPP:
     torch.manual_seed(0)
-    m = RMTPP(N_ITEMS, dim=16, **kw)
+    m = RMTPP(RMTPPConfig(N_ITEMS, dim=16, **kw))
     with torch.no_grad():
         m.time_head.weight.normal_(0.0, 0.3)             # dwell depends on the state
         m.time_proj.weight.normal_(0.0, 1.0)
@@ -31,7 +31,7 @@ def fresh(**kw) -> RMTPP:
 @pytest.mark.parametrize("a,w_raw", [(0.0, -3.0), (-1.5, 0.5), (2.0, -8.0)])
 @torch.no_grad()
 def test_density_integrates_to_one_and_median_halves_survival(a, w_raw):
-    m = RMTPP(N_ITEMS, dim=8).double()
+    m = RMTPP(RMTPPConfig(N_ITEMS, dim=8)).double()
     with torch.no_grad():
         m.w_raw.fill_(w_raw)
     a_t = torch.tensor(a, dtype=torch.float64)
@@ -52,17 +52,16 @@ def test_density_integrates_to_one_and_median_halves_survival(a, w_raw):
 def test_dwell_and_loglik_by_hand():
     m = fresh()
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
-    scores, (median, mu) = m.predict(batch, "paper")
+    scores, (median, mu, ll) = m.predict(batch, "paper")
     a = m.intensity_base(m.states(batch)).double()                       # (B, L)
     w = float(m.w)
     # closed-form median in seconds and its survival 1/2
-    med_s = np.log1p(w * math.log(2) * np.exp(-a.numpy())) / w * m.time_scale
+    med_s = np.log1p(w * math.log(2) * np.exp(-a.numpy())) / w * m.config.time_scale
     assert median.double().numpy() == pytest.approx(med_s, rel=1e-4)
     assert torch.allclose(mu, torch.log(median))
-    ll = m.dwell_loglik(batch, (median, mu))
     for b in range(3):
         for k in range(len(ITEMS[b])):
-            u = max(TAU[b][k], 0.5) / m.time_scale                       # 0.2 s floored at 0.5 s
+            u = max(TAU[b][k], 0.5) / m.config.time_scale                       # 0.2 s floored at 0.5 s
             log_s = -math.exp(a[b, k]) * math.expm1(w * u) / w
             want = log_s if DELTA[b][k] else float(a[b, k]) + w * u + log_s + math.log(u)
             assert float(ll[b, k]) == pytest.approx(want, abs=1e-4)
@@ -72,12 +71,12 @@ def test_dwell_and_loglik_by_hand():
 def test_contract_rows_protocols_padding_and_causality():
     m = fresh()
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
-    paper, (median, _) = m.predict(batch, "paper")
-    live, (median_live, _) = m.predict(batch, "live")
+    paper, (median, _, _) = m.predict(batch, "paper")
+    live, (median_live, _, _) = m.predict(batch, "live")
     assert paper.shape == (7, N_ITEMS) and torch.isneginf(paper[:, 0]).all() and torch.isfinite(paper[:, 1:]).all()
     assert torch.equal(paper, live) and torch.equal(median, median_live)   # marker head ignores tau_j
     for b, (i, t, d) in enumerate(zip(ITEMS, TAU, DELTA)):
-        s1, (m1, _) = m.predict(SessionBatch.from_sessions([i], [t], [d]), "live")
+        s1, (m1, _, _) = m.predict(SessionBatch.from_sessions([i], [t], [d]), "live")
         rows = slice(sum(len(x) - 1 for x in ITEMS[:b]), sum(len(x) - 1 for x in ITEMS[:b + 1]))
         assert torch.allclose(s1, live[rows], atol=1e-5)
         assert torch.allclose(m1[0], median[b, :len(i)], rtol=1e-5)
@@ -85,7 +84,7 @@ def test_contract_rows_protocols_padding_and_causality():
     tau = [TAU[0], list(TAU[0])]
     tau[1][1] = 4.0
     two = SessionBatch.from_sessions([ITEMS[0]] * 2, tau, [DELTA[0]] * 2)
-    s, (med, _) = m.predict(two, "live")
+    s, (med, _, _) = m.predict(two, "live")
     s = s.view(2, 4, -1)
     assert torch.equal(s[0, :2], s[1, :2]) and torch.equal(med[0, :2], med[1, :2])
     assert not torch.allclose(s[0, 2], s[1, 2]) and not torch.isclose(med[0, 2], med[1, 2])
@@ -94,24 +93,24 @@ def test_contract_rows_protocols_padding_and_causality():
 def test_training_step_and_gap_censored_option():
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
     for drop, n_time in ((False, 10), (True, 9)):                       # one gap censored at c1 = 2000
-        m = RMTPP(N_ITEMS, dim=16, cell="rnn", drop_gap_censored=drop).train()
-        out, loss = m(batch)
+        m = RMTPP(RMTPPConfig(N_ITEMS, dim=16, cell="rnn", drop_gap_censored=drop)).train()
+        loss, loss_sum, out = m.calculate_loss(batch)
         loss.backward()
         assert len(out["time_nll"]) == n_time and len(out["marker_ce"]) == 7
         assert math.isfinite(loss.item()) and m.w_raw.grad is not None
-        assert out["loss_sum"] == pytest.approx(float(out["marker_ce"].sum() + out["time_nll"].sum()), rel=1e-5)
+        assert loss_sum == pytest.approx(float(out["marker_ce"].sum() + out["time_nll"].sum()), rel=1e-5)
 
 
 def train(data, **kw):
     seed_everything(0)
-    model = RMTPP(data.n_items, dim=32, **kw)
+    model = RMTPP(RMTPPConfig(data.n_items, dim=32, **kw))
     fit_briefly(model, data, lr=0.01, epochs=4)
     return model
 
 
 def test_rmtpp_beats_pop(synthetic_prepared):
     data = synthetic_prepared
-    pop = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
+    pop = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
     r = evaluate(train(data), data.test, "live")
     assert r["recall@20"] > pop["recall@20"] + 0.15, (r["recall@20"], pop["recall@20"])
     assert r["mrr@20"] > 2 * pop["mrr@20"]
@@ -123,6 +122,6 @@ def test_rmtpp_dwell_beats_global_median_without_gap_censoring(synthetic_prepare
     # likelihood, RMTPP's light-tailed (Gompertz) dwell law inflates every median (w -> 0, an
     # exponential fit): its MAE is worse than the global median there -- see the module docstring.
     data = synthetic_prepared
-    pop = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
+    pop = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
     r = evaluate(train(data, drop_gap_censored=True), data.test, "live")
     assert r["dwell_mae_s"] < 0.9 * pop["dwell_mae_s"], (r["dwell_mae_s"], pop["dwell_mae_s"])

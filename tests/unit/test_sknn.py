@@ -9,8 +9,8 @@ import torch
 from jump_core.contract import SessionBatch
 from jump_core.data.dataset import SessionSet
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.pop import Popularity
-from jump_core.baselines.sknn import VSKNN, SessionKNN
+from jump_core.baselines.pop import Popularity, PopularityConfig
+from jump_core.baselines.sknn import VSKNN, SessionKNN, SessionKNNConfig, VSKNNConfig
 
 N_ITEMS = 8   # items 1..7 (0 = unknown)
 
@@ -42,7 +42,7 @@ def scores_of(model, batch=BATCH, protocol="live"):
 
 
 def test_sknn_hand_computed():
-    s = scores_of(SessionKNN(N_ITEMS))
+    s = scores_of(SessionKNN(SessionKNNConfig(N_ITEMS)))
     r = 1 / math.sqrt(3)          # cos({1}, s0) = 1/sqrt(1*3)
     q = 1 / math.sqrt(2)          # cos({1}, s3) = 1/sqrt(1*2)
     # prefix [1]: candidates s0, s3 -> 1: r+q, 2: r, 3: r, 5: q
@@ -55,25 +55,25 @@ def test_sknn_hand_computed():
 
 
 def test_sknn_k_cutoff_breaks_ties_by_recency():
-    s = scores_of(SessionKNN(N_ITEMS, k=2))
+    s = scores_of(SessionKNN(SessionKNNConfig(N_ITEMS, k=2)))
     c = 2 / math.sqrt(6)
     # prefix [1,2]: s0 (0.816) first; s1 and s3 tie at 0.5 -> the more recent s3 (t=40) is kept
     assert s[1].tolist() == pytest.approx([c + .5, c, c, 0, .5, 0, 0])
     # prefix [1]: only 2 candidates, nothing cut
-    assert torch.equal(s[0], scores_of(SessionKNN(N_ITEMS))[0])
+    assert torch.equal(s[0], scores_of(SessionKNN(SessionKNNConfig(N_ITEMS)))[0])
 
 
 def test_sknn_sample_size_keeps_most_recent_candidates():
-    s = scores_of(SessionKNN(N_ITEMS, sample_size=2))
+    s = scores_of(SessionKNN(SessionKNNConfig(N_ITEMS, sample_size=2)))
     # prefix [1,2]: candidates s0 (t=10), s1 (t=20), s3 (t=40): the 2 most recent are s3, s1,
     # both cosine .5 -> 1: .5 (s3), 2: .5 (s1), 4: .5 (s1), 5: .5 (s3); s0's item 3 unscored
     assert s[1].tolist() == pytest.approx([.5, .5, 0, .5, .5, 0, 0])
     # sample_size=0 means all candidates
-    assert torch.equal(scores_of(SessionKNN(N_ITEMS, sample_size=0)), scores_of(SessionKNN(N_ITEMS)))
+    assert torch.equal(scores_of(SessionKNN(SessionKNNConfig(N_ITEMS, sample_size=0))), scores_of(SessionKNN(SessionKNNConfig(N_ITEMS))))
 
 
 def test_vsknn_hand_computed_div_div():
-    s = scores_of(VSKNN(N_ITEMS))
+    s = scores_of(VSKNN(VSKNNConfig(N_ITEMS)))
     # prefix [1]: weight 1/1; sim = 1/|P| = 1 for s0 and s3, step 1 -> 1: 2, 2: 1, 3: 1, 5: 1
     assert s[0].tolist() == pytest.approx([2, 1, 1, 0, 1, 0, 0])
     # prefix [1,2]: weights 1 -> 1/2, 2 -> 2/2; |P| = 2
@@ -87,31 +87,31 @@ def test_vsknn_hand_computed_div_div():
 
 
 def test_vsknn_k_and_sample_size():
-    s = scores_of(VSKNN(N_ITEMS, k=2))
+    s = scores_of(VSKNN(VSKNNConfig(N_ITEMS, k=2)))
     # prefix [1,2]: sims s0 .75, s1 .5, s3 .25 -> s0, s1
     assert s[1].tolist() == pytest.approx([.75, 1.25, .75, .5, 0, 0, 0])
     # prefix [1,2,1]: sims s0 5/6, s3 1/2, s1 1/3 -> s0, s3
     assert s[2].tolist() == pytest.approx([5 / 6 + 1 / 2, 5 / 6, 5 / 6, 0, 1 / 2, 0, 0])
-    s = scores_of(VSKNN(N_ITEMS, sample_size=2))
+    s = scores_of(VSKNN(VSKNNConfig(N_ITEMS, sample_size=2)))
     # prefix [1,2]: the 2 most recent candidates s3 (w .125) and s1 (w .5)
     assert s[1].tolist() == pytest.approx([.125, .5, 0, .5, .125, 0, 0])
 
 
 def test_vsknn_quadratic_and_idf():
-    s = scores_of(VSKNN(N_ITEMS, weighting="quadratic", weighting_score="quadratic"))
+    s = scores_of(VSKNN(VSKNNConfig(N_ITEMS, weighting="quadratic", weighting_score="quadratic")))
     # prefix [1,2]: weights 1 -> (1/2)^2, 2 -> 1; s0: 1.25/2 = .625; s1: .5; s3: .125 * 1/2^2
     assert s[1].tolist() == pytest.approx([.625 + .03125, 1.125, .625, .5, .03125, 0, 0])
     # idf(i) = log(5 sessions / 2 clicks) for items 1..5; every score times 1 + 2 idf
-    base, idf = scores_of(VSKNN(N_ITEMS)), math.log(5 / 2)
-    assert scores_of(VSKNN(N_ITEMS, idf_weighting=2)).numpy() == pytest.approx(base.numpy() * (1 + 2 * idf))
+    base, idf = scores_of(VSKNN(VSKNNConfig(N_ITEMS))), math.log(5 / 2)
+    assert scores_of(VSKNN(VSKNNConfig(N_ITEMS, idf_weighting=2))).numpy() == pytest.approx(base.numpy() * (1 + 2 * idf))
 
 
 def test_unknown_items_in_prefix():
     batch = SessionBatch.from_sessions([[0, 1, 0, 2, 3]], [[5.0] * 5], [[0] * 5])
-    for model in (SessionKNN(N_ITEMS), VSKNN(N_ITEMS)):
+    for model in (SessionKNN(SessionKNNConfig(N_ITEMS)), VSKNN(VSKNNConfig(N_ITEMS))):
         s = scores_of(model, batch)
         assert (s[0] == 0).all()                       # prefix [0]: no neighbour, everything unscored
-    s = scores_of(VSKNN(N_ITEMS), batch)
+    s = scores_of(VSKNN(VSKNNConfig(N_ITEMS)), batch)
     # prefix [0,1,0,2]: 1 weighs 2/4, 2 weighs 4/4, |P| = 2 -> s0 .75, s1 .5, s3 .25 with steps
     # 1, 1 and 3 (1 is 3 clicks back) -> s3 contributes .25/3
     assert s[3].tolist() == pytest.approx([.75 + .25 / 3, 1.25, .75, .5, .25 / 3, 0, 0])
@@ -168,7 +168,8 @@ def test_matches_loop_reference(synthetic_prepared, kind, kw):
     data = synthetic_prepared
     train = data.train.subset(np.arange(400))
     test = data.test.subset(np.arange(25))
-    model = (SessionKNN if kind == "sknn" else VSKNN)(data.n_items, **kw).fit(train)
+    model = (SessionKNN(SessionKNNConfig(data.n_items, **kw)) if kind == "sknn"
+             else VSKNN(VSKNNConfig(data.n_items, **kw))).fit(train)
     got, _ = model.predict(test.batch(np.arange(len(test))), "live")
     rows = []
     for s in range(len(test)):
@@ -182,10 +183,10 @@ def test_matches_loop_reference(synthetic_prepared, kind, kw):
 
 # ---- the contract on the synthetic data ----
 
-@pytest.mark.parametrize("cls", [SessionKNN, VSKNN])
-def test_batched_equals_one_by_one_and_protocol_free(synthetic_prepared, cls):
+@pytest.mark.parametrize("cls, config", [(SessionKNN, SessionKNNConfig), (VSKNN, VSKNNConfig)])
+def test_batched_equals_one_by_one_and_protocol_free(synthetic_prepared, cls, config):
     data = synthetic_prepared
-    model = cls(data.n_items, k=50, sample_size=200).fit(data.train)
+    model = cls(config(data.n_items, k=50, sample_size=200)).fit(data.train)
     idx = np.arange(0, len(data.test), 24)                  # 60 sessions of mixed lengths
     batch = data.test.batch(idx)
     scores, _ = model.predict(batch, "live")
@@ -200,9 +201,9 @@ def test_batched_equals_one_by_one_and_protocol_free(synthetic_prepared, cls):
 
 def test_both_beat_pop(synthetic_prepared):
     data = synthetic_prepared
-    pop = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
-    for cls in (SessionKNN, VSKNN):
-        r = evaluate(cls(data.n_items).fit(data.train), data.test, "live")
+    pop = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
+    for cls, config in ((SessionKNN, SessionKNNConfig), (VSKNN, VSKNNConfig)):
+        r = evaluate(cls(config(data.n_items)).fit(data.train), data.test, "live")
         # measured: POP 0.195 / 0.055, SKNN 0.460 / 0.115, V-SKNN 0.514 / 0.129 (Recall@20 / MRR@20)
         assert r["recall@20"] > pop["recall@20"] + 0.15, (cls.name, r["recall@20"], pop["recall@20"])
         assert r["mrr@20"] > pop["mrr@20"] + 0.03
@@ -212,6 +213,6 @@ def test_both_beat_pop(synthetic_prepared):
 def test_equal_last_timestamps_later_session_is_more_recent():
     train = make_set([[1, 2], [1, 3]], [10, 10])
     batch = SessionBatch.from_sessions([[1, 4]], [[5.0, 5.0]], [[0, 1]])
-    scores, _ = SessionKNN(N_ITEMS, sample_size=1).fit(train).predict(batch, "live")
+    scores, _ = SessionKNN(SessionKNNConfig(N_ITEMS, sample_size=1)).fit(train).predict(batch, "live")
     # both sessions end at t=10: the one later in the training file (items {1,3}) is the sample
     assert scores[0, 1:].tolist() == pytest.approx([1 / math.sqrt(2), 0, 1 / math.sqrt(2), 0, 0, 0, 0])

@@ -8,7 +8,7 @@ from jump_core.artifacts.checkpoint import load_checkpoint
 from jump_core.cli import main
 from jump_core.data.dataset import load_prepared
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.pop import Popularity
+from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.data.prepare import PrepareConfig, prepare
 from jump_core.data.synth import SynthConfig, write_csv
 from jump_core.training.train import TrainConfig, train
@@ -30,7 +30,7 @@ def test_jump_beats_popularity_on_recall(synthetic):
     d, data = synthetic
     train(data, str(d / "jump.ckpt"), TrainConfig(epochs=3, lr=3e-3, model={"dim": 48}), progress=False, log=lambda *_: None)
     model, _ = load_checkpoint(d / "jump.ckpt", expect_items=data.items)
-    pop = Popularity(data.n_items).fit(data.train)
+    pop = Popularity(PopularityConfig(data.n_items)).fit(data.train)
     for protocol in ("paper", "live"):
         r_jump = evaluate(model, data.test, protocol)
         r_pop = evaluate(pop, data.test, protocol)
@@ -48,7 +48,7 @@ def test_jump_beats_global_median_on_dwell_mae_at_sigma_1(synthetic):
           log=lambda *_: None)
     model, _ = load_checkpoint(d / "jump_s1.ckpt")
     r_jump = evaluate(model, data.test, "live")
-    r_med = evaluate(Popularity(data.n_items).fit(data.train), data.test, "live")
+    r_med = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
     assert r_jump["n_dwell"] == r_med["n_dwell"] > 5000
     assert r_jump["dwell_mae_s"] < 0.95 * r_med["dwell_mae_s"], (r_jump["dwell_mae_s"], r_med["dwell_mae_s"])
 
