@@ -1,8 +1,13 @@
 """The Faust apps: the sessionizer (clicks -> requests, training log, dead letters) and the
-inference worker (requests -> predictions). Each runs as its own process type (Procfile).
+inference worker's Faust runtime (requests -> predictions; JUMP_INFERENCE_RUNTIME=faust, the default
+aiokafka runtime is runtime.inference.run_direct), and `run_worker`, which runs one in the foreground.
 
-Both agents take micro-batches (`stream.take_events`) and write records with the aiokafka producer
-directly (values are already msgpack bytes), which keeps Faust's per-event cost off the hot path.
+The sessionizer's rules are core.sessionizer's, the inference worker's per-batch work
+core.inference's (this module only moves records between them and Kafka). Both agents take
+micro-batches (`stream.take_events`) and write records with the aiokafka producer directly (values
+are already msgpack bytes), which keeps Faust's per-event cost off the hot path. Whatever they need
+of Faust's and aiokafka's private internals goes through faust_compat, which also refuses to build
+an app on untested faust-streaming / aiokafka versions.
 """
 from __future__ import annotations
 
