@@ -2,7 +2,7 @@
 
 `kafka_bootstrap` is $KAFKA_BOOTSTRAP_SERVERS when set (a real cluster), else an embedded Tansu
 broker started once for the session. `stream_settings` gives every test its own topics and app id.
-Helpers: `from tests.conftest import consume_all` (defined in tests/kafka_helpers.py).
+Helpers: `from tests.conftest import consume_all` (defined in tests/helpers/kafka.py).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:          # `tests.*` importable without a pytest pythonpath setting
     sys.path.insert(0, str(ROOT))
 
-from tests.kafka_helpers import consume_all, kafka_kwargs, produce  # noqa: E402  (re-exported)
+from tests.helpers.kafka import consume_all, kafka_kwargs, produce  # noqa: E402  (re-exported)
 
 __all__ = ["consume_all", "kafka_kwargs", "produce"]
 

@@ -22,8 +22,8 @@ from pipeline import codec
 from pipeline.devtools import procs
 from pipeline.devtools.broker import free_port
 from pipeline.devtools.replay import replay
-from tests.kafka_helpers import produce
-from tests.stream_helpers import Pipeline, make_settings, random_model
+from tests.helpers.kafka import produce
+from tests.helpers.stream import Pipeline, make_settings, random_model
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 REDDIT = DATA / "reddit" / "kaggle-head-sample" / "reddit_sample.csv"

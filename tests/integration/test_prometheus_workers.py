@@ -16,8 +16,8 @@ from jump_core.data.prepare import read_sessions
 from jump_core.data.synth import SynthConfig, write_csv
 from pipeline.devtools import procs
 from pipeline.devtools.replay import replay
-from tests.prometheus_helpers import JOB, Prometheus, file_sd_variant, load_rules, need, pod
-from tests.stream_helpers import Pipeline, make_settings, random_model
+from tests.helpers.prometheus import JOB, Prometheus, file_sd_variant, load_rules, need, pod
+from tests.helpers.stream import Pipeline, make_settings, random_model
 
 
 @pytest.fixture(scope="module")

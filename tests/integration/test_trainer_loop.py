@@ -23,10 +23,10 @@ from jump_core.model import Jump, JumpConfig
 from pipeline import codec
 from pipeline.devtools import procs
 from pipeline.devtools.broker import free_port
-from tests.continual_helpers import as_record, logged_sessions
-from tests.kafka_helpers import consume_all, produce
-from tests.stream_helpers import TRAINER, Pipeline, make_settings
-from tests.unit.test_asyncapi import check, schema_of
+from tests.helpers.continual import as_record, logged_sessions
+from tests.helpers.kafka import consume_all, produce
+from tests.helpers.stream import TRAINER, Pipeline, make_settings
+from tests.unit.deploy.test_asyncapi import check, schema_of
 
 pytestmark = pytest.mark.timeout(300)
 SESSIONS = [s for s in logged_sessions() if len(s.items) > 1]

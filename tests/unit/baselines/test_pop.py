@@ -1,4 +1,4 @@
-"""POP (jump_core/pop.py) against a hand-computed example."""
+"""POP (jump_core/baselines/pop.py) against a hand-computed example."""
 import math
 
 import numpy as np

@@ -16,8 +16,8 @@ from jump_core.training.continual import (ContinualConfig, LoggedSession, Traini
 from jump_core.model import Jump, JumpConfig
 from jump_core.artifacts.files import sha256_files
 from jump_core.artifacts.model_store import CURRENT, ModelStore, smoke_test
-from tests.baseline_helpers import one_torch_thread
-from tests.continual_helpers import as_record, logged_sessions
+from tests.helpers.baselines import one_torch_thread
+from tests.helpers.continual import as_record, logged_sessions
 
 CFG = ContinualConfig(epochs=2, dim=32, lr=3e-3, device="cpu", time_budget_s=60)
 

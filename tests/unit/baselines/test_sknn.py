@@ -1,4 +1,4 @@
-"""SKNN and V-SKNN (jump_core/sknn.py): hand-computed examples, a loop reference, the contract, beats POP."""
+"""SKNN and V-SKNN (jump_core/baselines/sknn.py): hand-computed examples, a loop reference, the contract, beats POP."""
 import math
 from fractions import Fraction
 

@@ -15,7 +15,7 @@ from pipeline import codec
 from pipeline.config import Settings
 from pipeline.core.sessionizer import Message, Session, SessionizerCore
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 REDDIT = DATA / "reddit" / "kaggle-head-sample" / "reddit_sample.csv"
 NOW = 2_000_000_000.0
 

@@ -4,13 +4,12 @@ import pytest
 import torch
 
 from jump_core.baselines.narm import NARM, NARMConfig
-from tests.baseline_helpers import assert_beats_pop, fit_briefly
-from tests.unit.test_gru4rec import _contract_checks
+from tests.helpers.baselines import assert_beats_pop, contract_checks, fit_briefly
 
 
 def test_contract_padding_invariance_causality_column0(synthetic_prepared):
     torch.manual_seed(0)
-    _contract_checks(NARM(NARMConfig(synthetic_prepared.n_items, dim=24, hidden=20)), synthetic_prepared.test)
+    contract_checks(NARM(NARMConfig(synthetic_prepared.n_items, dim=24, hidden=20)), synthetic_prepared.test)
 
 
 def test_attention_is_a_causal_softmax_over_the_prefix():

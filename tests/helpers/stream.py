@@ -17,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.devtools import procs
 from pipeline.devtools.broker import free_port
 from pipeline.runtime.kafka import ensure_topics
-from tests.kafka_helpers import consume_all
+from tests.helpers.kafka import consume_all
 
 #: the trainer settings of the trainer tests (small, fast runs)
 TRAINER = dict(trainer_every_sessions=800, trainer_min_sessions=400, trainer_window_sessions=3000,

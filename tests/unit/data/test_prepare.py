@@ -9,7 +9,7 @@ from jump_core.cli import main
 from jump_core.data.dataset import load_prepared
 from jump_core.data.prepare import PrepareConfig, prepare, read_sessions
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def need(path: Path) -> Path:

@@ -14,9 +14,9 @@ from pipeline import codec
 from pipeline import metrics
 from pipeline.codec import Msg
 from pipeline.core.trainer import TrainerCore
-from tests.continual_helpers import as_record, logged_sessions
-from tests.stream_helpers import TRAINER, make_settings
-from tests.unit.test_asyncapi import check, schema_of
+from tests.helpers.continual import as_record, logged_sessions
+from tests.helpers.stream import TRAINER, make_settings
+from tests.unit.deploy.test_asyncapi import check, schema_of
 
 pytestmark = pytest.mark.timeout(300)
 SESSIONS = [s for s in logged_sessions() if len(s.items) > 1]

@@ -34,7 +34,7 @@ from pipeline.config import Settings
 from pipeline.runtime import faust_compat
 from pipeline.runtime.faust_app import base_app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 Thread = driver.AIOKafkaConsumerThread
 
 

@@ -21,7 +21,7 @@ from jump_core.sessions import censor, session_id
 from pipeline import codec
 from pipeline.config import Settings
 
-DOC_PATH = Path(__file__).resolve().parents[2] / "deploy" / "asyncapi.yaml"
+DOC_PATH = Path(__file__).resolve().parents[3] / "deploy" / "asyncapi.yaml"
 DOC = yaml.safe_load(DOC_PATH.read_text())
 
 OUTPUT_KINDS = ("request", "prediction", "training_log", "dead_letter", "tick", "model_update", "training_metrics")

@@ -5,7 +5,7 @@ import torch
 
 from jump_core.baselines.gru4rec import GRU4Rec, GRU4RecConfig, session_order, session_parallel
 from jump_core.training.train import TrainConfig
-from tests.baseline_helpers import assert_beats_pop, fit_briefly
+from tests.helpers.baselines import assert_beats_pop, contract_checks, fit_briefly
 
 
 def test_session_parallel_hand_example():
@@ -68,34 +68,6 @@ def test_both_losses_train_and_beat_pop(synthetic_prepared, loss):
     assert r["dwell_mae_s"] is None
 
 
-def _contract_checks(model, test_set):
-    model.eval()
-    sessions = np.array([0, 5, 9, 17, 23, 40, 41, 77])
-    batch = test_set.batch(sessions)
-    scores, dwell = model.predict(batch, "live")
-    assert dwell is None
-    assert scores.shape == (int(batch.next_positions().sum()), model.config.n_items)
-    assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
-    assert torch.equal(scores, model.predict(batch, "paper")[0])          # dwell-blind: protocol ignored
-    rows = torch.split(scores, (batch.lengths - 1).tolist())              # rows are in next_positions order
-    for s, r in zip(sessions, rows):
-        one, _ = model.predict(test_set.batch([s]), "live")
-        torch.testing.assert_close(one, r, atol=1e-5, rtol=1e-4)         # batched == one by one
-    # causality: changing clicks j+1.. of a session leaves rows 1..j unchanged
-    s = int(sessions[np.argmax(test_set.lengths[sessions])])
-    b = test_set.batch([s])
-    L = int(b.lengths[0])
-    j = L // 2
-    changed = b.items.clone()
-    changed[0, j:] = torch.randint(1, model.config.n_items, (L - j,))
-    a_rows, _ = model.predict(b, "live")
-    c_rows, _ = model.predict(type(b)(changed, b.tau, b.delta, b.lengths), "live")
-    torch.testing.assert_close(a_rows[:j], c_rows[:j])
-    assert not torch.allclose(a_rows[j:], c_rows[j:])
-    loss, loss_sum, _ = model.calculate_loss(batch)
-    assert torch.isfinite(loss) and loss_sum > 0
-
-
 def test_contract_padding_invariance_causality_column0(synthetic_prepared):
     torch.manual_seed(0)
-    _contract_checks(GRU4Rec(GRU4RecConfig(synthetic_prepared.n_items, dim=24, loss="bpr-max")), synthetic_prepared.test)
+    contract_checks(GRU4Rec(GRU4RecConfig(synthetic_prepared.n_items, dim=24, loss="bpr-max")), synthetic_prepared.test)

@@ -16,7 +16,7 @@ from jump_core.data.readers import (FORMATS, MalformedRowError, ReadStats, defau
                                parse_timestamp, read_clicks)
 from jump_core.sessions import REDDIT_GAP
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 RSC15_RAW = "yoochoose-rsc15/sr-gtm-sample/sample_yoochoose.dat"
 RSC15_TRAIN = "yoochoose-rsc15/session-rec-100k/yoochoose-clicks-100k_train_full.txt.gz"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "deploy" / "prometheus"
 CONFIG = PROM_DIR / "prometheus.yml"
 RULES = PROM_DIR / "rules" / "jump-alerts.yml"

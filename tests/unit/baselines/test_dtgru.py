@@ -10,7 +10,7 @@ from jump_core.baselines.dtgru import DTGRU, DTGRUConfig
 from jump_core.training.evaluate import evaluate
 from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.training.train import seed_everything
-from tests.baseline_helpers import fit_briefly
+from tests.helpers.baselines import fit_briefly
 
 N_ITEMS = 12
 ITEMS = [[3, 5, 1, 7, 2], [4, 4, 9], [11, 2]]

@@ -12,7 +12,7 @@ from jump_core.cli import main
 from jump_core.data.prepare import PrepareConfig, prepare
 from jump_core.data.synth import SynthConfig, write_csv
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ROOT / "configs" / "benchmark" / "tiny.yaml"
 
 

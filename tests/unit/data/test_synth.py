@@ -1,4 +1,4 @@
-"""Tests of the synthetic clickstream generator (jump_core/synth.py)."""
+"""Tests of the synthetic clickstream generator (jump_core/data/synth.py)."""
 from __future__ import annotations
 
 import hashlib

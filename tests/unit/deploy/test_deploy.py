@@ -25,7 +25,7 @@ import yaml
 from pipeline import metrics
 from pipeline.config import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 CPU_PATCH = K8S / "patches" / "inference-cpu.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "jump-stream.json"
