@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make `promtool` and `prometheus` available for tests/test_prometheus.py (rule/config checks and
+# Make `promtool` and `prometheus` available for tests/unit/deploy/test_prometheus.py (rule/config checks and
 # the scrape integration test). Idempotent and never fails the build: it always exits 0, and
 # without the binaries those tests skip with a reason.
 #

@@ -1,0 +1,1 @@
+"""Click data: readers of the public formats, `jump prepare`, prepared datasets, the synthetic generator."""

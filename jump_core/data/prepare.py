@@ -1,6 +1,6 @@
 """`jump prepare`: raw clicks -> sessions -> censored dwell (eq. 4) -> paper filter -> split.
 
-Order of operations (each documented choice is tested in tests/test_prepare.py):
+Order of operations (each documented choice is tested in tests/unit/data/test_prepare.py):
   1. Read (readers.py): (key, item, ts seconds) rows; malformed rows are an error naming file and
      line, or with skip_bad skipped and counted.
   2. Sessionize (sessions.py): per key, clicks sorted by time (stable: equal times keep file

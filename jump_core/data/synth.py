@@ -92,13 +92,15 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from ..sessions import C1_DEFAULT
+
 __all__ = ["SynthConfig", "Catalog", "generate", "write_csv", "catalog", "item_topic",
            "item_dwell_median", "HEADER"]
 
 HEADER = "session_id,user_id,item_id,timestamp"
 
 # --- model constants (documented in the module docstring) ---------------------------------
-C1_S = 2000.0                 # c1 of the paper (§5.2): distraction gaps are longer than this
+C1_S = C1_DEFAULT             # c1 of the paper (§5.2): distraction gaps are longer than this
 DISTRACTION_MAX_S = 3500.0
 DWELL_CENTER_S = 50.0         # mu_item ~ N(log 50, 0.7)
 DWELL_MU_STD = 0.7

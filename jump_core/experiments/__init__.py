@@ -1,0 +1,1 @@
+"""Experiments: the benchmark harness, training throughput, and the reports and figures."""

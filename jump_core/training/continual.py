@@ -1,4 +1,4 @@
-"""Continuous training of JUMP from the stream's training log (no Kafka: pipeline/trainer.py drives it).
+"""Continuous training of JUMP from the stream's training log (no Kafka: pipeline/runtime/trainer.py drives it).
 
 One run, on a snapshot of the training window (the most recent closed sessions):
 1. Split by time: the most recent `holdout_fraction` of the sessions (by end time) are held out;

@@ -1,0 +1,2 @@
+"""Development and benchmarking tools, not deployed: embedded broker, replay, tail, worker processes, demo,
+stream benchmark."""
