@@ -164,8 +164,8 @@ def cmd_evaluate(a) -> int:
     from . import registry
     from .artifacts.checkpoint import load_checkpoint
     from .data.dataset import load_prepared
-    from .training.evaluate import evaluate
     from .experiments.report import markdown_table, plot_dwell_histograms, plot_recall_by_length
+    from .training.evaluate import evaluate
     from .training.train import resolve_device
 
     data = load_prepared(a.data)

@@ -29,8 +29,9 @@ Every model is built from its config dataclass, `Model(Config(n_items=..., ...))
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -70,13 +71,13 @@ class SessionBatch:
         """log max(tau, min_dwell): the variable of every dwell likelihood.  (B, L)"""
         return torch.log(self.tau.clamp_min(min_dwell))
 
-    def to(self, device) -> "SessionBatch":
+    def to(self, device) -> SessionBatch:
         return SessionBatch(self.items.to(device), self.tau.to(device), self.delta.to(device),
                             self.lengths.to(device))
 
     @staticmethod
     def from_sessions(items: Sequence[Sequence[int]], tau: Sequence[Sequence[float]],
-                      delta: Sequence[Sequence[int]], dtype=torch.float32) -> "SessionBatch":
+                      delta: Sequence[Sequence[int]], dtype=torch.float32) -> SessionBatch:
         lengths = [len(s) for s in items]
         B, L = len(items), max(lengths)
         it = np.zeros((B, L), dtype=np.int64)
@@ -147,7 +148,7 @@ class NeuralModel(nn.Module):
     def calculate_loss(self, batch: SessionBatch) -> Loss:
         raise NotImplementedError
 
-    def train_steps(self, data: "SessionSet", cfg, epoch: int, device) -> Iterator[TrainStep]:
+    def train_steps(self, data: SessionSet, cfg, epoch: int, device) -> Iterator[TrainStep]:
         """One epoch: shuffled, length-bucketed padded batches of `cfg.batch_size` sessions (seeded by
         cfg.seed and the epoch). A model overrides it to train differently (GRU4Rec's session-parallel
         mini-batches)."""
@@ -163,9 +164,9 @@ class FittedModel:
     dwell_aware: ClassVar[bool] = False
     device = torch.device("cpu")
 
-    def fit(self, train: "SessionSet") -> "FittedModel":
+    def fit(self, train: SessionSet) -> FittedModel:
         raise NotImplementedError
 
-    def eval(self) -> "FittedModel":
+    def eval(self) -> FittedModel:
         return self
 

@@ -7,7 +7,7 @@ clicks, as `jump prepare` has them) and applies the same rule elementwise.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

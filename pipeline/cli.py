@@ -78,8 +78,8 @@ def _faust_argv(level: str) -> None:
 
 
 def cmd_sessionizer(a) -> int:
-    from .runtime.faust_app import create_sessionizer_app, run_worker
     from .config import Settings
+    from .runtime.faust_app import create_sessionizer_app, run_worker
     s = Settings.from_env()
     _faust_argv(s.log_level)
     run_worker(create_sessionizer_app(s), s)
@@ -87,8 +87,8 @@ def cmd_sessionizer(a) -> int:
 
 
 def cmd_inference(a) -> int:
-    from .runtime.faust_app import create_inference_app, run_worker
     from .config import Settings
+    from .runtime.faust_app import create_inference_app, run_worker
     s = Settings.from_env()
     if s.inference_runtime == "aiokafka":
         from .runtime.inference import run_direct

@@ -132,7 +132,7 @@ class Settings:
         return ("session", "user") if self.session_key_field == "auto" else (self.session_key_field,)
 
     @classmethod
-    def from_env(cls, env: dict | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: dict | None = None, **overrides) -> Settings:
         env = os.environ if env is None else env
         values = {}
         for f in fields(cls):

@@ -157,9 +157,8 @@ def serve(port: int, addr: str = "0.0.0.0", stale_s: float = 120.0) -> None:
     beat()
     if not port:
         return
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
     from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIServer
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True

@@ -40,8 +40,8 @@ Dwell-blind: predict ignores the protocol and returns dwell None.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch

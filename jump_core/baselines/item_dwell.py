@@ -80,7 +80,7 @@ class ItemMedianDwell(_ItemTableDwell):
         self.global_median = C2_DEFAULT
         self.counts = np.zeros(self.config.n_items, dtype=np.int64)
 
-    def fit(self, train: SessionSet) -> "ItemMedianDwell":
+    def fit(self, train: SessionSet) -> ItemMedianDwell:
         obs = train.delta == 0
         items, tau = train.items[obs], train.tau[obs]
         medians = np.full(self.config.n_items, C2_DEFAULT)
@@ -110,7 +110,7 @@ class ItemLogNormalDwell(_ItemTableDwell):
         super().__init__(config)
         self.global_mu = math.log(C2_DEFAULT)
 
-    def fit(self, train: SessionSet) -> "ItemLogNormalDwell":
+    def fit(self, train: SessionSet) -> ItemLogNormalDwell:
         if train.n_clicks == 0:
             return self
         items = torch.from_numpy(np.clip(train.items, 0, self.config.n_items - 1))   # (N,)

@@ -35,7 +35,7 @@ class Popularity(FittedModel):
         self.median_dwell = C2_DEFAULT         # before fit: the dwell eq. 4 gives a last click
         self.dwell_sigma = 1.0
 
-    def fit(self, train: SessionSet) -> "Popularity":
+    def fit(self, train: SessionSet) -> Popularity:
         counts = np.bincount(train.items, minlength=self.config.n_items).astype(np.float32)
         counts[0] = -np.inf                       # unknown item is never a candidate
         self.counts = torch.from_numpy(counts)

@@ -114,7 +114,7 @@ class SessionKNN(FittedModel):
         self.config = config
 
     # ---- training: the binary session x item matrix, most recent session first ----
-    def fit(self, train: SessionSet) -> "SessionKNN":
+    def fit(self, train: SessionSet) -> SessionKNN:
         S, lengths = len(train), train.lengths
         last_ts = train.ts[np.maximum(train.offsets[1:] - 1, 0)]                        # (S,)
         order = np.lexsort((-np.arange(S), -last_ts))                                     # most recent first
@@ -195,7 +195,7 @@ class SessionKNN(FittedModel):
         D = np.full((len(big), W), -np.inf)                                               # (P', W) recency order
         D[slot[row[in_big]], pos[in_big]] = sim[in_big]
         kth = np.partition(D, W - k, axis=1)[:, W - k:W - k + 1]                          # (P', 1) k-th largest
-        above, tied = D > kth, D == kth                                                   # (P', W)
+        above, tied = kth < D, kth == D                                                   # (P', W)
         need = k - above.sum(1, keepdims=True)                                            # (P', 1)
         take = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need))  # (P', W) ties: recent
         keep = np.ones(len(row), dtype=bool)

@@ -10,9 +10,9 @@ A prepared dataset directory (written by `jump prepare`, see prepare.py) holds:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class SessionSet:
         return {"session_id": self.session_ids[s].decode(), "items": self.items[a:b].tolist(),
                 "ts": self.ts[a:b].tolist(), "tau": self.tau[a:b].tolist(), "delta": self.delta[a:b].tolist()}
 
-    def subset(self, sessions: np.ndarray) -> "SessionSet":
+    def subset(self, sessions: np.ndarray) -> SessionSet:
         """The given sessions (indices), in that order."""
         sessions = np.asarray(sessions, dtype=np.int64)
         lengths = self.lengths[sessions]
@@ -56,7 +56,7 @@ class SessionSet:
                           np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                           self.session_ids[sessions])
 
-    def windows(self, max_len: int) -> "SessionSet":
+    def windows(self, max_len: int) -> SessionSet:
         """Cut sessions longer than max_len into consecutive windows (for training only).
 
         Each window keeps its clicks' true (tau, delta): a window's last click is censored only if
@@ -120,7 +120,7 @@ class SessionSet:
         np.savez(path, **{f: getattr(self, f) for f in SPLIT_FIELDS})
 
     @staticmethod
-    def load(path: Path) -> "SessionSet":
+    def load(path: Path) -> SessionSet:
         with np.load(path, allow_pickle=False) as z:
             missing = [f for f in SPLIT_FIELDS if f not in z.files]
             if missing:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import readers
 from ..artifacts.files import sha256_files, sha256_json
-from .dataset import SessionSet
 from ..sessions import C1_DEFAULT, C2_DEFAULT, censor, session_id, session_starts
+from . import readers
+from .dataset import SessionSet
 
 DAY = 86400.0
 

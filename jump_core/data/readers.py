@@ -54,9 +54,10 @@ import csv
 import gzip
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import IO, Callable, Iterable, Iterator, Literal, Sequence
+from datetime import UTC, datetime
+from typing import IO, Literal
 
 from jump_core.sessions import REDDIT_GAP
 
@@ -150,7 +151,7 @@ def parse_timestamp(raw: str, unit: str) -> float:
             dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
         except ValueError:
             raise ValueError(f"timestamp {raw!r} is not ISO-8601") from None
-        ts = (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+        ts = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
     else:
         try:
             ts = float(raw) / _SCALE[unit]
@@ -365,7 +366,7 @@ def _open_text(path: str) -> IO[str]:
     kwargs = dict(encoding="utf-8-sig", errors="replace", newline="")
     if path.endswith(".gz"):
         return gzip.open(path, "rt", **kwargs)
-    return open(path, "r", **kwargs)
+    return open(path, **kwargs)
 
 
 def _first_line(path: str) -> str:

@@ -86,16 +86,25 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from ..sessions import C1_DEFAULT
 
-__all__ = ["SynthConfig", "Catalog", "generate", "write_csv", "catalog", "item_topic",
-           "item_dwell_median", "HEADER"]
+__all__ = [
+    "HEADER",
+    "Catalog",
+    "SynthConfig",
+    "catalog",
+    "generate",
+    "item_dwell_median",
+    "item_topic",
+    "write_csv",
+]
 
 HEADER = "session_id,user_id,item_id,timestamp"
 

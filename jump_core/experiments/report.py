@@ -124,7 +124,7 @@ def benchmark_markdown(result: dict) -> str:
              "- Metrics: full-catalogue ranking, pessimistic ties, every position of every test session; "
              "targets unseen in training count as misses. `live`: the dwell on the latest click is unknown (the stream's "
              "view); `paper`: it is known (it leaks the next click's time); dwell-blind models are the same under both.",
-             "", f"## Next click (Table 3 shape)", "",
+             "", "## Next click (Table 3 shape)", "",
              f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | all trials s | eval s | selected parameters |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for label, protocol, m, r in _protocol_rows(result):

@@ -27,7 +27,6 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 
 from .. import registry
 from ..artifacts.files import sha256_json

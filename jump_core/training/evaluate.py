@@ -51,7 +51,7 @@ def ranking_metrics(ranks: np.ndarray, k: int = 20) -> dict:
     return {f"recall@{k}": float(hit.mean()),
             f"mrr@{k}": float(np.where(hit, 1.0 / ranks, 0.0).mean()),
             f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()),
-            "n_predictions": int(len(ranks))}
+            "n_predictions": len(ranks)}
 
 
 def bucket_of(lengths: np.ndarray) -> np.ndarray:
@@ -94,7 +94,7 @@ def evaluate(model: SessionModel, data: SessionSet, protocol: str = "paper", k: 
     err_len = np.concatenate(err_len) if err_len else None
     result = {"protocol": protocol, "k": k, **ranking_metrics(ranks, k), "n_oov_targets": oov,
               "dwell_mae_s": float(abs_err.mean()) if abs_err is not None and len(abs_err) else None,
-              "n_dwell": int(len(abs_err)) if abs_err is not None else 0,
+              "n_dwell": len(abs_err) if abs_err is not None else 0,
               "dwell_loglik": float(np.concatenate(loglik).mean()) if loglik else None,
               "n_sessions": len(data), "n_clicks": data.n_clicks}
     by_length = {}

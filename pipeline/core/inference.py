@@ -16,8 +16,7 @@ import logging
 import os
 import time
 
-from .. import codec
-from .. import metrics
+from .. import codec, metrics
 from ..codec import Msg
 from ..config import Settings
 

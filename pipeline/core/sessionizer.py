@@ -82,7 +82,7 @@ class Session:
                            "eids": self.event_ids, "n": self.arrivals, "off": self.offsets})
 
     @staticmethod
-    def unpack(raw: bytes) -> "Session":
+    def unpack(raw: bytes) -> Session:
         d = msgpack.unpackb(raw, raw=False)
         return Session(d["sid"], d["p"], d["items"], d["ts"], d["eids"], d["n"], d["off"])
 
@@ -96,7 +96,7 @@ class Meta:
         return codec.pack({"st": self.stream_time, "off": self.offsets})
 
     @staticmethod
-    def unpack(raw: bytes) -> "Meta":
+    def unpack(raw: bytes) -> Meta:
         d = msgpack.unpackb(raw, raw=False)
         return Meta(d["st"], d["off"])
 

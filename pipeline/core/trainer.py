@@ -23,11 +23,16 @@ import time
 from pathlib import Path
 
 from jump_core.artifacts.checkpoint import load_checkpoint
-from jump_core.training.continual import ContinualConfig, RunResult, TrainingWindow, session_from_record, train_candidate
 from jump_core.artifacts.model_store import ModelStore, model_version
+from jump_core.training.continual import (
+    ContinualConfig,
+    RunResult,
+    TrainingWindow,
+    session_from_record,
+    train_candidate,
+)
 
-from .. import codec
-from .. import metrics
+from .. import codec, metrics
 from ..codec import Msg
 from ..config import Settings
 

@@ -84,7 +84,7 @@ class EmbeddedBroker:
             return ""
         return text[-n:].strip()
 
-    def start(self, timeout: float = 30) -> "EmbeddedBroker":
+    def start(self, timeout: float = 30) -> EmbeddedBroker:
         """Launch the broker and wait until it answers a metadata request."""
         if self.proc is not None and self.proc.poll() is None:
             return self
@@ -153,7 +153,7 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -139,9 +139,9 @@ def read_records(settings, topic: str, kind: str, timeout_s: float = 10.0) -> li
 
 
 def cmd_demo(a) -> int:
-    from . import procs
     from ..config import Settings
     from ..runtime.kafka import ensure_topics
+    from . import procs
     from .broker import EmbeddedBroker, free_port
     from .replay import replay
 

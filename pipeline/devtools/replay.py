@@ -10,7 +10,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from jump_core.cli import add_csv_options, reader_options_from_args
 

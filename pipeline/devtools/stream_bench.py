@@ -239,8 +239,8 @@ async def _aiokafka_passthrough(settings, src: str, out: str, n: int, timeout_s:
 
 def _faust_passthrough(settings, mode: str, src: str, out: str, n: int, work: Path, logs: Path,
                        timeout_s: float, broker_pid: int | None) -> dict:
-    from . import procs
     from ..config import settings_env
+    from . import procs
     log_path = logs / f"faust-{mode}.log"
     log_path.unlink(missing_ok=True)
     env = {**os.environ, **settings_env(settings), "BENCH_MODE": mode, "BENCH_SRC": src, "BENCH_OUT": out,
@@ -315,8 +315,8 @@ def _hist(samples_before: dict, samples_after: dict, name: str) -> dict:
 def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: Path, logs: Path, token: str,
               broker_pid: int | None, timeout_s: float, runtime: str = "faust") -> dict:
     from .. import codec
-    from . import procs
     from ..runtime.kafka import ensure_topics, topic_specs
+    from . import procs
     from .broker import free_port
 
     ckpt = work / f"bench_d{dim}.ckpt"
@@ -458,7 +458,7 @@ def bench_stream(clicks: int = 100_000, partitions: int = 1, work_dir: str = "ru
         timeout_s = 60.0 + n / 250.0
         src, out_a = f"bench-src-{token}", f"bench-out-a-{token}"
         out_b, out_b2 = f"bench-out-b-{token}", f"bench-out-b2-{token}"
-        ensure_topics(base, {t: partitions for t in (src, out_a, out_b, out_b2)})
+        ensure_topics(base, dict.fromkeys((src, out_a, out_b, out_b2), partitions))
         prod = _produce(base, src, msgs)
         _log(f"{n:,} clicks ({len(items):,} items) produced to {src} in {prod['seconds']:.2f} s "
              f"({prod['events_per_s']:,.0f}/s, kafka-python)")

@@ -10,7 +10,8 @@ import base64
 import json
 import sys
 import time
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 from .. import codec
 from ..config import Settings
@@ -62,7 +63,7 @@ def record_line(record, decode) -> str:
            "timestamp_ms": record.timestamp, "key": _key_text(record.key)}
     try:
         out["value"] = _jsonable(decode(record.value))
-    except Exception as e:  # noqa: BLE001 -- msgpack raises many unrelated types; report, don't stop
+    except Exception as e:
         out["error"] = f"undecodable value: {type(e).__name__}: {e}"
         out["value"] = _jsonable(record.value)
     return json.dumps(out, ensure_ascii=False, default=str)

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import faust
 
-from .. import codec
-from .. import metrics
+from .. import codec, metrics
 from ..config import Settings
 from ..core.sessionizer import Message, SessionizerCore
 from . import faust_compat

@@ -69,7 +69,7 @@ class AppOptions:
     kafka_kwargs: dict | None          # aiokafka client options of the recovery fetch (None: ListOffsets only)
 
 
-_options: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()     # faust.App -> AppOptions
+_options: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()     # faust.App -> AppOptions
 
 
 def configure(app, *, fetch_max_wait_ms: int | None, kafka_kwargs: dict | None) -> None:

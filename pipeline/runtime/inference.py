@@ -14,8 +14,7 @@ import asyncio
 import logging
 import time
 
-from .. import codec
-from .. import metrics
+from .. import codec, metrics
 from ..codec import Msg
 from ..config import Settings
 from ..core.inference import InferenceRunner

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- topics
 
-def topic_specs(settings: "Settings") -> dict[str, int]:
+def topic_specs(settings: Settings) -> dict[str, int]:
     """Every topic the pipeline uses -> its partition count."""
     return {
         settings.topic_clicks: settings.partitions,
@@ -60,7 +60,7 @@ def metadata_error(bootstrap_servers: str | list[str], timeout_s: float = 5.0, *
         c.close()
 
 
-def wait_for_broker(settings: "Settings", timeout_s: float = 30.0) -> None:
+def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
     """Block until the cluster answers a metadata request; RuntimeError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -83,7 +83,7 @@ def _partition_counts(admin, names: list[str]) -> dict[str, int]:
     return out
 
 
-def ensure_topics(settings: "Settings", specs: dict[str, int] | None = None, timeout_s: float = 30) -> dict[str, str]:
+def ensure_topics(settings: Settings, specs: dict[str, int] | None = None, timeout_s: float = 30) -> dict[str, str]:
     """Create the missing topics (idempotent); name -> "created" | "exists".
 
     Raises ValueError when an existing topic's partition count differs from the spec.
@@ -140,7 +140,7 @@ def ensure_topics(settings: "Settings", specs: dict[str, int] | None = None, tim
 
 # --------------------------------------------------------------------------- records
 
-def produce_records(settings: "Settings", topic: str, records, partition: int | None = None) -> None:
+def produce_records(settings: Settings, topic: str, records, partition: int | None = None) -> None:
     """Send (key, value) byte pairs and wait for every acknowledgement (no idempotent producer:
     Tansu lacks it)."""
     from kafka import KafkaProducer
@@ -156,7 +156,7 @@ def produce_records(settings: "Settings", topic: str, records, partition: int | 
         producer.close()
 
 
-async def read_from_beginning(settings: "Settings", topic: str):
+async def read_from_beginning(settings: Settings, topic: str):
     """A started aiokafka consumer without a group, assigned every partition of `topic` from the
     beginning; returns (consumer, assigned partitions). RuntimeError if the topic does not exist."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

@@ -12,8 +12,7 @@ import asyncio
 import logging
 import threading
 
-from .. import codec
-from .. import metrics
+from .. import codec, metrics
 from ..codec import Msg
 from ..config import Settings
 from ..core.trainer import TrainerCore
@@ -30,7 +29,7 @@ def _in_thread(fn, *args) -> asyncio.Future:
     def target():
         try:
             result = fn(*args)
-        except BaseException as exc:          # noqa: BLE001 -- handed to the awaiting loop
+        except BaseException:
             loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
         else:
             loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))

@@ -4,8 +4,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from jump_core.training.evaluate import evaluate
 from jump_core.baselines.pop import Popularity, PopularityConfig
+from jump_core.training.evaluate import evaluate
 from jump_core.training.train import TrainConfig, fit_model, split_validation
 
 

@@ -5,9 +5,9 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from jump_core.training.continual import LoggedSession
 from jump_core.data.prepare import read_sessions
 from jump_core.data.synth import SynthConfig, write_csv
+from jump_core.training.continual import LoggedSession
 
 
 @lru_cache(maxsize=4)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from jump_core.data import readers
 from jump_core.artifacts.checkpoint import save_checkpoint
 from jump_core.contract import SessionBatch
+from jump_core.data import readers
 from jump_core.data.prepare import read_sessions
 from jump_core.model import Jump, JumpConfig
 from pipeline import codec

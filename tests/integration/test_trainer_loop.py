@@ -59,7 +59,14 @@ def test_trainer_and_inference_processes_close_the_loop(kafka_bootstrap, tmp_pat
         procs.wait_for(lambda: pipe.metrics("inference").get(
             f'jump_model_info{{device="cpu",model_version="{first[0]["version"]}"}}'), 60,
             what="the inference worker to serve the first model")
-        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
+        # jump_model_info is set when the model is loaded; the worker is ready once its consumer has
+        # also started (a group join on the embedded broker takes a few seconds)
+        def ready():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).status == 200
+            except urllib.error.HTTPError:
+                return False
+        procs.wait_for(ready, 30, what="the inference worker to be ready")
         m = pipe.metrics("trainer")
         assert m["jump_trainer_records_consumed_total"] == 911
         assert m["jump_trainer_records_consumed_total"] == (

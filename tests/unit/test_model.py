@@ -7,8 +7,7 @@ import torch
 from scipy.stats import norm
 
 from jump_core.contract import SessionBatch
-from jump_core.model import (FastSlowLayer, Jump, JumpConfig, LiveState, RHMICell, attend,
-                             censored_lognormal_loglik)
+from jump_core.model import FastSlowLayer, Jump, JumpConfig, LiveState, RHMICell, attend, censored_lognormal_loglik
 
 SESSIONS = {
     "items": [[1, 2, 3, 4], [5, 6], [7, 8, 9, 1, 2, 3, 4]],

@@ -1,14 +1,13 @@
 """DTGRU: dwell buckets, the live protocol (one extra GRU step), padding invariance, learning."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from jump_core.contract import SessionBatch
 from jump_core.baselines.dtgru import DTGRU, DTGRUConfig
-from jump_core.training.evaluate import evaluate
 from jump_core.baselines.pop import Popularity, PopularityConfig
+from jump_core.contract import SessionBatch
+from jump_core.training.evaluate import evaluate
 from jump_core.training.train import seed_everything
 from tests.helpers.baselines import fit_briefly
 

@@ -6,11 +6,16 @@ import pytest
 import torch
 from scipy import optimize, stats
 
+from jump_core.baselines.item_dwell import (
+    ItemLogNormalDwell,
+    ItemLogNormalDwellConfig,
+    ItemMedianDwell,
+    ItemMedianDwellConfig,
+)
+from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.contract import SessionBatch
 from jump_core.data.dataset import SessionSet
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.item_dwell import ItemLogNormalDwell, ItemLogNormalDwellConfig, ItemMedianDwell, ItemMedianDwellConfig
-from jump_core.baselines.pop import Popularity, PopularityConfig
 
 
 def session_set(sessions):

@@ -1,6 +1,5 @@
 """NARM (CIKM 2017): contract (padding invariance, causality, column 0), chunked attention, learning."""
 import numpy as np
-import pytest
 import torch
 
 from jump_core.baselines.narm import NARM, NARMConfig

@@ -6,10 +6,10 @@ import pytest
 import torch
 from scipy import integrate
 
-from jump_core.contract import SessionBatch
-from jump_core.training.evaluate import evaluate
 from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.baselines.rmtpp import RMTPP, RMTPPConfig
+from jump_core.contract import SessionBatch
+from jump_core.training.evaluate import evaluate
 from jump_core.training.train import seed_everything
 from tests.helpers.baselines import fit_briefly
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from jump_core.baselines.pop import Popularity, PopularityConfig
+from jump_core.baselines.sknn import VSKNN, SessionKNN, SessionKNNConfig, VSKNNConfig
 from jump_core.contract import SessionBatch
 from jump_core.data.dataset import SessionSet
 from jump_core.training.evaluate import evaluate
-from jump_core.baselines.pop import Popularity, PopularityConfig
-from jump_core.baselines.sknn import VSKNN, SessionKNN, SessionKNNConfig, VSKNNConfig
 
 N_ITEMS = 8   # items 1..7 (0 = unknown)
 

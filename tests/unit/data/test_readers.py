@@ -10,10 +10,18 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jump_core.data.readers import (FORMATS, MalformedRowError, ReadStats, default_gap, key_kind,
-                               parse_timestamp, read_clicks)
+from jump_core.data.readers import (
+    FORMATS,
+    MalformedRowError,
+    ReadStats,
+    default_gap,
+    key_kind,
+    parse_timestamp,
+    read_clicks,
+)
 from jump_core.sessions import REDDIT_GAP
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"

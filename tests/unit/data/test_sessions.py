@@ -1,10 +1,18 @@
 """Eq. 4 and sessionization: every branch, scalar and vectorised forms agree."""
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from jump_core.sessions import (C1_DEFAULT, C2_DEFAULT, censor, censor_gap, is_new_session,
-                                session_starts, split_sessions)
+from jump_core.sessions import (
+    C1_DEFAULT,
+    C2_DEFAULT,
+    censor,
+    censor_gap,
+    is_new_session,
+    session_starts,
+    split_sessions,
+)
 
 
 def test_defaults_are_the_papers():

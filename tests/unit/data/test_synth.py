@@ -7,8 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from jump_core.data.synth import (HEADER, SynthConfig, catalog, generate, item_dwell_median,
-                             item_topic, write_csv)
+from jump_core.data.synth import HEADER, SynthConfig, catalog, generate, item_dwell_median, item_topic, write_csv
 
 C1 = 2000.0
 

@@ -21,8 +21,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.prometheus import (CONFIG, JOB, PROM_DIR, ROOT, RULES, Prometheus, file_sd_variant, jump_job,
-                                      load_config, load_rules, need, pod)
+from tests.helpers.prometheus import (
+    CONFIG,
+    JOB,
+    PROM_DIR,
+    ROOT,
+    RULES,
+    Prometheus,
+    file_sd_variant,
+    jump_job,
+    load_config,
+    load_rules,
+    need,
+    pod,
+)
 
 RULES_TEST = PROM_DIR / "rules" / "jump-alerts.test.yml"
 ENSURE = ROOT / "scripts" / "ensure-prometheus.sh"

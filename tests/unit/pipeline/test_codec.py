@@ -8,7 +8,8 @@ import re
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline import codec
 from pipeline.codec import REASONS, BadInput, Click, decode_click

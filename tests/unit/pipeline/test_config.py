@@ -248,8 +248,8 @@ def test_settings_markdown_has_one_row_per_field():
 
 
 def test_readme_documents_every_setting():
-    from pathlib import Path
     from dataclasses import fields as dc_fields
+    from pathlib import Path
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     missing = [f.metadata["env"] for f in dc_fields(Settings) if f"`{f.metadata['env']}`" not in readme]
     assert not missing, f"README configuration table lacks {missing}"

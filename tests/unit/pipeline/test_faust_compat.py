@@ -24,10 +24,9 @@ import weakref
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-
 import faust
 import faust.streams
+import pytest
 from faust.transport.drivers import aiokafka as driver
 
 from pipeline.config import Settings
@@ -189,7 +188,7 @@ class _ListOffsets:
     """aiokafka's consumer as Faust's `_highwaters` uses it: end_offsets (ListOffsets)."""
 
     async def end_offsets(self, partitions):
-        return {tp: 3 for tp in partitions}
+        return dict.fromkeys(partitions, 3)
 
 
 def _thread(app):

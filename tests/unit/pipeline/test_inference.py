@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from jump_core.contract import SessionBatch
 from jump_core.artifacts.checkpoint import save_checkpoint
+from jump_core.contract import SessionBatch
 from jump_core.model import Jump, JumpConfig
 from jump_core.sessions import censor
 from pipeline.core.engine import InferenceEngine

@@ -10,8 +10,7 @@ from dataclasses import replace
 import pytest
 
 from jump_core.artifacts.model_store import ModelStore
-from pipeline import codec
-from pipeline import metrics
+from pipeline import codec, metrics
 from pipeline.codec import Msg
 from pipeline.core.trainer import TrainerCore
 from tests.helpers.continual import as_record, logged_sessions

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from jump_core.contract import SessionModel
-from jump_core.experiments.benchmark import load_config, model_config, trial_params
-from jump_core.registry import ALL_MODELS, MODELS, build, expand_models
 from jump_core.cli import main
+from jump_core.contract import SessionModel
 from jump_core.data.prepare import PrepareConfig, prepare
 from jump_core.data.synth import SynthConfig, write_csv
+from jump_core.experiments.benchmark import load_config, model_config, trial_params
+from jump_core.registry import ALL_MODELS, MODELS, build, expand_models
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ROOT / "configs" / "benchmark" / "tiny.yaml"

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from jump_core.contract import SessionBatch
 from jump_core.artifacts.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from jump_core.contract import SessionBatch
 from jump_core.model import Jump, JumpConfig
 
 ITEMS = [f"item{i}" for i in range(1, 12)]

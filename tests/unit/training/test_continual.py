@@ -8,14 +8,23 @@ import math
 import pytest
 import torch
 
-from jump_core.contract import SessionBatch
 from jump_core.artifacts.checkpoint import CheckpointError, save_checkpoint
-from jump_core.training.continual import (ContinualConfig, LoggedSession, TrainingWindow, build_vocabulary, grow_vocabulary,
-                                 holdout_metrics, session_from_record, split_window, to_session_set,
-                                 train_candidate)
-from jump_core.model import Jump, JumpConfig
 from jump_core.artifacts.files import sha256_files
 from jump_core.artifacts.model_store import CURRENT, ModelStore, smoke_test
+from jump_core.contract import SessionBatch
+from jump_core.model import Jump, JumpConfig
+from jump_core.training.continual import (
+    ContinualConfig,
+    LoggedSession,
+    TrainingWindow,
+    build_vocabulary,
+    grow_vocabulary,
+    holdout_metrics,
+    session_from_record,
+    split_window,
+    to_session_set,
+    train_candidate,
+)
 from tests.helpers.baselines import one_torch_thread
 from tests.helpers.continual import as_record, logged_sessions
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from jump_core.artifacts.checkpoint import load_checkpoint
+from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.cli import main
 from jump_core.data.dataset import load_prepared
-from jump_core.training.evaluate import evaluate
-from jump_core.baselines.pop import Popularity, PopularityConfig
 from jump_core.data.prepare import PrepareConfig, prepare
 from jump_core.data.synth import SynthConfig, write_csv
+from jump_core.training.evaluate import evaluate
 from jump_core.training.train import TrainConfig, train
 
 CSV_OPTS = {"session_col": "session_id", "item_col": "item_id", "time_col": "timestamp"}
