@@ -1,6 +1,7 @@
 """The `jump` command's offline sub-commands: synth, prepare, train, evaluate, report, benchmark,
 benchmark-summary, benchmark-render and bench train. pipeline/cli.py adds the stream's (workers,
 broker, topics, replay, tail, models, demo-stream, bench stream) to this parser."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,11 @@ from . import __version__
 
 
 def _add_synth(sub):
-    p = sub.add_parser("synth", help="write a realistic synthetic clickstream CSV",
-                       description="Seeded synthetic clicks: session_id,user_id,item_id,timestamp (Unix s).")
+    p = sub.add_parser(
+        "synth",
+        help="write a realistic synthetic clickstream CSV",
+        description="Seeded synthetic clicks: session_id,user_id,item_id,timestamp (Unix s).",
+    )
     p.add_argument("--clicks", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--items", type=int, default=None, help="catalogue size (default: SynthConfig's)")
@@ -24,6 +28,7 @@ def _add_synth(sub):
 
 def cmd_synth(a) -> int:
     from .data.synth import SynthConfig, write_csv
+
     kw = {"clicks": a.clicks, "seed": a.seed}
     if a.items:
         kw["n_items"] = a.items
@@ -36,15 +41,23 @@ def cmd_synth(a) -> int:
 def _add_prepare(sub):
     from .data.readers import FORMATS
     from .sessions import C1_DEFAULT, C2_DEFAULT
-    p = sub.add_parser("prepare", help="sessionize, censor (eq. 4), filter and split raw clicks",
-                       description="Read raw clicks, build sessions and censored dwell tuples, apply the paper's "
-                                   "filter, split, and write a prepared dataset; prints the paper's Table 1.")
+
+    p = sub.add_parser(
+        "prepare",
+        help="sessionize, censor (eq. 4), filter and split raw clicks",
+        description="Read raw clicks, build sessions and censored dwell tuples, apply the paper's "
+        "filter, split, and write a prepared dataset; prints the paper's Table 1.",
+    )
     p.add_argument("inputs", nargs="+", help="input file(s) (.gz read transparently)")
     p.add_argument("--format", dest="fmt", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="output directory")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--split", choices=("random", "temporal"), default="random",
-                   help="random 80/20 by session (the paper's) or temporal (last --test-days days)")
+    g.add_argument(
+        "--split",
+        choices=("random", "temporal"),
+        default="random",
+        help="random 80/20 by session (the paper's) or temporal (last --test-days days)",
+    )
     g.add_argument("--test", nargs="+", metavar="FILE", help="a given test file (same format); disables --split")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--test-days", type=float, default=1.0)
@@ -53,8 +66,12 @@ def _add_prepare(sub):
     p.add_argument("--min-session-len", type=int, default=2)
     p.add_argument("--c1", type=float, default=C1_DEFAULT, help="censoring threshold (s), eq. 4")
     p.add_argument("--c2", type=float, default=C2_DEFAULT, help="dwell of a session's last click (s), eq. 4")
-    p.add_argument("--gap", type=float, default=None,
-                   help="inactivity gap (s) splitting a key's clicks into sessions (default: the format's)")
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=None,
+        help="inactivity gap (s) splitting a key's clicks into sessions (default: the format's)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows instead of failing")
     add_csv_options(p)
     p.set_defaults(func=cmd_prepare)
@@ -86,8 +103,9 @@ def reader_options_from_args(a) -> dict:
                     try:
                         opts[name] = int(opts[name])
                     except ValueError:
-                        raise ValueError(f"--{name.replace('_', '-')} must be a 0-based column index "
-                                         "with --no-header") from None
+                        raise ValueError(
+                            f"--{name.replace('_', '-')} must be a 0-based column index with --no-header"
+                        ) from None
     if getattr(a, "skip_bad", False):
         opts["skip_bad"] = True
     return opts
@@ -95,20 +113,38 @@ def reader_options_from_args(a) -> dict:
 
 def cmd_prepare(a) -> int:
     from .data.prepare import PrepareConfig, prepare
+
     opts = reader_options_from_args(a)
-    opts.pop("skip_bad", None)                 # a PrepareConfig field, not a reader option
-    cfg = PrepareConfig(fmt=a.fmt, inputs=a.inputs, out=a.out, split="given" if a.test else a.split,
-                        test_inputs=a.test, test_fraction=a.test_fraction, test_days=a.test_days, seed=a.seed,
-                        min_item_count=a.min_item_count, min_session_len=a.min_session_len, c1=a.c1, c2=a.c2,
-                        gap=a.gap, use_default_gap=a.gap is None, skip_bad=a.skip_bad, reader_options=opts)
+    opts.pop("skip_bad", None)  # a PrepareConfig field, not a reader option
+    cfg = PrepareConfig(
+        fmt=a.fmt,
+        inputs=a.inputs,
+        out=a.out,
+        split="given" if a.test else a.split,
+        test_inputs=a.test,
+        test_fraction=a.test_fraction,
+        test_days=a.test_days,
+        seed=a.seed,
+        min_item_count=a.min_item_count,
+        min_session_len=a.min_session_len,
+        c1=a.c1,
+        c2=a.c2,
+        gap=a.gap,
+        use_default_gap=a.gap is None,
+        skip_bad=a.skip_bad,
+        reader_options=opts,
+    )
     prepare(cfg)
     return 0
 
 
 def _add_train(sub):
-    p = sub.add_parser("train", help="train JUMP on a prepared dataset",
-                       description="Maximise the joint log-likelihood (eq. 17-18) with Adam; early stopping on "
-                                   "validation loss; writes the best checkpoint.")
+    p = sub.add_parser(
+        "train",
+        help="train JUMP on a prepared dataset",
+        description="Maximise the joint log-likelihood (eq. 17-18) with Adam; early stopping on "
+        "validation loss; writes the best checkpoint.",
+    )
     p.add_argument("--data", required=True, help="prepared dataset directory")
     p.add_argument("--out", required=True, help="checkpoint path")
     p.add_argument("--epochs", type=int, default=10)
@@ -131,24 +167,47 @@ def _add_train(sub):
 def cmd_train(a) -> int:
     from .data.dataset import load_prepared
     from .training.train import TrainConfig, train
+
     data = load_prepared(a.data)
     params = data.meta["config"]
-    model = {"dim": a.dim, "z": a.z, "max_fast_steps": a.max_fast_steps, "sigma": a.sigma,
-             "c1": params["c1"], "c2": params["c2"]}
-    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patience=a.patience,
-                      val_fraction=a.val_fraction, seed=a.seed, device=a.device, max_len=a.max_len,
-                      time_budget_s=a.time_budget, model=model)
+    model = {
+        "dim": a.dim,
+        "z": a.z,
+        "max_fast_steps": a.max_fast_steps,
+        "sigma": a.sigma,
+        "c1": params["c1"],
+        "c2": params["c2"],
+    }
+    cfg = TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        patience=a.patience,
+        val_fraction=a.val_fraction,
+        seed=a.seed,
+        device=a.device,
+        max_len=a.max_len,
+        time_budget_s=a.time_budget,
+        model=model,
+    )
     train(data, a.out, cfg, progress=not a.no_progress)
     return 0
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="Recall/MRR/NDCG@20 over the full catalogue, dwell MAE, by length",
-                       description="Evaluate a checkpoint on a prepared dataset's test split.")
+    p = sub.add_parser(
+        "evaluate",
+        help="Recall/MRR/NDCG@20 over the full catalogue, dwell MAE, by length",
+        description="Evaluate a checkpoint on a prepared dataset's test split.",
+    )
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="checkpoint path")
-    p.add_argument("--protocol", choices=("paper", "live"), default="paper",
-                   help="paper: every context dwell known; live: the latest click's dwell unknown (the stream's view)")
+    p.add_argument(
+        "--protocol",
+        choices=("paper", "live"),
+        default="paper",
+        help="paper: every context dwell known; live: the latest click's dwell unknown (the stream's view)",
+    )
     p.add_argument("--json", required=True, help="output JSON path")
     p.add_argument("--report-dir", default=None, help="Markdown and PNG output directory (default: next to --json)")
     p.add_argument("--k", type=int, default=20)
@@ -171,12 +230,22 @@ def cmd_evaluate(a) -> int:
     data = load_prepared(a.data)
     device = resolve_device(a.device)
     model, meta = load_checkpoint(a.model, map_location=device, expect_items=data.items)
-    print(f"evaluating {a.model} (trained on {meta['dataset_fingerprint'][:12]}) on {a.data} test split: "
-          f"{len(data.test):,} sessions, {data.test.n_clicks:,} clicks, protocol {a.protocol}, device {device}")
+    print(
+        f"evaluating {a.model} (trained on {meta['dataset_fingerprint'][:12]}) on {a.data} test split: "
+        f"{len(data.test):,} sessions, {data.test.n_clicks:,} clicks, protocol {a.protocol}, device {device}"
+    )
     with tqdm(total=data.test.n_clicks, desc=f"JUMP {a.protocol}", unit="click") as bar:
         result = evaluate(model, data.test, a.protocol, a.k, a.batch_size, progress=bar.update)
-    result.update({"model": "jump", "model_config": meta["config"], "checkpoint": str(a.model), "dataset_fingerprint": data.fingerprint,
-                   "model_dataset_fingerprint": meta["dataset_fingerprint"], "code_version": __version__})
+    result.update(
+        {
+            "model": "jump",
+            "model_config": meta["config"],
+            "checkpoint": str(a.model),
+            "dataset_fingerprint": data.fingerprint,
+            "model_dataset_fingerprint": meta["dataset_fingerprint"],
+            "code_version": __version__,
+        }
+    )
     rows = {f"JUMP ({a.protocol})": result}
     result["baselines"] = {}
     for name in [b for b in a.baselines.split(",") if b]:
@@ -191,13 +260,19 @@ def cmd_evaluate(a) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     stem = out.stem
     table = markdown_table(rows, a.k)
-    figs = {"dwell_histograms": str(plot_dwell_histograms(data.test, report_dir / f"{stem}_fig2_dwell.png", "(test split)")),
-            "recall_by_length": str(plot_recall_by_length(rows, report_dir / f"{stem}_fig7_recall_by_length.png", a.k))}
+    figs = {
+        "dwell_histograms": str(
+            plot_dwell_histograms(data.test, report_dir / f"{stem}_fig2_dwell.png", "(test split)")
+        ),
+        "recall_by_length": str(plot_recall_by_length(rows, report_dir / f"{stem}_fig7_recall_by_length.png", a.k)),
+    }
     result["figures"] = figs
     md = report_dir / f"{stem}.md"
-    md.write_text(f"# JUMP evaluation ({a.protocol} protocol)\n\nData: `{a.data}` (fingerprint "
-                  f"`{data.fingerprint[:12]}`), model: `{a.model}`. Full-catalogue ranking over "
-                  f"{data.n_items - 1:,} items, pessimistic ties.\n\n{table}\n")
+    md.write_text(
+        f"# JUMP evaluation ({a.protocol} protocol)\n\nData: `{a.data}` (fingerprint "
+        f"`{data.fingerprint[:12]}`), model: `{a.model}`. Full-catalogue ranking over "
+        f"{data.n_items - 1:,} items, pessimistic ties.\n\n{table}\n"
+    )
     result["markdown"] = str(md)
     out.write_text(json.dumps(result, indent=2))
     print(table)
@@ -222,8 +297,8 @@ def _add_bench(sub, extra=()):
 
 def cmd_bench_train(a) -> int:
     from .experiments.throughput import bench_train
-    bench_train(clicks=a.clicks, dim=a.dim, batches=a.batches, devices=a.devices, work_dir=a.work_dir,
-                json_out=a.json)
+
+    bench_train(clicks=a.clicks, dim=a.dim, batches=a.batches, devices=a.devices, work_dir=a.work_dir, json_out=a.json)
     return 0
 
 
@@ -236,6 +311,7 @@ def _add_report(sub):
 
 def cmd_report(a) -> int:
     from .experiments.report import markdown_table, plot_recall_by_length
+
     rows, k = {}, 20
     for path in a.inputs:
         r = json.loads(Path(path).read_text())
@@ -255,12 +331,19 @@ def cmd_report(a) -> int:
 
 def _add_benchmark(sub):
     from .registry import ALL_MODELS
-    p = sub.add_parser("benchmark", help="train and evaluate JUMP and the baselines the same way (Tables 2-3, Figs. 5-7)",
-                       description="Every model on the same prepared split, with the same tuning budget (config file), "
-                                   "the same full-catalogue evaluation; writes JSON, a Markdown report and figures.")
+
+    p = sub.add_parser(
+        "benchmark",
+        help="train and evaluate JUMP and the baselines the same way (Tables 2-3, Figs. 5-7)",
+        description="Every model on the same prepared split, with the same tuning budget (config file), "
+        "the same full-catalogue evaluation; writes JSON, a Markdown report and figures.",
+    )
     p.add_argument("--data", required=True, help="prepared dataset directory (jump prepare)")
-    p.add_argument("--models", default="all", help=f"comma-separated from {','.join(ALL_MODELS)}; shorthands: "
-                   "all, gru4rec (both losses), knn (sknn, vsknn)")
+    p.add_argument(
+        "--models",
+        default="all",
+        help=f"comma-separated from {','.join(ALL_MODELS)}; shorthands: all, gru4rec (both losses), knn (sknn, vsknn)",
+    )
     p.add_argument("--json", required=True, help="output JSON path (the report and figures go next to it)")
     p.add_argument("--config", default=None, help="benchmark config YAML (default: configs/benchmark/default.yaml)")
     p.add_argument("--report-dir", default=None)
@@ -279,8 +362,10 @@ def _add_benchmark(sub):
     s = sub.add_parser("benchmark-summary", help="merge benchmark JSON files into Tables 2-3 across datasets")
     s.add_argument("inputs", nargs="+", help="JSON files written by `jump benchmark`")
     names = s.add_mutually_exclusive_group(required=True)
-    names.add_argument("--names", help="comma-separated dataset names, one per input; inputs with the "
-                       "same name (seeds) are averaged: mean ± sd")
+    names.add_argument(
+        "--names",
+        help="comma-separated dataset names, one per input; inputs with the same name (seeds) are averaged: mean ± sd",
+    )
     names.add_argument("--names-from-dirs", action="store_true", help="name each input by its directory")
     s.add_argument("--out", required=True, help="Markdown output path")
     s.set_defaults(func=cmd_benchmark_summary)
@@ -292,6 +377,7 @@ def _add_benchmark(sub):
 
 def cmd_benchmark_render(a) -> int:
     from .experiments.report import benchmark_figures, benchmark_markdown
+
     path = Path(a.json)
     result = json.loads(path.read_text())
     rdir = Path(a.report_dir) if a.report_dir else path.parent
@@ -307,21 +393,37 @@ def cmd_benchmark_render(a) -> int:
 
 def cmd_benchmark(a) -> int:
     from .experiments.benchmark import benchmark
+
     models = [m for m in a.models.split(",") if m]
     sweeps = tuple(s for s in a.sweeps.split(",") if s)
     bad = [s for s in sweeps if s not in ("sigma", "dim")]
     if bad:
         raise ValueError(f"unknown sweep(s) {', '.join(bad)} (known: sigma, dim)")
-    benchmark(a.data, models, a.json, config=a.config, report_dir=a.report_dir, seed=a.seed, device=a.device,
-              trials=a.trials, ablations=a.ablations, sweeps=sweeps, max_test_sessions=a.max_test_sessions,
-              time_budget_s=a.time_budget, epochs=a.epochs, patience=a.patience, progress=not a.no_progress,
-              threads=a.threads,
-              command="jump " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jump") else None)
+    benchmark(
+        a.data,
+        models,
+        a.json,
+        config=a.config,
+        report_dir=a.report_dir,
+        seed=a.seed,
+        device=a.device,
+        trials=a.trials,
+        ablations=a.ablations,
+        sweeps=sweeps,
+        max_test_sessions=a.max_test_sessions,
+        time_budget_s=a.time_budget,
+        epochs=a.epochs,
+        patience=a.patience,
+        progress=not a.no_progress,
+        threads=a.threads,
+        command="jump " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jump") else None,
+    )
     return 0
 
 
 def cmd_benchmark_summary(a) -> int:
     from .experiments.report import benchmark_summary
+
     names = [Path(p).parent.name for p in a.inputs] if a.names_from_dirs else a.names.split(",")
     if len(names) != len(a.inputs):
         raise ValueError(f"--names has {len(names)} names for {len(a.inputs)} inputs")
@@ -334,8 +436,10 @@ def cmd_benchmark_summary(a) -> int:
 
 def build_parser(extra=(), extra_bench=()) -> argparse.ArgumentParser:
     """The `jump` parser; `extra` / `extra_bench` add sub-commands (the stream's, from pipeline.cli)."""
-    p = argparse.ArgumentParser(prog="jump", description="JUMP: joint next-click and dwell-time prediction "
-                                "(Zhou et al., IJCAI 2018) for session streams.")
+    p = argparse.ArgumentParser(
+        prog="jump",
+        description="JUMP: joint next-click and dwell-time prediction (Zhou et al., IJCAI 2018) for session streams.",
+    )
     p.add_argument("--version", action="version", version=f"jump {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_report, _add_benchmark):
@@ -351,7 +455,7 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     t0 = time.time()
     try:
         rc = args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:   # clear one-line errors, no traceback
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # clear one-line errors, no traceback
         print(f"jump {args.command}: error: {e}", file=sys.stderr)
         return 2
     if rc == 0 and args.command not in ("bench", "sessionizer", "inference", "broker", "tail", "demo-stream"):

@@ -27,6 +27,7 @@ None), `predicts_dwell` (dwell is not None), `dwell_aware` (the dwell of the lat
 scores, so 'paper' and 'live' differ), `trainable` (trained by training.train.fit_model, else `fit`).
 Every model is built from its config dataclass, `Model(Config(n_items=..., ...))` (registry.build).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -41,21 +42,22 @@ if TYPE_CHECKING:
     from .data.dataset import SessionSet
 
 PROTOCOLS = ("paper", "live")
-MIN_DWELL_S = 0.5   # s: dwells are floored here before log tau in every dwell likelihood (tau = 0 has no log)
+MIN_DWELL_S = 0.5  # s: dwells are floored here before log tau in every dwell likelihood (tau = 0 has no log)
 
 
 @dataclass
 class SessionBatch:
     """Right-padded mini-batch of sessions: the one input type of every model."""
-    items: torch.Tensor    # (B, L) long, 0 = padding / unknown item
-    tau: torch.Tensor      # (B, L) float, censored dwell (eq. 4), 0 at padding
-    delta: torch.Tensor    # (B, L) bool, censored flag
+
+    items: torch.Tensor  # (B, L) long, 0 = padding / unknown item
+    tau: torch.Tensor  # (B, L) float, censored dwell (eq. 4), 0 at padding
+    delta: torch.Tensor  # (B, L) bool, censored flag
     lengths: torch.Tensor  # (B,) long
 
     @property
     def mask(self) -> torch.Tensor:
         L = self.items.shape[1]
-        return torch.arange(L, device=self.items.device) < self.lengths.unsqueeze(1)   # (B, L)
+        return torch.arange(L, device=self.items.device) < self.lengths.unsqueeze(1)  # (B, L)
 
     def next_positions(self) -> torch.Tensor:
         """(B, L) bool: positions j that have a next click j+1 in the same session."""
@@ -64,7 +66,7 @@ class SessionBatch:
 
     def next_targets(self) -> torch.Tensor:
         """Item of click j+1 for every next position, in `next_positions()` order.  (P,)"""
-        shifted = torch.nn.functional.pad(self.items[:, 1:], (0, 1))      # (B, L)
+        shifted = torch.nn.functional.pad(self.items[:, 1:], (0, 1))  # (B, L)
         return shifted[self.next_positions()]
 
     def log_tau(self, min_dwell: float = MIN_DWELL_S) -> torch.Tensor:
@@ -72,12 +74,15 @@ class SessionBatch:
         return torch.log(self.tau.clamp_min(min_dwell))
 
     def to(self, device) -> SessionBatch:
-        return SessionBatch(self.items.to(device), self.tau.to(device), self.delta.to(device),
-                            self.lengths.to(device))
+        return SessionBatch(self.items.to(device), self.tau.to(device), self.delta.to(device), self.lengths.to(device))
 
     @staticmethod
-    def from_sessions(items: Sequence[Sequence[int]], tau: Sequence[Sequence[float]],
-                      delta: Sequence[Sequence[int]], dtype=torch.float32) -> SessionBatch:
+    def from_sessions(
+        items: Sequence[Sequence[int]],
+        tau: Sequence[Sequence[float]],
+        delta: Sequence[Sequence[int]],
+        dtype=torch.float32,
+    ) -> SessionBatch:
         lengths = [len(s) for s in items]
         B, L = len(items), max(lengths)
         it = np.zeros((B, L), dtype=np.int64)
@@ -85,31 +90,36 @@ class SessionBatch:
         de = np.zeros((B, L), dtype=bool)
         for b, n in enumerate(lengths):
             it[b, :n], ta[b, :n], de[b, :n] = items[b], tau[b], delta[b]
-        return SessionBatch(torch.from_numpy(it), torch.from_numpy(ta).to(dtype),
-                            torch.from_numpy(de), torch.tensor(lengths, dtype=torch.long))
+        return SessionBatch(
+            torch.from_numpy(it),
+            torch.from_numpy(ta).to(dtype),
+            torch.from_numpy(de),
+            torch.tensor(lengths, dtype=torch.long),
+        )
 
 
 class Dwell(NamedTuple):
     """Dwell predictions of every click of a batch (see the module doc)."""
-    median: torch.Tensor   # (B, L) s: the point estimate
-    mu: torch.Tensor       # (B, L) log of the point estimate
-    loglik: torch.Tensor   # (B, L) censored log-likelihood of the observed (tau, delta); padding: any value
+
+    median: torch.Tensor  # (B, L) s: the point estimate
+    mu: torch.Tensor  # (B, L) log of the point estimate
+    loglik: torch.Tensor  # (B, L) censored log-likelihood of the observed (tau, delta); padding: any value
 
 
 class Prediction(NamedTuple):
-    scores: torch.Tensor | None   # (P, n_items)
+    scores: torch.Tensor | None  # (P, n_items)
     dwell: Dwell | None
 
 
 class Loss(NamedTuple):
-    loss: torch.Tensor    # scalar, what is backpropagated
-    loss_sum: float       # the summed per-click loss of the batch (per-click figures of the history)
-    parts: dict           # model-specific detached terms (diagnostics, tests)
+    loss: torch.Tensor  # scalar, what is backpropagated
+    loss_sum: float  # the summed per-click loss of the batch (per-click figures of the history)
+    parts: dict  # model-specific detached terms (diagnostics, tests)
 
 
 class TrainStep(NamedTuple):
-    loss: torch.Tensor    # scalar, backpropagated by the training loop
-    clicks: int           # clicks (or targets) this step trained on
+    loss: torch.Tensor  # scalar, backpropagated by the training loop
+    clicks: int  # clicks (or targets) this step trained on
     loss_sum: float
 
 
@@ -121,12 +131,13 @@ def check_protocol(protocol: str) -> None:
 @runtime_checkable
 class SessionModel(Protocol):
     """What JUMP and every baseline implement (see the module doc for shapes and semantics)."""
-    name: ClassVar[str]              # registry family name ("jump", "gru4rec", ...)
+
+    name: ClassVar[str]  # registry family name ("jump", "gru4rec", ...)
     ranks_clicks: ClassVar[bool]
     predicts_dwell: ClassVar[bool]
     dwell_aware: ClassVar[bool]
     trainable: ClassVar[bool]
-    config: Any                      # the config dataclass the model was built from
+    config: Any  # the config dataclass the model was built from
 
     @property
     def device(self) -> torch.device: ...
@@ -138,6 +149,7 @@ class SessionModel(Protocol):
 
 class NeuralModel(nn.Module):
     """Base of the gradient-trained models: `calculate_loss` per batch, `train_steps` per epoch."""
+
     trainable: ClassVar[bool] = True
     dwell_aware: ClassVar[bool] = False
 
@@ -160,6 +172,7 @@ class NeuralModel(nn.Module):
 
 class FittedModel:
     """Base of the closed-form models: `fit(train)` once; they live on the CPU and have no train mode."""
+
     trainable: ClassVar[bool] = False
     dwell_aware: ClassVar[bool] = False
     device = torch.device("cpu")
@@ -169,4 +182,3 @@ class FittedModel:
 
     def eval(self) -> FittedModel:
         return self
-

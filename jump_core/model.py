@@ -29,6 +29,7 @@ Documented choices where the paper is silent or ambiguous (tested in tests/unit/
     `Jump.live_context` computes that in one extra fast-slow step per position.
 Item index 0 is padding / unknown item: its embedding rows are zero and it is never ranked.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,19 +46,19 @@ from .sessions import C1_DEFAULT, C2_DEFAULT
 
 @dataclass
 class JumpConfig:
-    n_items: int                 # catalogue size including index 0 (padding / unknown)
-    dim: int = 100               # d: item, time and hidden dimension (§5.2)
-    c1: float = C1_DEFAULT       # s, censoring threshold of eq. 4 (2000, §5.2)
-    c2: float = C2_DEFAULT       # s, dwell of a session's last click, eq. 4 (30, §5.2)
-    z: float = 60.0              # s, fast-step scale of eq. 14 (not given by the paper)
-    max_fast_steps: int = 8      # cap on ceil(tau / z)
-    sigma: float = 10.0          # log-dwell standard deviation, eq. 10 (§5.2)
-    min_dwell: float = MIN_DWELL_S   # s, floor before log tau in the likelihood (tau = 0 has no log)
+    n_items: int  # catalogue size including index 0 (padding / unknown)
+    dim: int = 100  # d: item, time and hidden dimension (§5.2)
+    c1: float = C1_DEFAULT  # s, censoring threshold of eq. 4 (2000, §5.2)
+    c2: float = C2_DEFAULT  # s, dwell of a session's last click, eq. 4 (30, §5.2)
+    z: float = 60.0  # s, fast-step scale of eq. 14 (not given by the paper)
+    max_fast_steps: int = 8  # cap on ceil(tau / z)
+    sigma: float = 10.0  # log-dwell standard deviation, eq. 10 (§5.2)
+    min_dwell: float = MIN_DWELL_S  # s, floor before log tau in the likelihood (tau = 0 has no log)
     # Ablations (jump benchmark --ablations); the defaults are the paper's model.
     recurrent: str = "fast_slow"  # "fast_slow" (eq. 14), "rh" (one RH-MI cell per click), "gru" (a GRU cell)
-    attention: bool = True        # eq. 12-13; False: v_k = h_k
-    time_embedding: bool = True   # eq. 16's T[floor(tau)]; False: V[i] only (tau still sets n_j)
-    dwell_loss: bool = True       # eq. 17's dwell term; False: clicks only (the dwell head is not trained)
+    attention: bool = True  # eq. 12-13; False: v_k = h_k
+    time_embedding: bool = True  # eq. 16's T[floor(tau)]; False: V[i] only (tau still sets n_j)
+    dwell_loss: bool = True  # eq. 17's dwell term; False: clicks only (the dwell head is not trained)
     dwell_head: str = "per_item"  # eq. 11's W[i], b[i]; "shared": one W, b for every item
     # Not in the paper (an investigation knob of docs/RESULTS.md, off by default): during training,
     # feed each click's dwell to the network as the live rule's (c2, censored) with this probability,
@@ -79,19 +80,24 @@ class JumpConfig:
     @property
     def time_rows(self) -> int:  # rows of T: floor(tau) for tau in [0, max(c1, c2)] (or its log buckets)
         top = max(self.c1, self.c2)
-        return int(math.floor(top)) + 1 if self.time_buckets == "second" else 2 + int(math.floor(2 * math.log2(max(top, 1.0))))
+        return (
+            int(math.floor(top)) + 1
+            if self.time_buckets == "second"
+            else 2 + int(math.floor(2 * math.log2(max(top, 1.0))))
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def censored_lognormal_loglik(log_tau: torch.Tensor, delta: torch.Tensor, mu: torch.Tensor,
-                              sigma: float) -> torch.Tensor:
+def censored_lognormal_loglik(
+    log_tau: torch.Tensor, delta: torch.Tensor, mu: torch.Tensor, sigma: float
+) -> torch.Tensor:
     """log P(log T | mu) of eq. 10: normal log-density if observed, log survival if censored."""
-    zscore = (log_tau - mu) / sigma                                        # (...)
+    zscore = (log_tau - mu) / sigma  # (...)
     observed = -0.5 * zscore**2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
-    censored = torch.special.log_ndtr(-zscore)                             # log(1 - Psi(z))
-    return torch.where(delta.bool(), censored, observed)                   # (...)
+    censored = torch.special.log_ndtr(-zscore)  # log(1 - Psi(z))
+    return torch.where(delta.bool(), censored, observed)  # (...)
 
 
 def lognormal_dwell(batch: SessionBatch, mu: torch.Tensor, sigma: float, min_dwell: float = MIN_DWELL_S) -> Dwell:
@@ -110,50 +116,50 @@ class RHMICell(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.input_proj = nn.Linear(dim, 2 * dim, bias=False)   # [Wc; Wg]
-        self.state_proj = nn.Linear(dim, 2 * dim, bias=False)   # [Uc; Ug]
-        self.alpha = nn.Parameter(torch.ones(dim))    # multiplicative gate
-        self.beta = nn.Parameter(torch.ones(dim))     # linear gate on the input
-        self.gamma = nn.Parameter(torch.ones(dim))    # linear gate on the state
+        self.input_proj = nn.Linear(dim, 2 * dim, bias=False)  # [Wc; Wg]
+        self.state_proj = nn.Linear(dim, 2 * dim, bias=False)  # [Uc; Ug]
+        self.alpha = nn.Parameter(torch.ones(dim))  # multiplicative gate
+        self.beta = nn.Parameter(torch.ones(dim))  # linear gate on the input
+        self.gamma = nn.Parameter(torch.ones(dim))  # linear gate on the state
         self.cand_bias = nn.Parameter(torch.zeros(dim))
         self.gate_bias = nn.Parameter(torch.full((dim,), -1.0))
 
-    def forward(self, h: torch.Tensor, x: torch.Tensor | None = None,
-                x_proj: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, x: torch.Tensor | None = None, x_proj: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """h (N, d); x (N, d) or None; x_proj (N, 2d) = input_proj(x) when precomputed."""
-        uc, ug = self.state_proj(h).chunk(2, dim=-1)                       # (N, d), (N, d)
+        uc, ug = self.state_proj(h).chunk(2, dim=-1)  # (N, d), (N, d)
         if x is None and x_proj is None:
-            m = self.gamma * uc + self.cand_bias                           # (N, d)
-            g = torch.sigmoid(ug + self.gate_bias)                         # (N, d)
+            m = self.gamma * uc + self.cand_bias  # (N, d)
+            g = torch.sigmoid(ug + self.gate_bias)  # (N, d)
         else:
             wc, wg = (self.input_proj(x) if x_proj is None else x_proj).chunk(2, dim=-1)
             m = self.alpha * wc * uc + self.beta * wc + self.gamma * uc + self.cand_bias
-            g = torch.sigmoid(wg + ug + self.gate_bias)                    # (N, d)
-        return (1 - g) * h + g * torch.tanh(m)                             # (N, d)
+            g = torch.sigmoid(wg + ug + self.gate_bias)  # (N, d)
+        return (1 - g) * h + g * torch.tanh(m)  # (N, d)
 
 
 class RecurrentLayer(nn.Module):
     """The loop over clicks shared by the fast-slow layer and its ablations (`project` + `step`)."""
 
-    def forward(self, x: torch.Tensor, n_fast: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, n_fast: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, d), n_fast (B, L), mask (B, L) -> outputs h (B, L, d), slow states (B, L, d).
 
         Right-padded batches: a padded position never updates the carried states, so every
         valid output is independent of padding and of the other sequences in the batch.
         """
         B, L, d = x.shape
-        x_proj = self.project(x)                                           # (B, L, 2d), once for all steps
-        fast = x.new_zeros(B, d)                                           # (B, d)
-        slow = x.new_zeros(B, d)                                           # (B, d)
+        x_proj = self.project(x)  # (B, L, 2d), once for all steps
+        fast = x.new_zeros(B, d)  # (B, d)
+        slow = x.new_zeros(B, d)  # (B, d)
         outs, slows = [], []
         for j in range(L):
-            f, s = self.step(fast, slow, x_proj[:, j], n_fast[:, j])       # (B, d), (B, d)
-            valid = mask[:, j].unsqueeze(-1)                               # (B, 1)
+            f, s = self.step(fast, slow, x_proj[:, j], n_fast[:, j])  # (B, d), (B, d)
+            valid = mask[:, j].unsqueeze(-1)  # (B, 1)
             fast, slow = torch.where(valid, f, fast), torch.where(valid, s, slow)
             outs.append(fast)
             slows.append(slow)
-        return torch.stack(outs, 1), torch.stack(slows, 1)                 # (B, L, d) x2
+        return torch.stack(outs, 1), torch.stack(slows, 1)  # (B, L, d) x2
 
 
 class FastSlowLayer(RecurrentLayer):
@@ -168,17 +174,19 @@ class FastSlowLayer(RecurrentLayer):
         """The input projection of the first fast cell, computed once per click.  (..., d) -> (..., 2d)"""
         return self.fast_cell.input_proj(x)
 
-    def step(self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor,
-             n_fast: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor, n_fast: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One click for N sequences: fast/slow (N, d) states, x_proj (N, 2d), n_fast (N,) >= 1."""
-        f = self.fast_cell(fast, x_proj=x_proj)                            # h_0^F (N, d)
-        slow = self.slow_cell(slow, f)                                     # h_j^S (N, d)
-        f = self.fast_cell(f, slow)                                        # h_1^F (N, d)
+        f = self.fast_cell(fast, x_proj=x_proj)  # h_0^F (N, d)
+        slow = self.slow_cell(slow, f)  # h_j^S (N, d)
+        f = self.fast_cell(f, slow)  # h_1^F (N, d)
         # The ceil(tau/z) fast-step loop: sequences with fewer steps keep their state, so a batch
         # runs max(n_fast) steps and every sequence gets exactly its own n_j.
         for k in range(2, int(n_fast.max()) + 1):
-            f = torch.where((n_fast >= k).unsqueeze(-1), self.fast_cell(f), f)   # h_k^F (N, d)
+            f = torch.where((n_fast >= k).unsqueeze(-1), self.fast_cell(f), f)  # h_k^F (N, d)
         return f, slow
+
 
 class RHLayer(RecurrentLayer):
     """Ablation: one RH-MI cell step per click, no fast-slow structure (the slow state stays 0)."""
@@ -188,10 +196,10 @@ class RHLayer(RecurrentLayer):
         self.cell = RHMICell(dim)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cell.input_proj(x)                                     # (..., 2d)
+        return self.cell.input_proj(x)  # (..., 2d)
 
     def step(self, fast, slow, x_proj, n_fast):
-        return self.cell(fast, x_proj=x_proj), slow                        # (N, d), (N, d)
+        return self.cell(fast, x_proj=x_proj), slow  # (N, d), (N, d)
 
 
 class GRULayer(RecurrentLayer):
@@ -202,10 +210,10 @@ class GRULayer(RecurrentLayer):
         self.cell = nn.GRUCell(dim, dim)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        return x                                                           # (..., d): the GRU projects itself
+        return x  # (..., d): the GRU projects itself
 
     def step(self, fast, slow, x_proj, n_fast):
-        return self.cell(x_proj, fast), slow                               # (N, d), (N, d)
+        return self.cell(x_proj, fast), slow  # (N, d), (N, d)
 
 
 RECURRENT_LAYERS = {"fast_slow": FastSlowLayer, "rh": RHLayer, "gru": GRULayer}
@@ -219,27 +227,29 @@ def attend(query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor, include_
     the live representation attends over h_1..h_{j-1} and its own h'_j.  -> (B, Q, d)
     """
     scale = math.sqrt(query.shape[-1])
-    scores = (query @ keys.transpose(-1, -2) / scale).masked_fill(~mask, float("-inf"))   # (B, Q, K)
+    scores = (query @ keys.transpose(-1, -2) / scale).masked_fill(~mask, float("-inf"))  # (B, Q, K)
     if not include_query:
-        return scores.softmax(dim=-1) @ keys                                              # (B, Q, d)
-    own = (query * query).sum(-1, keepdim=True) / scale                                  # (B, Q, 1)
-    weights = torch.cat([scores, own], dim=-1).softmax(dim=-1)                           # (B, Q, K + 1)
-    return weights[..., :-1] @ keys + weights[..., -1:] * query                          # (B, Q, d)
+        return scores.softmax(dim=-1) @ keys  # (B, Q, d)
+    own = (query * query).sum(-1, keepdim=True) / scale  # (B, Q, 1)
+    weights = torch.cat([scores, own], dim=-1).softmax(dim=-1)  # (B, Q, K + 1)
+    return weights[..., :-1] @ keys + weights[..., -1:] * query  # (B, Q, d)
 
 
 class LiveState(NamedTuple):
     """Sessions after their first j clicks, every dwell known: what `Jump.live_step` continues from."""
-    fast: torch.Tensor     # (B, d) fast-slow output h_j
-    slow: torch.Tensor     # (B, d) slow state
-    memory: torch.Tensor   # (B, M, d) outputs h_1..h_j, right-padded (the attention keys of eq. 12)
-    length: torch.Tensor   # (B,) j
+
+    fast: torch.Tensor  # (B, d) fast-slow output h_j
+    slow: torch.Tensor  # (B, d) slow state
+    memory: torch.Tensor  # (B, M, d) outputs h_1..h_j, right-padded (the attention keys of eq. 12)
+    length: torch.Tensor  # (B,) j
 
 
 class LivePrediction(NamedTuple):
     """What the stream emits at a click n whose own dwell is still unknown (the live rule)."""
-    scores: torch.Tensor   # (R, n_items) next click, column 0 -inf
-    median: torch.Tensor   # (R,) s, predicted dwell on click n: exp(mu)
-    mu: torch.Tensor       # (R,)
+
+    scores: torch.Tensor  # (R, n_items) next click, column 0 -inf
+    median: torch.Tensor  # (R,) s, predicted dwell on click n: exp(mu)
+    mu: torch.Tensor  # (R,)
 
 
 class Jump(NeuralModel):
@@ -250,20 +260,21 @@ class Jump(NeuralModel):
     `live_predict` (any clicks of a padded batch, from scratch) and `live_step` (one more click per
     session from a `LiveState`); both equal `predict(..., 'live')` on the same prefix (tested).
     """
+
     name = "jump"
     ranks_clicks = predicts_dwell = dwell_aware = True
 
     def __init__(self, config: JumpConfig):
         super().__init__()
         self.config = c = config
-        self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)      # V (eq. 9, 16)
-        self.time_emb = nn.Embedding(c.time_rows, c.dim)                   # T (eq. 16)
-        self.emb_norm = nn.BatchNorm1d(c.dim)                              # eq. 16
-        self.fast_slow = RECURRENT_LAYERS[c.recurrent](c.dim)              # eq. 14-15 (unless ablated)
-        self.start_feature = nn.Parameter(torch.zeros(c.dim))              # v(S_0)
+        self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)  # V (eq. 9, 16)
+        self.time_emb = nn.Embedding(c.time_rows, c.dim)  # T (eq. 16)
+        self.emb_norm = nn.BatchNorm1d(c.dim)  # eq. 16
+        self.fast_slow = RECURRENT_LAYERS[c.recurrent](c.dim)  # eq. 14-15 (unless ablated)
+        self.start_feature = nn.Parameter(torch.zeros(c.dim))  # v(S_0)
         dwell_rows, pad = (c.n_items, 0) if c.dwell_head == "per_item" else (1, None)
-        self.dwell_weight = nn.Embedding(dwell_rows, c.dim, padding_idx=pad)   # W (eq. 11)
-        self.dwell_bias = nn.Embedding(dwell_rows, 1, padding_idx=pad)         # b (eq. 11)
+        self.dwell_weight = nn.Embedding(dwell_rows, c.dim, padding_idx=pad)  # W (eq. 11)
+        self.dwell_bias = nn.Embedding(dwell_rows, 1, padding_idx=pad)  # b (eq. 11)
         nn.init.normal_(self.item_emb.weight, std=0.1)
         nn.init.normal_(self.time_emb.weight, std=0.1)
         nn.init.zeros_(self.dwell_weight.weight)
@@ -293,11 +304,11 @@ class Jump(NeuralModel):
 
         Batch statistics use valid positions only, so padding cannot change any output.
         """
-        x = self.item_emb(items)                                           # (B, L, d)
+        x = self.item_emb(items)  # (B, L, d)
         if self.config.time_embedding:
-            x = x + self.time_emb(self.time_row(tau))                      # (B, L, d)
-        out = torch.zeros_like(x)                                          # (B, L, d)
-        out[mask] = self.emb_norm(x[mask])                                 # (n_valid, d)
+            x = x + self.time_emb(self.time_row(tau))  # (B, L, d)
+        out = torch.zeros_like(x)  # (B, L, d)
+        out[mask] = self.emb_norm(x[mask])  # (n_valid, d)
         return out
 
     def features(self, batch: SessionBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -305,15 +316,22 @@ class Jump(NeuralModel):
 
         Returns v (B, L, d), fast-slow outputs h (B, L, d), slow states (B, L, d).
         """
-        x = self.embed(batch.items, batch.tau, batch.mask)                 # (B, L, d)
-        h, slow = self.fast_slow(x, self.n_fast(batch.tau), batch.mask)    # (B, L, d) x2
+        x = self.embed(batch.items, batch.tau, batch.mask)  # (B, L, d)
+        h, slow = self.fast_slow(x, self.n_fast(batch.tau), batch.mask)  # (B, L, d) x2
         if not self.config.attention:
             return h, h, slow
-        causal = torch.ones(h.shape[1], h.shape[1], dtype=torch.bool, device=h.device).tril()   # key i <= query k
-        return attend(h, h, causal), h, slow                               # v (B, L, d)
+        causal = torch.ones(h.shape[1], h.shape[1], dtype=torch.bool, device=h.device).tril()  # key i <= query k
+        return attend(h, h, causal), h, slow  # v (B, L, d)
 
-    def live_context(self, fast: torch.Tensor, slow: torch.Tensor, items: torch.Tensor, valid: torch.Tensor,
-                     memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+    def live_context(
+        self,
+        fast: torch.Tensor,
+        slow: torch.Tensor,
+        items: torch.Tensor,
+        valid: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+    ) -> torch.Tensor:
         """The live rule: features v'_j of clicks j whose own dwell is unknown.
 
         Click j is embedded as (tau = c2, censored) -- how every session's last click looks in
@@ -323,29 +341,30 @@ class Jump(NeuralModel):
         """
         c = self.config
         B, Q, d = fast.shape
-        tau = torch.full(items.shape, c.c2, dtype=fast.dtype, device=fast.device)   # (B, Q)
-        x_proj = self.fast_slow.project(self.embed(items, tau, valid))     # (B, Q, 2d)
-        live_h, _ = self.fast_slow.step(fast.reshape(B * Q, d), slow.reshape(B * Q, d), x_proj.reshape(B * Q, -1),
-                                        self.n_fast(tau).reshape(B * Q))
-        live_h = live_h.view(B, Q, d)                                      # (B, Q, d)
+        tau = torch.full(items.shape, c.c2, dtype=fast.dtype, device=fast.device)  # (B, Q)
+        x_proj = self.fast_slow.project(self.embed(items, tau, valid))  # (B, Q, 2d)
+        live_h, _ = self.fast_slow.step(
+            fast.reshape(B * Q, d), slow.reshape(B * Q, d), x_proj.reshape(B * Q, -1), self.n_fast(tau).reshape(B * Q)
+        )
+        live_h = live_h.view(B, Q, d)  # (B, Q, d)
         return attend(live_h, memory, memory_mask, include_query=True) if c.attention else live_h
 
     def live_features(self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor) -> torch.Tensor:
         """`live_context` at every position j of a batch, from its paper-protocol states.  -> (B, L, d)"""
         L = h.shape[1]
-        prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]                          # (B, L, d) state after j-1
-        prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]                       # (B, L, d)
-        past = torch.ones(L, L, dtype=torch.bool, device=h.device).tril(-1)   # key i < query j
+        prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]  # (B, L, d) state after j-1
+        prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]  # (B, L, d)
+        past = torch.ones(L, L, dtype=torch.bool, device=h.device).tril(-1)  # key i < query j
         return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past)
 
     def context(self, v: torch.Tensor) -> torch.Tensor:
         """v(S_{k-1}) for every click k: [v(S_0), v_1, ..., v_{L-1}].  (B, L, d) -> (B, L, d)."""
-        start = self.start_feature.expand(v.shape[0], 1, -1)               # (B, 1, d)
-        return torch.cat([start, v[:, :-1]], dim=1)                        # (B, L, d)
+        start = self.start_feature.expand(v.shape[0], 1, -1)  # (B, 1, d)
+        return torch.cat([start, v[:, :-1]], dim=1)  # (B, L, d)
 
     def click_logits(self, v: torch.Tensor) -> torch.Tensor:
         """Eq. 9 with V tied to the input embedding; index 0 is never a candidate.  (..., n_items)."""
-        logits = v @ self.item_emb.weight.t()                              # (..., n_items)
+        logits = v @ self.item_emb.weight.t()  # (..., n_items)
         logits[..., 0] = float("-inf")
         return logits
 
@@ -355,7 +374,7 @@ class Jump(NeuralModel):
 
     def dwell_mu(self, ctx: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Eq. 11: mu = W[i] . v(S_{k-1}) + b[i].  ctx (B, L, d), items (B, L) -> (B, L)."""
-        rows = self.dwell_rows(items)                                      # (B, L)
+        rows = self.dwell_rows(items)  # (B, L)
         return (self.dwell_weight(rows) * ctx).sum(-1) + self.dwell_bias(rows).squeeze(-1)
 
     # -- the model contract ----------------------------------------------------------------------
@@ -364,18 +383,24 @@ class Jump(NeuralModel):
         c = self.config
         inputs = batch
         if self.training and c.live_censor_p > 0:
-            hide = torch.rand(batch.tau.shape, device=batch.tau.device) < c.live_censor_p        # (B, L)
-            inputs = SessionBatch(batch.items, torch.where(hide, torch.full_like(batch.tau, c.c2), batch.tau),
-                                  batch.delta | hide, batch.lengths)
-        v, _, _ = self.features(inputs)                                    # (B, L, d)
-        ctx = self.context(v)                                              # (B, L, d)
-        m = batch.mask                                                     # (B, L)
+            hide = torch.rand(batch.tau.shape, device=batch.tau.device) < c.live_censor_p  # (B, L)
+            inputs = SessionBatch(
+                batch.items,
+                torch.where(hide, torch.full_like(batch.tau, c.c2), batch.tau),
+                batch.delta | hide,
+                batch.lengths,
+            )
+        v, _, _ = self.features(inputs)  # (B, L, d)
+        ctx = self.context(v)  # (B, L, d)
+        m = batch.mask  # (B, L)
         click_ll = -F.cross_entropy(self.click_logits(ctx[m]), batch.items[m], reduction="none")
-        dwell_ll = censored_lognormal_loglik(batch.log_tau(c.min_dwell)[m], batch.delta[m],
-                                             self.dwell_mu(ctx, batch.items)[m], c.sigma)   # (n_valid,)
+        dwell_ll = censored_lognormal_loglik(
+            batch.log_tau(c.min_dwell)[m], batch.delta[m], self.dwell_mu(ctx, batch.items)[m], c.sigma
+        )  # (n_valid,)
         nll = -(click_ll.sum() + dwell_ll.sum()) if c.dwell_loss else -click_ll.sum()
-        return Loss(nll / batch.items.shape[0], nll.item(),
-                    {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach()})
+        return Loss(
+            nll / batch.items.shape[0], nll.item(), {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach()}
+        )
 
     @torch.no_grad()
     def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
@@ -386,27 +411,36 @@ class Jump(NeuralModel):
         """
         check_protocol(protocol)
         c = self.config
-        v, h, slow = self.features(batch)                                  # (B, L, d)
-        mu = self.dwell_mu(self.context(v), batch.items)                   # (B, L)
+        v, h, slow = self.features(batch)  # (B, L, d)
+        mu = self.dwell_mu(self.context(v), batch.items)  # (B, L)
         if protocol == "live":
-            v = self.live_features(batch, h, slow)                         # (B, L, d)
-        return Prediction(self.click_logits(v[batch.next_positions()]), lognormal_dwell(batch, mu, c.sigma, c.min_dwell))
+            v = self.live_features(batch, h, slow)  # (B, L, d)
+        return Prediction(
+            self.click_logits(v[batch.next_positions()]), lognormal_dwell(batch, mu, c.sigma, c.min_dwell)
+        )
 
     # -- the stream's serving path (live rule) ----------------------------------------------------
     @torch.no_grad()
-    def live_predict(self, batch: SessionBatch, rows: torch.Tensor, clicks: torch.Tensor
-                     ) -> tuple[LivePrediction, torch.Tensor, torch.Tensor]:
+    def live_predict(
+        self, batch: SessionBatch, rows: torch.Tensor, clicks: torch.Tensor
+    ) -> tuple[LivePrediction, torch.Tensor, torch.Tensor]:
         """What the stream emits at click clicks[r] (0-based) of session rows[r], seeing only the clicks
         up to it: the `predict(..., 'live')` row of that click and its dwell. Also returns the
         fast-slow outputs h and slow states (B, L, d), from which `live_step` continues a session."""
-        v, h, slow = self.features(batch)                                  # (B, L, d)
-        mu = self.dwell_mu(self.context(v), batch.items)[rows, clicks]     # (R,)
-        live = self.live_features(batch, h, slow)[rows, clicks]            # (R, d)
+        v, h, slow = self.features(batch)  # (B, L, d)
+        mu = self.dwell_mu(self.context(v), batch.items)[rows, clicks]  # (R,)
+        live = self.live_features(batch, h, slow)[rows, clicks]  # (R, d)
         return LivePrediction(self.click_logits(live), torch.exp(mu), mu), h, slow
 
     @torch.no_grad()
-    def live_step(self, state: LiveState, prev_items: torch.Tensor, prev_tau: torch.Tensor, has_prev: torch.Tensor,
-                  items: torch.Tensor) -> tuple[LivePrediction, LiveState]:
+    def live_step(
+        self,
+        state: LiveState,
+        prev_items: torch.Tensor,
+        prev_tau: torch.Tensor,
+        has_prev: torch.Tensor,
+        items: torch.Tensor,
+    ) -> tuple[LivePrediction, LiveState]:
         """`live_predict` for one more click n per session, from its cached state (the stream's fast path).
 
         When click n arrives the dwell of click n-1 becomes known: rows with has_prev (B,) first consume
@@ -416,19 +450,20 @@ class Jump(NeuralModel):
         c = self.config
         fast, slow, memory, length = state
         B, d = fast.shape
-        x = self.embed(prev_items[:, None], prev_tau[:, None], has_prev[:, None])[:, 0]   # (B, d)
+        x = self.embed(prev_items[:, None], prev_tau[:, None], has_prev[:, None])[:, 0]  # (B, d)
         f, s = self.fast_slow.step(fast, slow, self.fast_slow.project(x), self.n_fast(prev_tau))
-        fast = torch.where(has_prev[:, None], f, fast)                     # (B, d)
-        slow = torch.where(has_prev[:, None], s, slow)                     # (B, d)
+        fast = torch.where(has_prev[:, None], f, fast)  # (B, d)
+        slow = torch.where(has_prev[:, None], s, slow)  # (B, d)
         rows = torch.arange(B, device=fast.device)
-        memory = torch.cat([memory, memory.new_zeros(B, 1, d)], dim=1)     # (B, M+1, d)
+        memory = torch.cat([memory, memory.new_zeros(B, 1, d)], dim=1)  # (B, M+1, d)
         memory[rows[has_prev], length[has_prev]] = fast[has_prev]
-        length = length + has_prev.long()                                  # (B,)
-        keys = (torch.arange(memory.shape[1], device=fast.device) < length[:, None])[:, None]   # (B, 1, M+1)
+        length = length + has_prev.long()  # (B,)
+        keys = (torch.arange(memory.shape[1], device=fast.device) < length[:, None])[:, None]  # (B, 1, M+1)
         # v_{n-1} (eq. 12-13): the latest output attends over h_1..h_{n-1}; v(S_0) before any click
-        v = attend(fast[:, None], memory, keys)[:, 0] if c.attention else fast                 # (B, d)
+        v = attend(fast[:, None], memory, keys)[:, 0] if c.attention else fast  # (B, d)
         v = torch.where((length > 0)[:, None], v, self.start_feature.expand(B, d))
-        mu = self.dwell_mu(v[:, None], items[:, None])[:, 0]               # (B,)
-        live = self.live_context(fast[:, None], slow[:, None], items[:, None], torch.ones_like(has_prev)[:, None],
-                                 memory, keys)[:, 0]                       # (B, d)
+        mu = self.dwell_mu(v[:, None], items[:, None])[:, 0]  # (B,)
+        live = self.live_context(
+            fast[:, None], slow[:, None], items[:, None], torch.ones_like(has_prev)[:, None], memory, keys
+        )[:, 0]  # (B, d)
         return LivePrediction(self.click_logits(live), torch.exp(mu), mu), LiveState(fast, slow, memory, length)

@@ -5,6 +5,7 @@ trainer (the checkpoint loader builds `Jump(JumpConfig(...))` from the saved con
 A registry name is a model class plus the config fields that define the variant (e.g. GRU4Rec with
 the cross-entropy or the BPR-max loss); the class declares the contract's capabilities.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -22,17 +23,21 @@ from .model import Jump, JumpConfig
 
 @dataclass(frozen=True)
 class ModelSpec:
-    model: type                  # implements contract.SessionModel
-    config: type                 # its config dataclass (first field: n_items)
-    label: str                   # the row label of the tables (the paper's name in brackets)
-    fixed: dict = field(default_factory=dict)   # config fields that define the variant
+    model: type  # implements contract.SessionModel
+    config: type  # its config dataclass (first field: n_items)
+    label: str  # the row label of the tables (the paper's name in brackets)
+    fixed: dict = field(default_factory=dict)  # config fields that define the variant
 
 
 MODELS: dict[str, ModelSpec] = {
     "jump": ModelSpec(Jump, JumpConfig, "JUMP"),
     # Two changes the paper does not make, found by docs/RESULTS.md's investigation (JumpConfig documents them).
-    "jump_variant": ModelSpec(Jump, JumpConfig, "JUMP variant: log-scale time rows, live-censored training (ours)",
-                              {"time_buckets": "log", "live_censor_p": 0.3}),
+    "jump_variant": ModelSpec(
+        Jump,
+        JumpConfig,
+        "JUMP variant: log-scale time rows, live-censored training (ours)",
+        {"time_buckets": "log", "live_censor_p": 0.3},
+    ),
     "pop": ModelSpec(Popularity, PopularityConfig, "POP (+ global median dwell)"),
     "sknn": ModelSpec(SessionKNN, SessionKNNConfig, "SKNN"),
     "vsknn": ModelSpec(VSKNN, VSKNNConfig, "V-SKNN"),
@@ -45,7 +50,7 @@ MODELS: dict[str, ModelSpec] = {
     "item_lognormal": ModelSpec(ItemLogNormalDwell, ItemLogNormalDwellConfig, "per-item censored log-normal dwell"),
 }
 ALL_MODELS = tuple(MODELS)
-ALIASES = {"gru4rec": ("gru4rec_ce", "gru4rec_bprmax"), "knn": ("sknn", "vsknn")}   # --models shorthands
+ALIASES = {"gru4rec": ("gru4rec_ce", "gru4rec_bprmax"), "knn": ("sknn", "vsknn")}  # --models shorthands
 
 
 def expand_models(names: list[str]) -> list[str]:

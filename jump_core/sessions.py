@@ -5,6 +5,7 @@ the stream's sessionizer, so train and serve cannot drift apart. Every function 
 floats/lists (one click or one session, as the stream has them) or numpy arrays (millions of
 clicks, as `jump prepare` has them) and applies the same rule elementwise.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 C1_DEFAULT = 2000.0  # s: users do not lose attention within c1 seconds of a click (§3.2, §5.2)
-C2_DEFAULT = 30.0    # s: the dwell of a session's last click is at least c2 (§3.2, §5.2)
+C2_DEFAULT = 30.0  # s: the dwell of a session's last click is at least c2 (§3.2, §5.2)
 REDDIT_GAP = 3600.0  # s: REDDIT sessions are split by one hour of inactivity (§5.1)
 
 
@@ -66,8 +67,9 @@ def censor_gap(gap, c1: float = C1_DEFAULT):
     return tau, delta
 
 
-def censor(ts: Sequence[float], offsets: Sequence[int] | None = None, c1: float = C1_DEFAULT,
-           c2: float = C2_DEFAULT) -> tuple[np.ndarray, np.ndarray]:
+def censor(
+    ts: Sequence[float], offsets: Sequence[int] | None = None, c1: float = C1_DEFAULT, c2: float = C2_DEFAULT
+) -> tuple[np.ndarray, np.ndarray]:
     """Censored dwell tuples (tau_k, delta_k) of eq. 4 for every click.
 
     `ts` holds the time-sorted clicks of one session, or of many sessions laid end to end with

@@ -7,6 +7,7 @@ a consumed record (topic, partition, offset, key, value, timestamp) as the runti
 inference and trainer cores, which never see a Kafka client's record type (the sessionizer core
 has its own `Message`, whose topic is an index).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,31 +21,110 @@ SCHEMA = 1
 #: fields of every record the stream writes (name -> required fields, in wire order)
 RECORDS: dict[str, tuple[str, ...]] = {
     "click": ("schema", "user", "session", "item", "ts", "event_id"),
-    "request": ("schema", "session_key", "session_id", "position", "items", "ts", "event_ts", "ingest_ts",
-                "partition"),
-    "prediction": ("schema", "session_key", "session_id", "position", "item", "item_known", "dwell_s",
-                   "top_items", "top_scores", "model_version", "event_ts", "ingest_ts", "emit_ts"),
-    "training_log": ("schema", "session_key", "session_id", "start_ts", "end_ts", "n_clicks", "items", "ts",
-                     "tau", "delta", "close_reason"),
-    "dead_letter": ("schema", "reason", "detail", "source_topic", "source_partition", "source_offset", "key",
-                    "value", "dead_ts"),
+    "request": ("schema", "session_key", "session_id", "position", "items", "ts", "event_ts", "ingest_ts", "partition"),
+    "prediction": (
+        "schema",
+        "session_key",
+        "session_id",
+        "position",
+        "item",
+        "item_known",
+        "dwell_s",
+        "top_items",
+        "top_scores",
+        "model_version",
+        "event_ts",
+        "ingest_ts",
+        "emit_ts",
+    ),
+    "training_log": (
+        "schema",
+        "session_key",
+        "session_id",
+        "start_ts",
+        "end_ts",
+        "n_clicks",
+        "items",
+        "ts",
+        "tau",
+        "delta",
+        "close_reason",
+    ),
+    "dead_letter": (
+        "schema",
+        "reason",
+        "detail",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "key",
+        "value",
+        "dead_ts",
+    ),
     "tick": ("schema", "tick", "wall_ts"),
-    "model_update": ("schema", "version", "seq", "path", "file_sha256", "state_sha256", "vocab_sha256", "n_items",
-                     "config_sha256", "parent_version", "created_ts", "sessions_used", "recall20", "mrr20",
-                     "dwell_mae_s"),
-    "training_metrics": ("schema", "run_id", "started_ts", "finished_ts", "duration_s", "mode", "trigger", "result",
-                         "reason", "candidate_version", "serving_version", "sessions_window", "sessions_train",
-                         "sessions_holdout", "clicks_train", "n_items", "new_items", "epochs", "train_loss",
-                         "candidate_recall20", "candidate_mrr20", "candidate_dwell_mae_s", "serving_recall20",
-                         "serving_mrr20", "serving_dwell_mae_s"),
+    "model_update": (
+        "schema",
+        "version",
+        "seq",
+        "path",
+        "file_sha256",
+        "state_sha256",
+        "vocab_sha256",
+        "n_items",
+        "config_sha256",
+        "parent_version",
+        "created_ts",
+        "sessions_used",
+        "recall20",
+        "mrr20",
+        "dwell_mae_s",
+    ),
+    "training_metrics": (
+        "schema",
+        "run_id",
+        "started_ts",
+        "finished_ts",
+        "duration_s",
+        "mode",
+        "trigger",
+        "result",
+        "reason",
+        "candidate_version",
+        "serving_version",
+        "sessions_window",
+        "sessions_train",
+        "sessions_holdout",
+        "clicks_train",
+        "n_items",
+        "new_items",
+        "epochs",
+        "train_loss",
+        "candidate_recall20",
+        "candidate_mrr20",
+        "candidate_dwell_mae_s",
+        "serving_recall20",
+        "serving_mrr20",
+        "serving_dwell_mae_s",
+    ),
 }
 #: the fields of a click that are optional (one of user/session is required)
 OPTIONAL_CLICK_FIELDS = ("schema", "user", "session", "event_id")
 
 #: dead-letter reasons (the `reason` field and the metrics label)
-REASONS = ("undecodable", "not_a_map", "missing_field", "wrong_type", "bad_timestamp", "future_timestamp",
-           "unsupported_schema", "late", "session_too_long", "bad_request", "inference_failed",
-           "bad_training_log")
+REASONS = (
+    "undecodable",
+    "not_a_map",
+    "missing_field",
+    "wrong_type",
+    "bad_timestamp",
+    "future_timestamp",
+    "unsupported_schema",
+    "late",
+    "session_too_long",
+    "bad_request",
+    "inference_failed",
+    "bad_training_log",
+)
 
 #: the key of the internal idle-check tick records sent to every input partition
 TICK_KEY = b"__jump_tick__"
@@ -61,21 +141,22 @@ class BadInput(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Click:
-    key: str             # session key (the value's session or user field)
-    item: str            # item id, as a string
-    ts: float            # event time, Unix seconds
+    key: str  # session key (the value's session or user field)
+    item: str  # item id, as a string
+    ts: float  # event time, Unix seconds
     event_id: str | None
 
 
 @dataclass(slots=True)
 class Msg:
     """One consumed Kafka record, as every runtime hands it to the inference and trainer cores."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: float          # seconds
+    timestamp: float  # seconds
 
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -102,13 +183,31 @@ def encode(kind: str, record: dict) -> bytes:
     return pack(record)
 
 
-def encode_dead_letter(reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None,
-                       value: bytes | None, dead_ts: float) -> bytes:
+def encode_dead_letter(
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    dead_ts: float,
+) -> bytes:
     """The dead-letter record of a rejected message: the reason, and the original bytes."""
     assert reason in REASONS, reason
-    return encode("dead_letter", {"reason": reason, "detail": detail[:500], "source_topic": topic,
-                                  "source_partition": partition, "source_offset": offset, "key": key,
-                                  "value": value, "dead_ts": dead_ts})
+    return encode(
+        "dead_letter",
+        {
+            "reason": reason,
+            "detail": detail[:500],
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
+            "key": key,
+            "value": value,
+            "dead_ts": dead_ts,
+        },
+    )
 
 
 def decode(kind: str, raw: bytes) -> dict:
@@ -128,7 +227,7 @@ def _load_any(raw: bytes):
     if raw is None or len(raw) == 0:
         raise BadInput("undecodable", "empty value")
     head = raw.lstrip()[:1]
-    if raw.startswith(b"\xef\xbb\xbf"):                     # UTF-8 byte-order mark
+    if raw.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark
         raw = raw[3:]
         head = raw.lstrip()[:1]
     if head in (b"{", b"["):
@@ -152,8 +251,9 @@ def _id_field(obj: dict, name: str) -> str:
     return s
 
 
-def decode_click(raw: bytes, key_fields: tuple[str, ...] = ("session", "user"), now: float | None = None,
-                 max_future_s: float = 300.0) -> Click:
+def decode_click(
+    raw: bytes, key_fields: tuple[str, ...] = ("session", "user"), now: float | None = None, max_future_s: float = 300.0
+) -> Click:
     """Parse one input value into a Click, or raise BadInput with the reason."""
     obj = _load_any(raw)
     if not isinstance(obj, dict):
@@ -183,8 +283,9 @@ def decode_click(raw: bytes, key_fields: tuple[str, ...] = ("session", "user"), 
     return Click(key, item, ts, event_id)
 
 
-def encode_click(key: str, item: str, ts: float, event_id: str | None = None, key_field: str = "user",
-                 fmt: str = "msgpack") -> bytes:
+def encode_click(
+    key: str, item: str, ts: float, event_id: str | None = None, key_field: str = "user", fmt: str = "msgpack"
+) -> bytes:
     """An input click as a producer should write it (used by `jump replay` and the tests)."""
     obj = {"schema": SCHEMA, key_field: key, "item": item, "ts": float(ts)}
     if event_id is not None:

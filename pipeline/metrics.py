@@ -11,6 +11,7 @@ Endpoints (one port, JUMP_METRICS_PORT): /metrics; /healthz (200 while the worke
 progress within JUMP_HEALTH_STALE_S: a liveness probe); /readyz (200 once the worker is ready --
 model loaded, consumer started -- and healthy: a readiness probe).
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,88 +27,141 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 # -- sessionizer ------------------------------------------------------------------------------------
-clicks_consumed = Counter("jump_clicks_consumed", "Input click messages consumed (ticks excluded)",
-                          registry=REGISTRY)
-clicks_accepted = Counter("jump_clicks_accepted", "Clicks placed in a session (one inference request each)",
-                          registry=REGISTRY)
-dead_letters = Counter("jump_dead_letters", "Input messages sent to the dead-letter topic", ["reason"],
-                       registry=REGISTRY)
-duplicates = Counter("jump_duplicates_dropped",
-                     "Input messages dropped as duplicates: a repeated event_id in its session, or a message "
-                     "re-delivered after a restart whose effect is already in the state", ["kind"],
-                     registry=REGISTRY)
-rekeyed = Counter("jump_clicks_rekeyed", "Clicks whose Kafka key was not their session key, re-produced keyed",
-                  registry=REGISTRY)
+clicks_consumed = Counter("jump_clicks_consumed", "Input click messages consumed (ticks excluded)", registry=REGISTRY)
+clicks_accepted = Counter(
+    "jump_clicks_accepted", "Clicks placed in a session (one inference request each)", registry=REGISTRY
+)
+dead_letters = Counter(
+    "jump_dead_letters", "Input messages sent to the dead-letter topic", ["reason"], registry=REGISTRY
+)
+duplicates = Counter(
+    "jump_duplicates_dropped",
+    "Input messages dropped as duplicates: a repeated event_id in its session, or a message "
+    "re-delivered after a restart whose effect is already in the state",
+    ["kind"],
+    registry=REGISTRY,
+)
+rekeyed = Counter(
+    "jump_clicks_rekeyed", "Clicks whose Kafka key was not their session key, re-produced keyed", registry=REGISTRY
+)
 ticks = Counter("jump_ticks", "Idle-check tick records consumed", registry=REGISTRY)
 open_sessions = Gauge("jump_open_sessions", "Sessions open in this worker", registry=REGISTRY)
-sessions_closed = Counter("jump_sessions_closed", "Sessions closed and written to the training log", ["reason"],
-                          registry=REGISTRY)
-session_length = Histogram("jump_session_length_clicks", "Clicks per closed session", buckets=_LEN_BUCKETS,
-                           registry=REGISTRY)
-dwell = Histogram("jump_dwell_seconds", "Observed (uncensored) dwell of the clicks of closed sessions (eq. 4)",
-                  buckets=_DWELL_BUCKETS, registry=REGISTRY)
-stream_time = Gauge("jump_stream_time_seconds", "Largest event time accepted (max over this worker's partitions)",
-                    registry=REGISTRY)
-batch_seconds = Histogram("jump_sessionizer_batch_seconds", "Wall time per sessionizer batch, outputs and state "
-                          "persisted", buckets=_SECONDS, registry=REGISTRY)
-consumer_lag = Gauge("jump_consumer_lag_messages", "Fetch high watermark minus next offset to process, summed over "
-                     "the worker's assigned partitions", ["worker"], registry=REGISTRY)
+sessions_closed = Counter(
+    "jump_sessions_closed", "Sessions closed and written to the training log", ["reason"], registry=REGISTRY
+)
+session_length = Histogram(
+    "jump_session_length_clicks", "Clicks per closed session", buckets=_LEN_BUCKETS, registry=REGISTRY
+)
+dwell = Histogram(
+    "jump_dwell_seconds",
+    "Observed (uncensored) dwell of the clicks of closed sessions (eq. 4)",
+    buckets=_DWELL_BUCKETS,
+    registry=REGISTRY,
+)
+stream_time = Gauge(
+    "jump_stream_time_seconds", "Largest event time accepted (max over this worker's partitions)", registry=REGISTRY
+)
+batch_seconds = Histogram(
+    "jump_sessionizer_batch_seconds",
+    "Wall time per sessionizer batch, outputs and state persisted",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+consumer_lag = Gauge(
+    "jump_consumer_lag_messages",
+    "Fetch high watermark minus next offset to process, summed over the worker's assigned partitions",
+    ["worker"],
+    registry=REGISTRY,
+)
 
 # -- inference --------------------------------------------------------------------------------------
 predictions = Counter("jump_predictions", "Predictions emitted", registry=REGISTRY)
-unknown_items = Counter("jump_unknown_items", "Requests whose current item is not in the model vocabulary",
-                        registry=REGISTRY)
-bad_requests = Counter("jump_bad_requests", "Request records that could not be decoded (dead-lettered)",
-                       registry=REGISTRY)
+unknown_items = Counter(
+    "jump_unknown_items", "Requests whose current item is not in the model vocabulary", registry=REGISTRY
+)
+bad_requests = Counter(
+    "jump_bad_requests", "Request records that could not be decoded (dead-lettered)", registry=REGISTRY
+)
 inference_failures = Counter("jump_inference_failures", "Micro-batches whose inference raised", registry=REGISTRY)
-batch_size = Histogram("jump_inference_batch_size", "Requests per inference micro-batch", buckets=_BATCH_BUCKETS,
-                       registry=REGISTRY)
-queue_wait = Histogram("jump_inference_queue_wait_seconds", "Request produce time to the start of its batch",
-                       buckets=_SECONDS, registry=REGISTRY)
-compute = Histogram("jump_inference_compute_seconds", "Model time per micro-batch", buckets=_SECONDS,
-                    registry=REGISTRY)
-latency = Histogram("jump_click_to_prediction_seconds", "Input click's Kafka timestamp to prediction emit",
-                    buckets=_SECONDS, registry=REGISTRY)
-predicted_dwell = Histogram("jump_predicted_dwell_seconds", "Predicted dwell (median) per prediction",
-                            buckets=_DWELL_BUCKETS, registry=REGISTRY)
-model_reloads = Counter("jump_model_reloads", "Checkpoint reload attempts by the inference worker", ["result"],
-                        registry=REGISTRY)
+batch_size = Histogram(
+    "jump_inference_batch_size", "Requests per inference micro-batch", buckets=_BATCH_BUCKETS, registry=REGISTRY
+)
+queue_wait = Histogram(
+    "jump_inference_queue_wait_seconds",
+    "Request produce time to the start of its batch",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+compute = Histogram("jump_inference_compute_seconds", "Model time per micro-batch", buckets=_SECONDS, registry=REGISTRY)
+latency = Histogram(
+    "jump_click_to_prediction_seconds",
+    "Input click's Kafka timestamp to prediction emit",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+predicted_dwell = Histogram(
+    "jump_predicted_dwell_seconds", "Predicted dwell (median) per prediction", buckets=_DWELL_BUCKETS, registry=REGISTRY
+)
+model_reloads = Counter(
+    "jump_model_reloads", "Checkpoint reload attempts by the inference worker", ["result"], registry=REGISTRY
+)
 model_info = Gauge("jump_model_info", "The served model (value 1)", ["model_version", "device"], registry=REGISTRY)
-model_refusals = Counter("jump_model_refusals", "Checkpoints refused by the inference worker, by reason",
-                         ["reason"], registry=REGISTRY)
-model_created = Gauge("jump_model_created_timestamp_seconds", "Creation time of the served model (Unix s; "
-                      "time() minus this is the model's staleness)", registry=REGISTRY)
-model_loaded = Gauge("jump_model_loaded_timestamp_seconds", "When the served model was loaded by this worker",
-                     registry=REGISTRY)
+model_refusals = Counter(
+    "jump_model_refusals", "Checkpoints refused by the inference worker, by reason", ["reason"], registry=REGISTRY
+)
+model_created = Gauge(
+    "jump_model_created_timestamp_seconds",
+    "Creation time of the served model (Unix s; time() minus this is the model's staleness)",
+    registry=REGISTRY,
+)
+model_loaded = Gauge(
+    "jump_model_loaded_timestamp_seconds", "When the served model was loaded by this worker", registry=REGISTRY
+)
 
 # -- trainer ----------------------------------------------------------------------------------------
 _RUN_SECONDS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-trainer_consumed = Counter("jump_trainer_records_consumed", "Training-log records consumed by the trainer",
-                           registry=REGISTRY)
-trainer_windowed = Counter("jump_trainer_sessions_windowed", "Closed sessions added to the training window",
-                           registry=REGISTRY)
-trainer_skipped = Counter("jump_trainer_sessions_skipped", "Training-log records not added to the window: a "
-                          "duplicate session id, or a session too short to have a next click", ["reason"],
-                          registry=REGISTRY)
+trainer_consumed = Counter(
+    "jump_trainer_records_consumed", "Training-log records consumed by the trainer", registry=REGISTRY
+)
+trainer_windowed = Counter(
+    "jump_trainer_sessions_windowed", "Closed sessions added to the training window", registry=REGISTRY
+)
+trainer_skipped = Counter(
+    "jump_trainer_sessions_skipped",
+    "Training-log records not added to the window: a duplicate session id, or a session too short to have a next click",
+    ["reason"],
+    registry=REGISTRY,
+)
 trainer_window = Gauge("jump_trainer_window_sessions", "Sessions in the training window", registry=REGISTRY)
-trainer_runs = Counter("jump_trainer_runs", "Training runs, by result (promoted, rejected, failed)", ["result"],
-                       registry=REGISTRY)
-trainer_run_seconds = Histogram("jump_trainer_run_seconds", "Wall time of a training run (train + evaluate + "
-                                "publish)", buckets=_RUN_SECONDS, registry=REGISTRY)
-trainer_last_run = Gauge("jump_trainer_last_run_timestamp_seconds", "End of the last training run",
-                         registry=REGISTRY)
-trainer_last_promotion = Gauge("jump_trainer_last_promotion_timestamp_seconds", "Time of the last promotion",
-                               registry=REGISTRY)
-trainer_holdout = Gauge("jump_trainer_holdout_metric", "Last run's held-out evaluation (live protocol) of the "
-                        "candidate and the serving model", ["model", "metric"], registry=REGISTRY)
-trainer_train_loss = Gauge("jump_trainer_train_loss_per_click", "Last run's training loss per click",
-                           registry=REGISTRY)
-trainer_sessions_used = Gauge("jump_trainer_sessions_used", "Last run's sessions, by split (train, holdout)",
-                              ["split"], registry=REGISTRY)
-trainer_vocabulary = Gauge("jump_trainer_vocabulary_items", "Items in the last candidate's vocabulary",
-                           registry=REGISTRY)
-trainer_new_items = Counter("jump_trainer_new_items", "Items added to the vocabulary by promoted models",
-                            registry=REGISTRY)
+trainer_runs = Counter(
+    "jump_trainer_runs", "Training runs, by result (promoted, rejected, failed)", ["result"], registry=REGISTRY
+)
+trainer_run_seconds = Histogram(
+    "jump_trainer_run_seconds",
+    "Wall time of a training run (train + evaluate + publish)",
+    buckets=_RUN_SECONDS,
+    registry=REGISTRY,
+)
+trainer_last_run = Gauge("jump_trainer_last_run_timestamp_seconds", "End of the last training run", registry=REGISTRY)
+trainer_last_promotion = Gauge(
+    "jump_trainer_last_promotion_timestamp_seconds", "Time of the last promotion", registry=REGISTRY
+)
+trainer_holdout = Gauge(
+    "jump_trainer_holdout_metric",
+    "Last run's held-out evaluation (live protocol) of the candidate and the serving model",
+    ["model", "metric"],
+    registry=REGISTRY,
+)
+trainer_train_loss = Gauge("jump_trainer_train_loss_per_click", "Last run's training loss per click", registry=REGISTRY)
+trainer_sessions_used = Gauge(
+    "jump_trainer_sessions_used", "Last run's sessions, by split (train, holdout)", ["split"], registry=REGISTRY
+)
+trainer_vocabulary = Gauge(
+    "jump_trainer_vocabulary_items", "Items in the last candidate's vocabulary", registry=REGISTRY
+)
+trainer_new_items = Counter(
+    "jump_trainer_new_items", "Items added to the vocabulary by promoted models", registry=REGISTRY
+)
 
 # Labelled counters appear at their first increment, which increase() cannot see: start them at 0.
 for _result in ("promoted", "rejected", "failed"):
@@ -148,6 +202,7 @@ def _app():
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
             return [reason.encode() + b"\n"]
         return metrics_app(environ, start_response)
+
     return app
 
 

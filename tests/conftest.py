@@ -4,6 +4,7 @@
 broker started once for the session. `stream_settings` gives every test its own topics and app id.
 Helpers: `from tests.conftest import consume_all` (defined in tests/helpers/kafka.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:          # `tests.*` importable without a pytest pythonpath setting
+if str(ROOT) not in sys.path:  # `tests.*` importable without a pytest pythonpath setting
     sys.path.insert(0, str(ROOT))
 
 from tests.helpers.kafka import consume_all, kafka_kwargs, produce  # noqa: E402  (re-exported)
@@ -32,6 +33,7 @@ def kafka_bootstrap(tmp_path_factory) -> str:
         yield external
         return
     from pipeline.devtools.broker import EmbeddedBroker, tansu_binary
+
     try:
         tansu_binary()
     except RuntimeError as e:
@@ -53,9 +55,16 @@ def stream_settings(kafka_bootstrap, request, tmp_path):
     name = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name).strip("-")[:40]
     token = f"{name}-{uuid.uuid4().hex[:8]}"
     topics = {f.name: f"{f.default}-{token}" for f in fields(Settings) if f.name.startswith("topic_")}
-    return Settings.from_env(env={}, bootstrap_servers=kafka_bootstrap, app_id=f"jump-test-{token}",
-                             partitions=2, output_partitions=2, metrics_port=0,
-                             model_dir=str(tmp_path / "models"), **topics)
+    return Settings.from_env(
+        env={},
+        bootstrap_servers=kafka_bootstrap,
+        app_id=f"jump-test-{token}",
+        partitions=2,
+        output_partitions=2,
+        metrics_port=0,
+        model_dir=str(tmp_path / "models"),
+        **topics,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +74,16 @@ def synthetic_prepared(tmp_path_factory):
     from jump_core.data.dataset import load_prepared
     from jump_core.data.prepare import PrepareConfig, prepare
     from jump_core.data.synth import SynthConfig, write_csv
+
     d = tmp_path_factory.mktemp("synthetic_prepared")
     write_csv(SynthConfig(clicks=40_000, seed=5), d / "clicks.csv")
-    prepare(PrepareConfig("csv", [str(d / "clicks.csv")], str(d / "data"),
-                          reader_options={"session_col": "session_id", "item_col": "item_id", "time_col": "timestamp"}),
-            log=lambda *_: None)
+    prepare(
+        PrepareConfig(
+            "csv",
+            [str(d / "clicks.csv")],
+            str(d / "data"),
+            reader_options={"session_col": "session_id", "item_col": "item_id", "time_col": "timestamp"},
+        ),
+        log=lambda *_: None,
+    )
     return load_prepared(d / "data")

@@ -1,4 +1,5 @@
 """Files the project writes and fingerprints: one atomic write, one SHA-256 of files, one of JSON values."""
+
 from __future__ import annotations
 
 import hashlib

@@ -11,6 +11,7 @@ announcement (the `model_update` record of the jump-model-updates topic) carries
 SHA-256 and the weights', vocabulary's and config's fingerprints: `verify` checks all of them
 before a worker serves the file, and `smoke_test` runs the model once on a two-click session.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,9 +82,18 @@ class ModelStore:
         cur = self.current()
         return max(seqs + [int(cur["seq"]) if cur else 0]) + 1
 
-    def publish(self, model: Jump, items: list[str], dataset_fingerprint: str, *, train_info: dict | None = None,
-                parent_version: str | None = None, sessions_used: int = 0, metrics: dict | None = None,
-                make_current: bool = True) -> dict:
+    def publish(
+        self,
+        model: Jump,
+        items: list[str],
+        dataset_fingerprint: str,
+        *,
+        train_info: dict | None = None,
+        parent_version: str | None = None,
+        sessions_used: int = 0,
+        metrics: dict | None = None,
+        make_current: bool = True,
+    ) -> dict:
         """Write the next checkpoint and (unless make_current=False) make it current; returns its
         announcement (model_update fields without `schema`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -91,13 +101,22 @@ class ModelStore:
         path = self.dir / f"jump-v{seq:06d}.ckpt"
         meta = save_checkpoint(path, model, items, dataset_fingerprint, train_info)
         metrics = metrics or {}
-        record = {"version": model_version(path, meta["state_sha256"]), "seq": seq, "path": str(path),
-                  "file_sha256": sha256_files(path), "state_sha256": meta["state_sha256"],
-                  "vocab_sha256": meta["vocab_sha256"], "n_items": len(items),
-                  "config_sha256": sha256_json(meta["config"]), "parent_version": parent_version,
-                  "created_ts": time.time(), "sessions_used": int(sessions_used),
-                  "recall20": metrics.get("recall@20"), "mrr20": metrics.get("mrr@20"),
-                  "dwell_mae_s": metrics.get("dwell_mae_s")}
+        record = {
+            "version": model_version(path, meta["state_sha256"]),
+            "seq": seq,
+            "path": str(path),
+            "file_sha256": sha256_files(path),
+            "state_sha256": meta["state_sha256"],
+            "vocab_sha256": meta["vocab_sha256"],
+            "n_items": len(items),
+            "config_sha256": sha256_json(meta["config"]),
+            "parent_version": parent_version,
+            "created_ts": time.time(),
+            "sessions_used": int(sessions_used),
+            "recall20": metrics.get("recall@20"),
+            "mrr20": metrics.get("mrr@20"),
+            "dwell_mae_s": metrics.get("dwell_mae_s"),
+        }
         write_json_atomic(path.with_suffix(".json"), record)
         if make_current:
             write_json_atomic(self.dir / CURRENT, record)
@@ -127,17 +146,26 @@ class ModelStore:
         cur = self.current()
         sidecar = path.with_suffix(".json")
         old = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        return self.publish(model, meta["items"], meta["dataset_fingerprint"], train_info=meta.get("train"),
-                            parent_version=cur["version"] if cur else None, sessions_used=old.get("sessions_used", 0),
-                            metrics={"recall@20": old.get("recall20"), "mrr@20": old.get("mrr20"),
-                                     "dwell_mae_s": old.get("dwell_mae_s")})
+        return self.publish(
+            model,
+            meta["items"],
+            meta["dataset_fingerprint"],
+            train_info=meta.get("train"),
+            parent_version=cur["version"] if cur else None,
+            sessions_used=old.get("sessions_used", 0),
+            metrics={
+                "recall@20": old.get("recall20"),
+                "mrr@20": old.get("mrr20"),
+                "dwell_mae_s": old.get("dwell_mae_s"),
+            },
+        )
 
     def prune(self) -> list[Path]:
         """Delete all but the newest `keep` checkpoints (never the current one); returns what went."""
         cur = self.current()
         current_name = Path(cur["path"]).name if cur else None
         removed = []
-        for seq, path in self.checkpoints()[:-self.keep]:
+        for seq, path in self.checkpoints()[: -self.keep]:
             if path.name == current_name:
                 continue
             path.unlink(missing_ok=True)
@@ -159,8 +187,11 @@ class ModelStore:
         if meta["state_sha256"] != record.get("state_sha256"):
             raise CheckpointError(f"{path}: weights differ from the announcement", "checksum")
         if meta["vocab_sha256"] != record.get("vocab_sha256") or len(meta["items"]) != record.get("n_items"):
-            raise CheckpointError(f"{path}: vocabulary ({len(meta['items'])} items) differs from the announcement "
-                                  f"({record.get('n_items')} items)", "vocab_mismatch")
+            raise CheckpointError(
+                f"{path}: vocabulary ({len(meta['items'])} items) differs from the announcement "
+                f"({record.get('n_items')} items)",
+                "vocab_mismatch",
+            )
         if sha256_json(meta["config"]) != record.get("config_sha256"):
             raise CheckpointError(f"{path}: model config differs from the announcement", "config_mismatch")
         smoke_test(model)

@@ -28,6 +28,7 @@ embedded (in the spirit of Dallmann et al., 2017, "exploiting dwell time"). Docu
     from a click whose dwell is unknown (what the live protocol feeds). An augmentation of ours.
   * No dwell prediction (predict returns dwell None).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,15 +43,15 @@ from ..sessions import C1_DEFAULT, C2_DEFAULT
 
 @dataclass
 class DTGRUConfig:
-    n_items: int                    # catalogue size including index 0
-    dim: int = 100                  # embedding = hidden size
-    n_dwell_buckets: int = 24       # uncensored log-dwell buckets (one more for every censored dwell)
+    n_items: int  # catalogue size including index 0
+    dim: int = 100  # embedding = hidden size
+    n_dwell_buckets: int = 24  # uncensored log-dwell buckets (one more for every censored dwell)
     buckets_per_doubling: int = 2
-    tied: bool = False              # score with the input item embeddings (eq. 9-style) instead of a linear layer
+    tied: bool = False  # score with the input item embeddings (eq. 9-style) instead of a linear layer
     dropout: float = 0.0
-    censor_p: float = 0.0           # training augmentation of ours: hide a dwell as censored with this probability
-    c1: float = C1_DEFAULT          # s, eq. 4 (accepted for the common interface)
-    c2: float = C2_DEFAULT          # s, the live click's dwell input (only its delta matters here)
+    censor_p: float = 0.0  # training augmentation of ours: hide a dwell as censored with this probability
+    c1: float = C1_DEFAULT  # s, eq. 4 (accepted for the common interface)
+    c2: float = C2_DEFAULT  # s, the live click's dwell input (only its delta matters here)
 
 
 class DTGRU(NeuralModel):
@@ -60,8 +61,8 @@ class DTGRU(NeuralModel):
     def __init__(self, config: DTGRUConfig):
         super().__init__()
         self.config = c = config
-        self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)      # E
-        self.dwell_emb = nn.Embedding(c.n_dwell_buckets + 1, c.dim)        # D (last row: censored)
+        self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)  # E
+        self.dwell_emb = nn.Embedding(c.n_dwell_buckets + 1, c.dim)  # D (last row: censored)
         self.drop = nn.Dropout(c.dropout)
         self.gru = nn.GRU(c.dim, c.dim, batch_first=True)
         self.out = None if c.tied else nn.Linear(c.dim, c.n_items)
@@ -72,7 +73,7 @@ class DTGRU(NeuralModel):
 
     def dwell_bucket(self, tau: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Log2 buckets of uncensored dwells, one extra bucket for censored ones.  (...) long."""
-        b = torch.floor(self.config.buckets_per_doubling * torch.log2(tau.clamp_min(1.0))).long()   # (...)
+        b = torch.floor(self.config.buckets_per_doubling * torch.log2(tau.clamp_min(1.0))).long()  # (...)
         b = b.clamp(0, self.config.n_dwell_buckets - 1)
         return torch.where(delta.bool(), torch.full_like(b, self.config.n_dwell_buckets), b)
 
@@ -82,31 +83,32 @@ class DTGRU(NeuralModel):
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Scores of every item from GRU outputs.  (..., d) -> (..., n_items), column 0 -inf."""
-        out = h @ self.item_emb.weight.t() if self.config.tied else self.out(h)   # (..., n_items)
+        out = h @ self.item_emb.weight.t() if self.config.tied else self.out(h)  # (..., n_items)
         out[..., 0] = float("-inf")
         return out
 
     def states(self, batch: SessionBatch) -> torch.Tensor:
         """GRU outputs h_1..h_L with every dwell known (right padding cannot reach valid steps).  (B, L, d)"""
         delta = batch.delta
-        if self.training and self.config.censor_p > 0:                            # live-protocol augmentation
+        if self.training and self.config.censor_p > 0:  # live-protocol augmentation
             delta = delta | (torch.rand(delta.shape, device=delta.device) < self.config.censor_p)
-        h, _ = self.gru(self.embed(batch.items, batch.tau, delta))         # (B, L, d)
+        h, _ = self.gru(self.embed(batch.items, batch.tau, delta))  # (B, L, d)
         return h
 
     def live_states(self, batch: SessionBatch, h: torch.Tensor) -> torch.Tensor:
         """h'_j: the state after click j stepped with (c2, censored) from h_{j-1}.  (B, L, d)"""
         B, L, d = h.shape
-        x = self.embed(batch.items, torch.full_like(batch.tau, self.config.c2),
-                       torch.ones_like(batch.delta))                       # (B, L, d)
-        prev = F.pad(h, (0, 0, 1, 0))[:, :L]                               # (B, L, d) state after j-1
+        x = self.embed(
+            batch.items, torch.full_like(batch.tau, self.config.c2), torch.ones_like(batch.delta)
+        )  # (B, L, d)
+        prev = F.pad(h, (0, 0, 1, 0))[:, :L]  # (B, L, d) state after j-1
         live, _ = self.gru(x.reshape(B * L, 1, d), prev.reshape(1, B * L, d).contiguous())  # (B*L, 1, d)
         return live.view(B, L, d)
 
     def calculate_loss(self, batch: SessionBatch) -> Loss:
-        nxt = batch.next_positions() & (F.pad(batch.items[:, 1:], (0, 1)) > 0)   # (B, L) known next item
-        h = self.states(batch)                                             # (B, L, d)
-        target = F.pad(batch.items[:, 1:], (0, 1))[nxt]                    # (P,)
+        nxt = batch.next_positions() & (F.pad(batch.items[:, 1:], (0, 1)) > 0)  # (B, L) known next item
+        h = self.states(batch)  # (B, L, d)
+        target = F.pad(batch.items[:, 1:], (0, 1))[nxt]  # (P,)
         ce = F.cross_entropy(self.logits(self.drop(h[nxt])), target, reduction="none")  # (P,)
         loss = ce.mean() if len(ce) else h.sum() * 0.0
         return Loss(loss, float(ce.detach().sum()), {})
@@ -114,7 +116,7 @@ class DTGRU(NeuralModel):
     @torch.no_grad()
     def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
         check_protocol(protocol)
-        h = self.states(batch)                                             # (B, L, d)
+        h = self.states(batch)  # (B, L, d)
         if protocol == "live":
-            h = self.live_states(batch, h)                                 # (B, L, d)
-        return Prediction(self.logits(h[batch.next_positions()]), None)    # (P, n_items)
+            h = self.live_states(batch, h)  # (B, L, d)
+        return Prediction(self.logits(h[batch.next_positions()]), None)  # (P, n_items)

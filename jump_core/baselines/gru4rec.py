@@ -37,6 +37,7 @@ Choices where the official code and our harness differ (documented deviations):
     next click, whatever the training loss.
 Dwell-blind: predict ignores the protocol and returns dwell None.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,35 +71,35 @@ def session_parallel(offsets: np.ndarray, order: np.ndarray, batch_size: int):
     lengths = np.diff(offsets)
     order = order[lengths[order] >= 2]
     n = min(batch_size, len(order))
-    cur = offsets[order[:n]].copy()                                        # (A,) current click
-    end = offsets[order[:n] + 1].copy()                                    # (A,) session end
-    src = np.full(n, -1)                                                   # (A,)
+    cur = offsets[order[:n]].copy()  # (A,) current click
+    end = offsets[order[:n] + 1].copy()  # (A,) session end
+    src = np.full(n, -1)  # (A,)
     nxt = n
     while len(cur):
         yield cur, cur + 1, src
         cur = cur + 1
         src = np.arange(len(cur))
-        done = np.flatnonzero(cur + 1 >= end)                              # slots whose session ended
+        done = np.flatnonzero(cur + 1 >= end)  # slots whose session ended
         if len(done):
-            new = order[nxt:nxt + len(done)]
+            new = order[nxt : nxt + len(done)]
             nxt += len(new)
-            fill = done[:len(new)]
+            fill = done[: len(new)]
             cur[fill], end[fill], src[fill] = offsets[new], offsets[new + 1], -1
             keep = np.ones(len(cur), dtype=bool)
-            keep[done[len(new):]] = False                                  # no session left: drop slot
+            keep[done[len(new) :]] = False  # no session left: drop slot
             cur, end, src = cur[keep], end[keep], src[keep]
 
 
 @dataclass
 class GRU4RecConfig:
-    n_items: int                  # catalogue size including index 0
-    dim: int = 100                # embedding = hidden size (constrained embedding)
-    loss: str = "cross-entropy"   # cross-entropy (GRU) or bpr-max (IGRU)
-    n_sample: int = 2048          # extra negatives shared by a mini-batch
-    sample_alpha: float = 0.5     # negatives ~ popularity ** sample_alpha
-    logq: float = 1.0             # logQ correction of the cross-entropy (0: off)
-    bpreg: float = 1.0            # BPR-max score regularisation
-    elu_param: float = 0.5        # BPR-max final ELU (0: linear)
+    n_items: int  # catalogue size including index 0
+    dim: int = 100  # embedding = hidden size (constrained embedding)
+    loss: str = "cross-entropy"  # cross-entropy (GRU) or bpr-max (IGRU)
+    n_sample: int = 2048  # extra negatives shared by a mini-batch
+    sample_alpha: float = 0.5  # negatives ~ popularity ** sample_alpha
+    logq: float = 1.0  # logQ correction of the cross-entropy (0: off)
+    bpreg: float = 1.0  # BPR-max score regularisation
+    elu_param: float = 0.5  # BPR-max final ELU (0: linear)
     dropout_embed: float = 0.0
     dropout_hidden: float = 0.2
 
@@ -114,8 +115,8 @@ class GRU4Rec(NeuralModel):
     def __init__(self, config: GRU4RecConfig):
         super().__init__()
         self.config = c = config
-        self.item_out = nn.Embedding(c.n_items, c.dim)                     # Wy: output weights = input embedding
-        self.item_bias = nn.Embedding(c.n_items, 1)                        # By
+        self.item_out = nn.Embedding(c.n_items, c.dim)  # Wy: output weights = input embedding
+        self.item_bias = nn.Embedding(c.n_items, 1)  # By
         self.gru = nn.GRU(c.dim, c.dim, batch_first=True)
         self.drop_embed = nn.Dropout(c.dropout_embed)
         self.drop_hidden = nn.Dropout(c.dropout_hidden)
@@ -128,7 +129,7 @@ class GRU4Rec(NeuralModel):
             self.item_out.weight.uniform_(-s, s)
             self.item_out.weight[0].zero_()
             self.item_bias.weight.zero_()
-            s = math.sqrt(6.0 / (2 * d))                                   # per gate (d, d)
+            s = math.sqrt(6.0 / (2 * d))  # per gate (d, d)
             self.gru.weight_ih_l0.uniform_(-s, s)
             self.gru.weight_hh_l0.uniform_(-s, s)
             self.gru.bias_ih_l0.zero_()
@@ -137,7 +138,7 @@ class GRU4Rec(NeuralModel):
     # -- layers -------------------------------------------------------------------------------
     def embed(self, items: torch.Tensor) -> torch.Tensor:
         """Tied input embedding, zero for item 0.  (...) -> (..., d)"""
-        x = self.item_out(items)                                           # (..., d)
+        x = self.item_out(items)  # (..., d)
         return x * (items != 0).unsqueeze(-1)
 
     def encode(self, batch: SessionBatch) -> torch.Tensor:
@@ -145,8 +146,8 @@ class GRU4Rec(NeuralModel):
 
         Right padding comes after the valid clicks, so it cannot change a valid output.
         """
-        x = self.drop_embed(self.embed(batch.items))                       # (B, L, d)
-        h, _ = self.gru(x)                                                 # (B, L, d)
+        x = self.drop_embed(self.embed(batch.items))  # (B, L, d)
+        h, _ = self.gru(x)  # (B, L, d)
         return self.drop_hidden(h)
 
     def full_scores(self, h: torch.Tensor) -> torch.Tensor:
@@ -155,27 +156,28 @@ class GRU4Rec(NeuralModel):
         scores[:, 0] = float("-inf")
         return scores
 
-    def sampled_loss(self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
-                     pop: torch.Tensor) -> torch.Tensor:
+    def sampled_loss(
+        self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, pop: torch.Tensor
+    ) -> torch.Tensor:
         """Summed loss of one mini-batch step over [targets, negatives] (official losses).
 
         h (A, d), targets (A,), negatives (S,), pop (n_items,) training counts -> scalar.
         """
-        cand = torch.cat([targets, negatives])                             # (A + S,)
-        scores = h @ self.item_out(cand).t() + self.item_bias(cand).t()    # (A, A + S); diagonal = positives
+        cand = torch.cat([targets, negatives])  # (A + S,)
+        scores = h @ self.item_out(cand).t() + self.item_bias(cand).t()  # (A, A + S); diagonal = positives
         A = len(targets)
         if self.config.loss == "cross-entropy":
             if self.config.logq > 0:
                 logp = torch.cat([torch.log(pop[targets]), self.config.sample_alpha * torch.log(pop[negatives])])
-                scores = scores - self.config.logq * logp                         # (A, A + S)
+                scores = scores - self.config.logq * logp  # (A, A + S)
             return -scores.log_softmax(dim=1).diagonal().sum()
         if self.config.elu_param > 0:
-            scores = F.elu(scores, self.config.elu_param)                         # (A, A + S)
-        pos = scores.diagonal().unsqueeze(1)                               # (A, 1)
-        is_neg = ~torch.eye(A, scores.shape[1], dtype=torch.bool, device=h.device)   # (A, A + S)
-        weights = scores.masked_fill(~is_neg, float("-inf")).softmax(dim=1)          # (A, A + S) over negatives
-        bpr = (torch.sigmoid(pos - scores) * weights).sum(1)               # (A,)
-        reg = (scores**2 * weights).sum(1)                                 # (A,)
+            scores = F.elu(scores, self.config.elu_param)  # (A, A + S)
+        pos = scores.diagonal().unsqueeze(1)  # (A, 1)
+        is_neg = ~torch.eye(A, scores.shape[1], dtype=torch.bool, device=h.device)  # (A, A + S)
+        weights = scores.masked_fill(~is_neg, float("-inf")).softmax(dim=1)  # (A, A + S) over negatives
+        bpr = (torch.sigmoid(pos - scores) * weights).sum(1)  # (A,)
+        reg = (scores**2 * weights).sum(1)  # (A,)
         return (-torch.log(bpr + 1e-24) + self.config.bpreg * reg).sum()
 
     # -- the model contract ----------------------------------------------------------------------
@@ -183,29 +185,31 @@ class GRU4Rec(NeuralModel):
         """Session-parallel training steps (see `session_parallel`), one TrainStep per mini-batch step."""
         counts = np.bincount(data.items, minlength=self.config.n_items).astype(np.float64)
         counts[0] = 0.0
-        pop = torch.from_numpy(counts).float().to(device).clamp_min(1.0)   # (n_items,) logQ (no log 0)
-        sample_p = torch.from_numpy(counts**self.config.sample_alpha * (counts > 0)).float()   # (n_items,) CPU
+        pop = torch.from_numpy(counts).float().to(device).clamp_min(1.0)  # (n_items,) logQ (no log 0)
+        sample_p = torch.from_numpy(counts**self.config.sample_alpha * (counts > 0)).float()  # (n_items,) CPU
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        items = torch.from_numpy(data.items).to(device)                    # (N,)
-        h = torch.zeros(1, self.config.dim, device=device)                        # (1, d) every first src is -1
-        for inp, tgt, src in session_parallel(data.offsets, session_order(len(data), cfg.seed, epoch),
-                                              cfg.batch_size):
-            src_t = torch.from_numpy(src).to(device)                       # (A,)
-            h = torch.where((src_t >= 0).unsqueeze(1), h.detach()[src_t.clamp_min(0)], 0.0)   # (A, d) reset new
-            x = self.drop_embed(self.embed(items[torch.from_numpy(inp).to(device)]))     # (A, d)
-            out, _ = self.gru(x.unsqueeze(1), h.unsqueeze(0))              # (A, 1, d)
-            h = self.drop_hidden(out[:, 0])                                # (A, d) carried as in the official code
-            negatives = (torch.multinomial(sample_p, self.config.n_sample, replacement=True, generator=gen).to(device)
-                         if self.config.n_sample > 0 else items.new_zeros(0))     # (S,)
+        items = torch.from_numpy(data.items).to(device)  # (N,)
+        h = torch.zeros(1, self.config.dim, device=device)  # (1, d) every first src is -1
+        for inp, tgt, src in session_parallel(data.offsets, session_order(len(data), cfg.seed, epoch), cfg.batch_size):
+            src_t = torch.from_numpy(src).to(device)  # (A,)
+            h = torch.where((src_t >= 0).unsqueeze(1), h.detach()[src_t.clamp_min(0)], 0.0)  # (A, d) reset new
+            x = self.drop_embed(self.embed(items[torch.from_numpy(inp).to(device)]))  # (A, d)
+            out, _ = self.gru(x.unsqueeze(1), h.unsqueeze(0))  # (A, 1, d)
+            h = self.drop_hidden(out[:, 0])  # (A, d) carried as in the official code
+            negatives = (
+                torch.multinomial(sample_p, self.config.n_sample, replacement=True, generator=gen).to(device)
+                if self.config.n_sample > 0
+                else items.new_zeros(0)
+            )  # (S,)
             loss_sum = self.sampled_loss(h, items[torch.from_numpy(tgt).to(device)], negatives, pop)
             yield TrainStep(loss_sum / cfg.batch_size, len(tgt), float(loss_sum.detach()))
 
     def calculate_loss(self, batch: SessionBatch) -> Loss:
         """Full-softmax cross-entropy of every next click (validation loss only: training is `train_steps`)."""
-        h = self.encode(batch)                                             # (B, L, d)
-        targets = batch.next_targets()                                     # (P,)
-        known = targets != 0                                               # (P,) an unknown item is no target
-        scores = self.full_scores(h[batch.next_positions()][known])        # (P', n_items)
+        h = self.encode(batch)  # (B, L, d)
+        targets = batch.next_targets()  # (P,)
+        known = targets != 0  # (P,) an unknown item is no target
+        scores = self.full_scores(h[batch.next_positions()][known])  # (P', n_items)
         nll = F.cross_entropy(scores, targets[known], reduction="sum")
         return Loss(nll / batch.items.shape[0], float(nll.detach()), {})
 
@@ -213,5 +217,5 @@ class GRU4Rec(NeuralModel):
     def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
         """Scores (P, n_items) of the click after every next position; dwell None (dwell-blind)."""
         check_protocol(protocol)
-        h = self.encode(batch)                                             # (B, L, d)
+        h = self.encode(batch)  # (B, L, d)
         return Prediction(self.full_scores(h[batch.next_positions()]), None)

@@ -35,6 +35,7 @@ delta_j = 1 for a session's last click (tau = c2) and for a gap above c1 (tau = 
     tau_{k-1}, both known when click k arrives), in seconds; mu = log(median).
   * `predict` returns, with the medians, the censored log-density of every click's log tau (0 at padding).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,15 +59,15 @@ def log_expm1(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class RMTPPConfig:
-    n_items: int                     # catalogue size including index 0
-    dim: int = 100                   # embedding = hidden size
-    cell: str = "gru"                # gru (stable under the common loop) or rnn (Du et al.'s ReLU RNN)
-    time_scale: float = 60.0         # s per model time unit (conditions the optimisation only)
-    time_weight: float = 1.0         # weight of the time term in the loss
+    n_items: int  # catalogue size including index 0
+    dim: int = 100  # embedding = hidden size
+    cell: str = "gru"  # gru (stable under the common loop) or rnn (Du et al.'s ReLU RNN)
+    time_scale: float = 60.0  # s per model time unit (conditions the optimisation only)
+    time_weight: float = 1.0  # weight of the time term in the loss
     drop_gap_censored: bool = False  # leave gaps censored at c1 out of the time loss
-    min_dwell: float = MIN_DWELL_S   # s, floor before the log
-    c1: float = C1_DEFAULT           # s, eq. 4
-    c2: float = C2_DEFAULT           # s, eq. 4 (the initial intensity is ~1 / c2)
+    min_dwell: float = MIN_DWELL_S  # s, floor before the log
+    c1: float = C1_DEFAULT  # s, eq. 4
+    c2: float = C2_DEFAULT  # s, eq. 4 (the initial intensity is ~1 / c2)
 
     def __post_init__(self):
         if self.cell not in ("gru", "rnn"):
@@ -81,20 +82,23 @@ class RMTPP(NeuralModel):
         super().__init__()
         self.config = c = config
         dim = c.dim
-        self.item_emb = nn.Embedding(c.n_items, dim, padding_idx=0)        # marker embedding
-        self.time_proj = nn.Linear(2, dim, bias=False)                     # W_t on [log1p(tau/s), delta]
-        self.rnn = nn.GRU(dim, dim, batch_first=True) if c.cell == "gru" else \
-            nn.RNN(dim, dim, nonlinearity="relu", batch_first=True)
+        self.item_emb = nn.Embedding(c.n_items, dim, padding_idx=0)  # marker embedding
+        self.time_proj = nn.Linear(2, dim, bias=False)  # W_t on [log1p(tau/s), delta]
+        self.rnn = (
+            nn.GRU(dim, dim, batch_first=True)
+            if c.cell == "gru"
+            else nn.RNN(dim, dim, nonlinearity="relu", batch_first=True)
+        )
         self.marker_head = nn.Linear(dim, c.n_items)
-        self.time_head = nn.Linear(dim, 1)                                 # v, b
-        w0 = c.time_scale / c.c1                                           # w u = 1 at u = c1 at start
+        self.time_head = nn.Linear(dim, 1)  # v, b
+        w0 = c.time_scale / c.c1  # w u = 1 at u = c1 at start
         self.w_raw = nn.Parameter(torch.tensor(math.log(math.expm1(w0))))  # w = softplus(w_raw)
         nn.init.normal_(self.item_emb.weight, std=0.1)
-        nn.init.normal_(self.time_proj.weight, std=0.1)                    # same scale as the items
+        nn.init.normal_(self.time_proj.weight, std=0.1)  # same scale as the items
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
             self.time_head.weight.zero_()
-            self.time_head.bias.fill_(-math.log(c.c2 / c.time_scale))      # intensity ~ 1 / c2 at start
+            self.time_head.bias.fill_(-math.log(c.c2 / c.time_scale))  # intensity ~ 1 / c2 at start
 
     @property
     def w(self) -> torch.Tensor:
@@ -108,9 +112,9 @@ class RMTPP(NeuralModel):
     def states(self, batch: SessionBatch) -> torch.Tensor:
         """h_1..h_L: click j's item and the previous gap (tau_{j-1}, delta_{j-1}).  (B, L, d)"""
         feat = torch.stack([torch.log1p(self.scaled(batch.tau)), batch.delta.float()], -1)  # (B, L, 2)
-        feat = F.pad(feat, (0, 0, 1, 0))[:, :-1]                           # (B, L, 2) previous gap, 0 at j=1
-        x = self.item_emb(batch.items) + self.time_proj(feat)              # (B, L, d)
-        h, _ = self.rnn(x)                                                 # (B, L, d)
+        feat = F.pad(feat, (0, 0, 1, 0))[:, :-1]  # (B, L, 2) previous gap, 0 at j=1
+        x = self.item_emb(batch.items) + self.time_proj(feat)  # (B, L, d)
+        h, _ = self.rnn(x)  # (B, L, d)
         return h
 
     def intensity_base(self, h: torch.Tensor) -> torch.Tensor:
@@ -133,22 +137,22 @@ class RMTPP(NeuralModel):
 
     def time_loglik(self, a: torch.Tensor, tau: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Censored log-likelihood of y = log tau: log f(u) + log u if observed, log S(u) if censored."""
-        u = self.scaled(tau)                                               # (...)
+        u = self.scaled(tau)  # (...)
         return torch.where(delta, self.log_survival(a, u), self.log_density(a, u) + torch.log(u))
 
     def marker_logits(self, h: torch.Tensor) -> torch.Tensor:
-        out = self.marker_head(h)                                          # (..., n_items)
+        out = self.marker_head(h)  # (..., n_items)
         out[..., 0] = float("-inf")
         return out
 
     # -- the model contract ----------------------------------------------------------------------
     def calculate_loss(self, batch: SessionBatch) -> Loss:
-        h = self.states(batch)                                             # (B, L, d)
-        nxt_items = F.pad(batch.items[:, 1:], (0, 1))                      # (B, L)
-        nxt = batch.next_positions() & (nxt_items > 0)                     # (B, L) known next item
+        h = self.states(batch)  # (B, L, d)
+        nxt_items = F.pad(batch.items[:, 1:], (0, 1))  # (B, L)
+        nxt = batch.next_positions() & (nxt_items > 0)  # (B, L) known next item
         ce = F.cross_entropy(self.marker_logits(h[nxt]), nxt_items[nxt], reduction="none")  # (P,)
-        m = batch.mask                                                     # (B, L)
-        if self.config.drop_gap_censored:                                         # gaps above c1: no dwell info
+        m = batch.mask  # (B, L)
+        if self.config.drop_gap_censored:  # gaps above c1: no dwell info
             m = m & ~(batch.delta & (batch.tau >= self.config.c1))
         nll = -self.time_loglik(self.intensity_base(h[m]), batch.tau[m], batch.delta[m])  # (n_valid,)
         zero = h.sum() * 0.0
@@ -159,9 +163,9 @@ class RMTPP(NeuralModel):
     @torch.no_grad()
     def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
         check_protocol(protocol)
-        h = self.states(batch)                                             # (B, L, d)
-        a = self.intensity_base(h)                                         # (B, L)
-        median = self.median(a) * self.config.time_scale                   # (B, L) seconds
-        loglik = self.time_loglik(a, batch.tau, batch.delta)               # (B, L) of log tau
+        h = self.states(batch)  # (B, L, d)
+        a = self.intensity_base(h)  # (B, L)
+        median = self.median(a) * self.config.time_scale  # (B, L) seconds
+        loglik = self.time_loglik(a, batch.tau, batch.delta)  # (B, L) of log tau
         dwell = Dwell(median, torch.log(median), torch.where(batch.mask, loglik, torch.zeros_like(loglik)))
         return Prediction(self.marker_logits(h[batch.next_positions()]), dwell)

@@ -57,6 +57,7 @@ selections on its entries (training sessions are stored most recent first, so a 
 column order are in recency order); one more sparse product (P, S) @ (S, n_items) gives the scores
 (float32). Scoring ~19k prefixes against ~19k training sessions takes ~5 s on one core.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,13 +69,13 @@ import torch
 from ..contract import FittedModel, Prediction, SessionBatch, check_protocol
 from ..data.dataset import SessionSet, _ranges
 
-POSITION_WEIGHTS = {          # weighting(t, j) = numerator(t, j) / denominator(j), t = 1..j (1-based)
+POSITION_WEIGHTS = {  # weighting(t, j) = numerator(t, j) / denominator(j), t = 1..j (1-based)
     "same": (lambda t, j: np.ones_like(t), lambda j: np.ones_like(j)),
     "div": (lambda t, j: t, lambda j: j),
     "quadratic": (lambda t, j: t**2, lambda j: j**2),
     "log": (lambda t, j: 1.0 / np.log10(j - t + 1.7), lambda j: np.ones_like(j)),
 }
-STEP_WEIGHTS = {                                      # weighting_score(step), step = 1, 2, ...
+STEP_WEIGHTS = {  # weighting_score(step), step = 1, 2, ...
     "same": lambda s: np.ones_like(s, dtype=np.float64),
     "div": lambda s: 1.0 / s,
     "linear": lambda s: np.maximum(0.0, 1.0 - 0.1 * s),
@@ -85,16 +86,16 @@ STEP_WEIGHTS = {                                      # weighting_score(step), s
 
 @dataclass
 class SessionKNNConfig:
-    n_items: int                # catalogue size including index 0
-    k: int = 100                # neighbours
-    sample_size: int = 500      # most recent candidate sessions sharing an item (0: all); session-rec: 1000
+    n_items: int  # catalogue size including index 0
+    k: int = 100  # neighbours
+    sample_size: int = 500  # most recent candidate sessions sharing an item (0: all); session-rec: 1000
 
 
 @dataclass
 class VSKNNConfig(SessionKNNConfig):
-    weighting: str = "div"          # prefix position weight, POSITION_WEIGHTS
-    weighting_score: str = "div"    # neighbour weight by the step of the last shared item, STEP_WEIGHTS
-    idf_weighting: float = 0.0      # lam of (1 + lam idf(i)); 0: off
+    weighting: str = "div"  # prefix position weight, POSITION_WEIGHTS
+    weighting_score: str = "div"  # neighbour weight by the step of the last shared item, STEP_WEIGHTS
+    idf_weighting: float = 0.0  # lam of (1 + lam idf(i)); 0: off
 
     def __post_init__(self):
         if self.weighting not in POSITION_WEIGHTS:
@@ -105,10 +106,11 @@ class VSKNNConfig(SessionKNNConfig):
 
 class SessionKNN(FittedModel):
     """SKNN: neighbours = k most cosine-similar of the sample_size most recent sessions sharing an item."""
+
     name = "sknn"
     ranks_clicks, predicts_dwell = True, False
 
-    chunk = 1024   # prefixes scored together (bounds the (chunk, S) candidate matrix)
+    chunk = 1024  # prefixes scored together (bounds the (chunk, S) candidate matrix)
 
     def __init__(self, config: SessionKNNConfig):
         self.config = config
@@ -116,23 +118,24 @@ class SessionKNN(FittedModel):
     # ---- training: the binary session x item matrix, most recent session first ----
     def fit(self, train: SessionSet) -> SessionKNN:
         S, lengths = len(train), train.lengths
-        last_ts = train.ts[np.maximum(train.offsets[1:] - 1, 0)]                        # (S,)
-        order = np.lexsort((-np.arange(S), -last_ts))                                     # most recent first
+        last_ts = train.ts[np.maximum(train.offsets[1:] - 1, 0)]  # (S,)
+        order = np.lexsort((-np.arange(S), -last_ts))  # most recent first
         recency = np.empty(S, dtype=np.int64)
-        recency[order] = np.arange(S)                                                     # (S,) row of each session
-        rows = np.repeat(recency, lengths)                                                # (N,)
+        recency[order] = np.arange(S)  # (S,) row of each session
+        rows = np.repeat(recency, lengths)  # (N,)
         known = train.items > 0
-        X = sp.csr_matrix((np.ones(int(known.sum())), (rows[known], train.items[known])),
-                          shape=(S, self.config.n_items))                                        # (S, n) duplicates summed
-        X.data[:] = 1.0                                                                   # item sets
+        X = sp.csr_matrix(
+            (np.ones(int(known.sum())), (rows[known], train.items[known])), shape=(S, self.config.n_items)
+        )  # (S, n) duplicates summed
+        X.data[:] = 1.0  # item sets
         X.sort_indices()
-        self.X = X                                                                        # (S, n)
-        self.X32 = X.astype(np.float32)                                                   # (S, n)
-        self.XT = X.T.tocsr()                                                             # (n, S)
+        self.X = X  # (S, n)
+        self.X32 = X.astype(np.float32)  # (S, n)
+        self.XT = X.T.tocsr()  # (n, S)
         self.XT.sort_indices()
-        self.session_size = np.diff(X.indptr).astype(np.float64)                          # (S,) |N|
-        clicks = np.bincount(train.items, minlength=self.config.n_items).astype(np.float64)     # (n,)
-        self.idf = np.log(max(S, 1) / np.maximum(clicks, 1.0)).clip(min=0.0)              # (n,)
+        self.session_size = np.diff(X.indptr).astype(np.float64)  # (S,) |N|
+        clicks = np.bincount(train.items, minlength=self.config.n_items).astype(np.float64)  # (n,)
+        self.idf = np.log(max(S, 1) / np.maximum(clicks, 1.0)).clip(min=0.0)  # (n,)
         return self
 
     # ---- the prefixes of a batch ----
@@ -142,18 +145,18 @@ class SessionKNN(FittedModel):
         Returns P, j (P,) 0-based last position of each prefix, and the entries sorted by
         (prefix, item): row (E,), item (E,), t (E,) 0-based position of the item's last click.
         """
-        items = batch.items.cpu().numpy()                                                 # (B, L)
-        b_idx, j_idx = np.nonzero(batch.next_positions().cpu().numpy())                   # (P,), (P,) mask order
+        items = batch.items.cpu().numpy()  # (B, L)
+        b_idx, j_idx = np.nonzero(batch.next_positions().cpu().numpy())  # (P,), (P,) mask order
         P = len(b_idx)
-        row = np.repeat(np.arange(P), j_idx + 1)                                          # (E0,)
-        t = _ranges(np.zeros(P, dtype=np.int64), j_idx + 1)                               # (E0,) 0..j per prefix
-        item = items[b_idx[row], t]                                                       # (E0,)
+        row = np.repeat(np.arange(P), j_idx + 1)  # (E0,)
+        t = _ranges(np.zeros(P, dtype=np.int64), j_idx + 1)  # (E0,) 0..j per prefix
+        item = items[b_idx[row], t]  # (E0,)
         known = item > 0
         row, t, item = row[known], t[known], item[known]
-        key = row * self.config.n_items + item                                                   # (E0,)
-        srt = np.lexsort((t, key))                                                        # by key, then position
+        key = row * self.config.n_items + item  # (E0,)
+        srt = np.lexsort((t, key))  # by key, then position
         key, row, t, item = key[srt], row[srt], t[srt], item[srt]
-        last = np.append(key[1:] != key[:-1], True) if len(key) else np.zeros(0, bool)    # last click of an item
+        last = np.append(key[1:] != key[:-1], True) if len(key) else np.zeros(0, bool)  # last click of an item
         return P, j_idx, row[last], item[last], t[last]
 
     def _prefix_weights(self, row, t, j):
@@ -175,28 +178,28 @@ class SessionKNN(FittedModel):
         Returns (row, col, sim) of the kept neighbours, sorted by row.
         """
         P = M.shape[0]
-        row = np.repeat(np.arange(P), np.diff(M.indptr))                                  # (C,)
-        pos = np.arange(len(row)) - M.indptr[row]                                         # (C,) recency rank in row
+        row = np.repeat(np.arange(P), np.diff(M.indptr))  # (C,)
+        pos = np.arange(len(row)) - M.indptr[row]  # (C,) recency rank in row
         keep = M.data > 0
         if self.config.sample_size > 0:
             keep &= pos < self.config.sample_size
-        row, col, sim = row[keep], M.indices[keep], M.data[keep]                          # (C',) row-major, recent first
-        first = np.searchsorted(row, np.arange(P + 1))                                    # (P+1,)
-        pos = np.arange(len(row)) - first[row]                                            # (C',)
-        count = np.diff(first)                                                            # (P,)
+        row, col, sim = row[keep], M.indices[keep], M.data[keep]  # (C',) row-major, recent first
+        first = np.searchsorted(row, np.arange(P + 1))  # (P+1,)
+        pos = np.arange(len(row)) - first[row]  # (C',)
+        count = np.diff(first)  # (P,)
         k = int(self.config.k)
-        big = np.flatnonzero(count > k)                                                   # rows that need a cut
+        big = np.flatnonzero(count > k)  # rows that need a cut
         if len(big) == 0:
             return row, col, sim
         slot = np.full(P, -1)
         slot[big] = np.arange(len(big))
         W = int(count[big].max())
-        in_big = slot[row] >= 0                                                           # (C',)
-        D = np.full((len(big), W), -np.inf)                                               # (P', W) recency order
+        in_big = slot[row] >= 0  # (C',)
+        D = np.full((len(big), W), -np.inf)  # (P', W) recency order
         D[slot[row[in_big]], pos[in_big]] = sim[in_big]
-        kth = np.partition(D, W - k, axis=1)[:, W - k:W - k + 1]                          # (P', 1) k-th largest
-        above, tied = kth < D, kth == D                                                   # (P', W)
-        need = k - above.sum(1, keepdims=True)                                            # (P', 1)
+        kth = np.partition(D, W - k, axis=1)[:, W - k : W - k + 1]  # (P', 1) k-th largest
+        above, tied = kth < D, kth == D  # (P', W)
+        need = k - above.sum(1, keepdims=True)  # (P', 1)
         take = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= need))  # (P', W) ties: recent
         keep = np.ones(len(row), dtype=bool)
         keep[in_big] = take[slot[row[in_big]], pos[in_big]]
@@ -209,10 +212,10 @@ class SessionKNN(FittedModel):
     def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
         check_protocol(protocol)
         P, j, pre_row, pre_item, pre_t = self._prefixes(batch)
-        scores = np.empty((P, self.config.n_items), dtype=np.float32)                            # (P, n)
+        scores = np.empty((P, self.config.n_items), dtype=np.float32)  # (P, n)
         bounds = np.searchsorted(pre_row, np.arange(0, P + self.chunk, self.chunk).clip(max=P))
-        for c, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):                         # rows are independent:
-            rows = slice(c * self.chunk, min((c + 1) * self.chunk, P))                    # chunks bound memory
+        for c, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):  # rows are independent:
+            rows = slice(c * self.chunk, min((c + 1) * self.chunk, P))  # chunks bound memory
             scores[rows] = self._score_rows(j[rows], pre_row[a:b] - rows.start, pre_item[a:b], pre_t[a:b])
         scores[:, 0] = -np.inf
         return Prediction(torch.from_numpy(scores).to(batch.items.device), None)
@@ -220,18 +223,18 @@ class SessionKNN(FittedModel):
     def _score_rows(self, j, pre_row, pre_item, pre_t):
         """Scores (P, n) of the prefixes with last positions j (P,) and entries pre_* (E,)."""
         P = len(j)
-        w, den = self._prefix_weights(pre_row, pre_t, j)                                  # (E,), (P,)
-        indptr = np.searchsorted(pre_row, np.arange(P + 1))                               # (P+1,)
-        Q = sp.csr_matrix((w, pre_item, indptr), shape=(P, self.config.n_items))                 # (P, n)
-        M = (Q @ self.XT).tocsr()                                                         # (P, S) overlap / dot
+        w, den = self._prefix_weights(pre_row, pre_t, j)  # (E,), (P,)
+        indptr = np.searchsorted(pre_row, np.arange(P + 1))  # (P+1,)
+        Q = sp.csr_matrix((w, pre_item, indptr), shape=(P, self.config.n_items))  # (P, n)
+        M = (Q @ self.XT).tocsr()  # (P, S) overlap / dot
         M.sort_indices()
-        cand_row = np.repeat(np.arange(P), np.diff(M.indptr))                             # (C,)
-        la = np.diff(indptr).astype(np.float64)                                           # (P,) |P| distinct items
+        cand_row = np.repeat(np.arange(P), np.diff(M.indptr))  # (C,)
+        la = np.diff(indptr).astype(np.float64)  # (P,) |P| distinct items
         M.data = self._similarity(M.data, (den * la)[cand_row], self.session_size[M.indices])  # (C,)
-        row, col, sim = self._neighbours(M)                                               # (K,) each
-        wn = self._neighbour_weights(row, col, sim, pre_row, pre_item, pre_t, j)          # (K,)
+        row, col, sim = self._neighbours(M)  # (K,) each
+        wn = self._neighbour_weights(row, col, sim, pre_row, pre_item, pre_t, j)  # (K,)
         N = sp.csr_matrix((wn.astype(np.float32), (row, col)), shape=(P, self.X.shape[0]))  # (P, S)
-        return self._item_factor((N @ self.X32).toarray())                                # (P, n)
+        return self._item_factor((N @ self.X32).toarray())  # (P, n)
 
     def _item_factor(self, scores):
         return scores
@@ -239,6 +242,7 @@ class SessionKNN(FittedModel):
 
 class VSKNN(SessionKNN):
     """V-SKNN: prefix vector decaying with distance from the last click, dot-product similarity."""
+
     name = "vsknn"
 
     def __init__(self, config: VSKNNConfig):
@@ -246,7 +250,7 @@ class VSKNN(SessionKNN):
 
     def _prefix_weights(self, row, t, j):
         num, den = POSITION_WEIGHTS[self.config.weighting]
-        return num(t + 1.0, j[row] + 1.0), den(j + 1.0)                                   # (E,), (P,)
+        return num(t + 1.0, j[row] + 1.0), den(j + 1.0)  # (E,), (P,)
 
     def _similarity(self, dot, la, lb):
         """session-rec vec(): sum of the prefix weights of the shared items / |P|.
@@ -260,17 +264,17 @@ class VSKNN(SessionKNN):
         """sim * weighting_score(step): step from the last prefix click whose item the neighbour holds."""
         if len(row) == 0:
             return sim
-        counts = np.diff(self.X.indptr)[col]                                              # (K,) |N|
-        pair = np.repeat(np.arange(len(row)), counts)                                     # (K*,)
-        items = self.X.indices[_ranges(self.X.indptr[col], counts)]                       # (K*,)
-        last_click = np.full((len(j), self.config.n_items), -1, dtype=np.int32)                  # (P, n) t of item in prefix
+        counts = np.diff(self.X.indptr)[col]  # (K,) |N|
+        pair = np.repeat(np.arange(len(row)), counts)  # (K*,)
+        items = self.X.indices[_ranges(self.X.indptr[col], counts)]  # (K*,)
+        last_click = np.full((len(j), self.config.n_items), -1, dtype=np.int32)  # (P, n) t of item in prefix
         last_click[pre_row, pre_item] = pre_t
-        t_hit = last_click[row[pair], items]                                              # (K*,) -1: not in prefix
-        t_match = np.maximum.reduceat(t_hit, np.cumsum(counts) - counts)                  # (K,)
-        step = (j[row] - t_match + 1).astype(np.float64)                                  # (K,) 1 = last click
+        t_hit = last_click[row[pair], items]  # (K*,) -1: not in prefix
+        t_match = np.maximum.reduceat(t_hit, np.cumsum(counts) - counts)  # (K,)
+        step = (j[row] - t_match + 1).astype(np.float64)  # (K,) 1 = last click
         return sim * STEP_WEIGHTS[self.config.weighting_score](step)
 
     def _item_factor(self, scores):
         if self.config.idf_weighting and self.config.idf_weighting > 0:
-            scores *= (1.0 + self.config.idf_weighting * self.idf).astype(np.float32)     # (P, n)
+            scores *= (1.0 + self.config.idf_weighting * self.idf).astype(np.float32)  # (P, n)
         return scores

@@ -15,6 +15,7 @@ Order of operations (each documented choice is tested in tests/unit/data/test_pr
   6. Vocabulary from the training split only (index by descending training frequency, ties by
      id). Test clicks on items unseen in training become index 0 and are counted.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,16 +39,16 @@ class PrepareConfig:
     fmt: str
     inputs: list[str]
     out: str
-    split: str = "random"                   # random | temporal | given
-    test_inputs: list[str] | None = None    # the given test file(s) when split == "given"
-    test_fraction: float = 0.2              # §5.1: 80/20 by session
-    test_days: float = 1.0                  # temporal split
+    split: str = "random"  # random | temporal | given
+    test_inputs: list[str] | None = None  # the given test file(s) when split == "given"
+    test_fraction: float = 0.2  # §5.1: 80/20 by session
+    test_days: float = 1.0  # temporal split
     seed: int = 0
-    min_item_count: int = 3                 # §5.1
-    min_session_len: int = 2                # §5.1
+    min_item_count: int = 3  # §5.1
+    min_session_len: int = 2  # §5.1
     c1: float = C1_DEFAULT
     c2: float = C2_DEFAULT
-    gap: float | None = None                # None: the format's default (readers.default_gap)
+    gap: float | None = None  # None: the format's default (readers.default_gap)
     use_default_gap: bool = True
     skip_bad: bool = False
     reader_options: dict = field(default_factory=dict)
@@ -56,14 +57,22 @@ class PrepareConfig:
 @dataclass
 class RawSessions:
     """Sessionized, censored clicks before filtering; `sessions.items` are codes into `item_names`."""
+
     sessions: SessionSet
     item_names: list[str]
-    max_gap: float           # largest within-session gap (raw Delta), s
+    max_gap: float  # largest within-session gap (raw Delta), s
     stats: readers.ReadStats
 
 
-def read_sessions(fmt: str, paths: list[str], gap: float | None, c1: float, c2: float,
-                  skip_bad: bool = False, options: dict | None = None) -> RawSessions:
+def read_sessions(
+    fmt: str,
+    paths: list[str],
+    gap: float | None,
+    c1: float,
+    c2: float,
+    skip_bad: bool = False,
+    options: dict | None = None,
+) -> RawSessions:
     """Read, sessionize and censor raw clicks (steps 1-3)."""
     stats = readers.ReadStats()
     key_codes: dict[str, int] = {}
@@ -74,7 +83,7 @@ def read_sessions(fmt: str, paths: list[str], gap: float | None, c1: float, c2: 
         items.append(item_codes.setdefault(item, len(item_codes)))
         times.append(ts)
     k, i, t = (np.frombuffer(a, dtype=dt) for a, dt in ((keys, np.int64), (items, np.int64), (times, np.float64)))
-    order = np.lexsort((t, k))                                   # by key, then time; stable
+    order = np.lexsort((t, k))  # by key, then time; stable
     k, i, t = k[order], i[order], t[order]
     starts = np.flatnonzero(session_starts(k, t, gap))
     offsets = np.append(starts, len(t)).astype(np.int64)
@@ -84,8 +93,9 @@ def read_sessions(fmt: str, paths: list[str], gap: float | None, c1: float, c2: 
     same = np.ones(len(t), dtype=bool)
     same[starts] = False
     gaps = np.diff(t, prepend=t[:1])[same]
-    return RawSessions(SessionSet(i, t, tau, delta, offsets, sids), list(item_codes),
-                       float(gaps.max()) if len(gaps) else 0.0, stats)
+    return RawSessions(
+        SessionSet(i, t, tau, delta, offsets, sids), list(item_codes), float(gaps.max()) if len(gaps) else 0.0, stats
+    )
 
 
 def _session_index(offsets: np.ndarray) -> np.ndarray:
@@ -99,11 +109,19 @@ def filter_sessions(raw: SessionSet, keep_click: np.ndarray, min_session_len: in
     keep_sess = new_len >= min_session_len
     keep = keep_click & keep_sess[sess]
     lengths = new_len[keep_sess]
-    out = SessionSet(raw.items[keep], raw.ts[keep], raw.tau[keep], raw.delta[keep],
-                     np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), raw.session_ids[keep_sess])
-    counts = {"clicks_dropped_rare_items": int((~keep_click).sum()),
-              "sessions_dropped_too_short": int((~keep_sess).sum()),
-              "clicks_dropped_with_short_sessions": int((keep_click & ~keep_sess[sess]).sum())}
+    out = SessionSet(
+        raw.items[keep],
+        raw.ts[keep],
+        raw.tau[keep],
+        raw.delta[keep],
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        raw.session_ids[keep_sess],
+    )
+    counts = {
+        "clicks_dropped_rare_items": int((~keep_click).sum()),
+        "sessions_dropped_too_short": int((~keep_sess).sum()),
+        "clicks_dropped_with_short_sessions": int((keep_click & ~keep_sess[sess]).sum()),
+    }
     return out, counts
 
 
@@ -139,16 +157,27 @@ def table1(train: SessionSet, test: SessionSet, n_items: int, max_gap: float) ->
     n_sessions = len(train) + len(test)
     clicks = train.n_clicks + test.n_clicks
     observed = np.concatenate([train.tau[train.delta == 0], test.tau[test.delta == 0]])
-    return {"items": n_items, "clicks": clicks, "train_sessions": len(train), "test_sessions": len(test),
-            "avg_length": clicks / n_sessions if n_sessions else 0.0,
-            "max_dwell_s": max_gap, "max_uncensored_dwell_s": float(observed.max()) if len(observed) else 0.0}
+    return {
+        "items": n_items,
+        "clicks": clicks,
+        "train_sessions": len(train),
+        "test_sessions": len(test),
+        "avg_length": clicks / n_sessions if n_sessions else 0.0,
+        "max_dwell_s": max_gap,
+        "max_uncensored_dwell_s": float(observed.max()) if len(observed) else 0.0,
+    }
 
 
 def format_table1(t: dict) -> str:
-    rows = [("#items", f"{t['items']:,}"), ("#clicks", f"{t['clicks']:,}"),
-            ("#train sessions", f"{t['train_sessions']:,}"), ("#test sessions", f"{t['test_sessions']:,}"),
-            ("avg. length", f"{t['avg_length']:.3f}"), ("max dwell time (raw gap, s)", f"{t['max_dwell_s']:,.0f}"),
-            ("max uncensored dwell (s)", f"{t['max_uncensored_dwell_s']:,.1f}")]
+    rows = [
+        ("#items", f"{t['items']:,}"),
+        ("#clicks", f"{t['clicks']:,}"),
+        ("#train sessions", f"{t['train_sessions']:,}"),
+        ("#test sessions", f"{t['test_sessions']:,}"),
+        ("avg. length", f"{t['avg_length']:.3f}"),
+        ("max dwell time (raw gap, s)", f"{t['max_dwell_s']:,.0f}"),
+        ("max uncensored dwell (s)", f"{t['max_uncensored_dwell_s']:,.1f}"),
+    ]
     w = max(len(r[0]) for r in rows)
     return "\n".join(f"| {a:<{w}} | {b:>14} |" for a, b in [("dataset", "value"), ("-" * w, "-" * 14)] + rows)
 
@@ -157,11 +186,17 @@ def prepare(cfg: PrepareConfig, log=print) -> dict:
     """Run steps 1-6 and write the prepared dataset to cfg.out. Returns meta (also meta.json)."""
     t0 = time.time()
     gap = readers.default_gap(cfg.fmt, paths=cfg.inputs, **cfg.reader_options) if cfg.use_default_gap else cfg.gap
-    log(f"reading {cfg.fmt}: {', '.join(map(str, cfg.inputs))} (session gap: {gap if gap is not None else 'given ids'})")
+    log(
+        f"reading {cfg.fmt}: {', '.join(map(str, cfg.inputs))} (session gap: {gap if gap is not None else 'given ids'})"
+    )
     raw = read_sessions(cfg.fmt, cfg.inputs, gap, cfg.c1, cfg.c2, cfg.skip_bad, cfg.reader_options)
     log(f"  {raw.stats.summary()}; {len(raw.sessions):,} sessions, {len(raw.item_names):,} items")
-    counts: dict = {"read": asdict(raw.stats), "raw_clicks": raw.sessions.n_clicks, "raw_sessions": len(raw.sessions),
-                    "raw_items": len(raw.item_names)}
+    counts: dict = {
+        "read": asdict(raw.stats),
+        "raw_clicks": raw.sessions.n_clicks,
+        "raw_sessions": len(raw.sessions),
+        "raw_items": len(raw.item_names),
+    }
     sessions, filt = filter_sessions(raw.sessions, _rare_filter(raw, cfg.min_item_count), cfg.min_session_len)
     counts["filter"] = filt
     names, max_gap = raw.item_names, raw.max_gap
@@ -172,7 +207,9 @@ def prepare(cfg: PrepareConfig, log=print) -> dict:
         log(f"reading test {', '.join(map(str, cfg.test_inputs))}")
         raw_t = read_sessions(cfg.fmt, cfg.test_inputs, gap, cfg.c1, cfg.c2, cfg.skip_bad, cfg.reader_options)
         log(f"  {raw_t.stats.summary()}; {len(raw_t.sessions):,} sessions")
-        test, filt_t = filter_sessions(raw_t.sessions, np.ones(raw_t.sessions.n_clicks, dtype=bool), cfg.min_session_len)
+        test, filt_t = filter_sessions(
+            raw_t.sessions, np.ones(raw_t.sessions.n_clicks, dtype=bool), cfg.min_session_len
+        )
         counts["test_read"] = asdict(raw_t.stats)
         counts["test_filter"] = filt_t
         test_names, max_gap = raw_t.item_names, max(max_gap, raw_t.max_gap)
@@ -197,18 +234,28 @@ def prepare(cfg: PrepareConfig, log=print) -> dict:
     test.save(out / "test.npz")
     (out / "items.json").write_text(json.dumps(vocab_items))
     t1 = table1(train, test, len(vocab_items), max_gap)
-    meta = {"format": cfg.fmt, "inputs": [str(p) for p in cfg.inputs],
-            "test_inputs": [str(p) for p in cfg.test_inputs or []],
-            "config": {k: v for k, v in asdict(cfg).items() if k not in ("inputs", "test_inputs", "out")},
-            "gap_s": gap, "counts": counts, "table1": t1, "vocab_sha256": sha256_json(vocab_items),
-            "fingerprint": sha256_files(out / "train.npz", out / "test.npz", out / "items.json"),
-            "seconds": round(time.time() - t0, 3)}
+    meta = {
+        "format": cfg.fmt,
+        "inputs": [str(p) for p in cfg.inputs],
+        "test_inputs": [str(p) for p in cfg.test_inputs or []],
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("inputs", "test_inputs", "out")},
+        "gap_s": gap,
+        "counts": counts,
+        "table1": t1,
+        "vocab_sha256": sha256_json(vocab_items),
+        "fingerprint": sha256_files(out / "train.npz", out / "test.npz", out / "items.json"),
+        "seconds": round(time.time() - t0, 3),
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    log(f"  filter: {filt['clicks_dropped_rare_items']:,} clicks on items seen < {cfg.min_item_count} times dropped, "
+    log(
+        f"  filter: {filt['clicks_dropped_rare_items']:,} clicks on items seen < {cfg.min_item_count} times dropped, "
         f"{filt['sessions_dropped_too_short']:,} sessions shorter than {cfg.min_session_len} dropped "
-        f"({filt['clicks_dropped_with_short_sessions']:,} clicks)")
-    log(f"  split {cfg.split}: {len(train):,} train / {len(test):,} test sessions; "
-        f"{n_oov:,} test clicks on items unseen in training (index 0, counted as misses when targets)")
+        f"({filt['clicks_dropped_with_short_sessions']:,} clicks)"
+    )
+    log(
+        f"  split {cfg.split}: {len(train):,} train / {len(test):,} test sessions; "
+        f"{n_oov:,} test clicks on items unseen in training (index 0, counted as misses when targets)"
+    )
     log(format_table1(t1))
     log(f"wrote {out} in {meta['seconds']:.1f}s (fingerprint {meta['fingerprint'][:12]})")
     return meta

@@ -48,6 +48,7 @@ fields, empty key or item, unparseable / non-finite / negative time) raises
 in :class:`ReadStats`. The option ``gap`` is accepted by every format (it only feeds
 ``default_gap``); any other unknown option is a ``ValueError``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -61,22 +62,21 @@ from typing import IO, Literal
 
 from jump_core.sessions import REDDIT_GAP
 
-__all__ = ["FORMATS", "MalformedRowError", "ReadStats", "default_gap", "key_kind",
-           "parse_timestamp", "read_clicks"]
+__all__ = ["FORMATS", "MalformedRowError", "ReadStats", "default_gap", "key_kind", "parse_timestamp", "read_clicks"]
 
 Click = tuple[str, str, float]
 Column = str | int  # a header name, or a 0-based field index
 KeyKind = Literal["session", "user"]
 PathArg = str | os.PathLike | Sequence[str | os.PathLike]
 
-FORMATS: tuple[str, ...] = ("rsc15", "rsc15-prepared", "diginetica", "reddit", "retailrocket",
-                            "lastfm", "csv")
+FORMATS: tuple[str, ...] = ("rsc15", "rsc15-prepared", "diginetica", "reddit", "retailrocket", "lastfm", "csv")
 TIME_UNITS: tuple[str, ...] = ("s", "ms", "us", "iso")
 _SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}
 _MISSING = "missing field"
 
 
 # --------------------------------------------------------------------------- errors and stats
+
 
 class MalformedRowError(ValueError):
     """A data row that is not a valid click; ``str(err)`` is ``"path:line: reason"`` (line 1-based)."""
@@ -133,11 +133,13 @@ class ReadStats:
     def summary(self) -> str:
         """One line with every count."""
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped_reasons.items()))
-        return (f"rows={self.rows} clicks={self.clicks} skipped={self.skipped} "
-                f"filtered={self.filtered}" + (f" ({reasons})" if reasons else ""))
+        return f"rows={self.rows} clicks={self.clicks} skipped={self.skipped} filtered={self.filtered}" + (
+            f" ({reasons})" if reasons else ""
+        )
 
 
 # --------------------------------------------------------------------------- timestamps
+
 
 def parse_timestamp(raw: str, unit: str) -> float:
     """Unix seconds (float) from ``raw`` in ``unit``: "s", "ms", "us" (numbers) or "iso" (ISO-8601;
@@ -166,6 +168,7 @@ def parse_timestamp(raw: str, unit: str) -> float:
 
 # --------------------------------------------------------------------------- format descriptions
 
+
 @dataclass(frozen=True)
 class _Format:
     """How one file layout maps to clicks. Columns are header names (matched exactly, else
@@ -175,14 +178,14 @@ class _Format:
     key: Column
     item: Column
     time: Column
-    unit: str                                   # unit of the time column, see parse_timestamp
-    kind: KeyKind = "session"                   # what the key column holds
+    unit: str  # unit of the time column, see parse_timestamp
+    kind: KeyKind = "session"  # what the key column holds
     header: bool = True
-    width: int | None = None                    # headerless: exact field count (None: enough for the columns)
+    width: int | None = None  # headerless: exact field count (None: enough for the columns)
     quoting: int = csv.QUOTE_MINIMAL
-    item_fallback: tuple[Column, ...] = ()      # joined with "\x1f" when the item column is empty
+    item_fallback: tuple[Column, ...] = ()  # joined with "\x1f" when the item column is empty
     keep: tuple[Column, str, str] | None = None  # (column, value, reason): other rows are filtered out
-    day: Column | None = None                   # ISO day; ts = session's earliest day + time (diginetica)
+    day: Column | None = None  # ISO day; ts = session's earliest day + time (diginetica)
 
 
 Builder = Callable[[str | None, dict], _Format]
@@ -200,8 +203,7 @@ def _rsc15_prepared(path: str | None, options: dict) -> _Format:
 
 def _diginetica(path: str | None, options: dict) -> _Format:
     """CIKM16 ``session_id;user_id;item_id;timeframe(ms in session);eventdate(YYYY-MM-DD)``."""
-    return _Format(";", key="session_id", item="item_id", time="timeframe", unit="ms",
-                   day="eventdate")
+    return _Format(";", key="session_id", item="item_id", time="timeframe", unit="ms", day="eventdate")
 
 
 def _reddit(path: str | None, options: dict) -> _Format:
@@ -210,8 +212,9 @@ def _reddit(path: str | None, options: dict) -> _Format:
 
 
 _RR_SESSIONS = _Format("\t", key="session_id", item="item_id", time="timestamp", unit="s")
-_RR_EVENTS = _Format(",", key="visitorid", item="itemid", time="timestamp", unit="ms", kind="user",
-                     keep=("event", "view", "not a view"))
+_RR_EVENTS = _Format(
+    ",", key="visitorid", item="itemid", time="timestamp", unit="ms", kind="user", keep=("event", "view", "not a view")
+)
 
 
 def _retailrocket(path: str | None, options: dict) -> _Format:
@@ -224,20 +227,31 @@ def _retailrocket(path: str | None, options: dict) -> _Format:
         names = [_norm(c) for c in line.split(layout.delimiter)]
         if all(_norm(str(c)) in names for c in (layout.key, layout.item, layout.time)):
             return layout
-    raise ValueError(f"{path}:1: unrecognised retailrocket header {line!r} (expected "
-                     "'timestamp\\tuser_id\\titem_id\\tsession_id' or "
-                     "'timestamp,visitorid,event,itemid,transactionid')")
+    raise ValueError(
+        f"{path}:1: unrecognised retailrocket header {line!r} (expected "
+        "'timestamp\\tuser_id\\titem_id\\tsession_id' or "
+        "'timestamp,visitorid,event,itemid,transactionid')"
+    )
 
 
 def _lastfm(path: str | None, options: dict) -> _Format:
     """Last.fm 1K TSV, no header, quoting off; item = track mbid or artist-name\\x1ftrack-name."""
-    return _Format("\t", key=0, item=4, time=1, unit="iso", kind="user", header=False, width=6,
-                   quoting=csv.QUOTE_NONE, item_fallback=(3, 5))
+    return _Format(
+        "\t",
+        key=0,
+        item=4,
+        time=1,
+        unit="iso",
+        kind="user",
+        header=False,
+        width=6,
+        quoting=csv.QUOTE_NONE,
+        item_fallback=(3, 5),
+    )
 
 
 _DELIMITER_ALIASES = {"tab": "\t", "\\t": "\t"}
-_CSV_OPTIONS = frozenset({"delimiter", "session_col", "user_col", "item_col", "time_col",
-                          "time_unit", "header"})
+_CSV_OPTIONS = frozenset({"delimiter", "session_col", "user_col", "item_col", "time_col", "time_unit", "header"})
 
 
 def _csv(path: str | None, options: dict) -> _Format:
@@ -246,8 +260,9 @@ def _csv(path: str | None, options: dict) -> _Format:
     if not isinstance(header, bool):
         raise ValueError(f"csv: header must be True or False, got {header!r}")
     if ("session_col" in options) == ("user_col" in options):
-        raise ValueError("csv: give exactly one of session_col (key = session) or user_col "
-                         "(key = user, sessions split by gap)")
+        raise ValueError(
+            "csv: give exactly one of session_col (key = session) or user_col (key = user, sessions split by gap)"
+        )
     for name in ("item_col", "time_col"):
         if name not in options:
             raise ValueError(f"csv: option {name} is required")
@@ -272,13 +287,20 @@ def _csv_column(value: object, header: bool, option: str) -> Column:
             return value
         if value.isdigit():
             return int(value)
-    raise ValueError(f"csv: {option}={value!r} must be "
-                     + ("a column name or index" if header else "a 0-based column index (header=False)"))
+    raise ValueError(
+        f"csv: {option}={value!r} must be "
+        + ("a column name or index" if header else "a 0-based column index (header=False)")
+    )
 
 
 _BUILDERS: dict[str, Builder] = {
-    "rsc15": _rsc15, "rsc15-prepared": _rsc15_prepared, "diginetica": _diginetica,
-    "reddit": _reddit, "retailrocket": _retailrocket, "lastfm": _lastfm, "csv": _csv,
+    "rsc15": _rsc15,
+    "rsc15-prepared": _rsc15_prepared,
+    "diginetica": _diginetica,
+    "reddit": _reddit,
+    "retailrocket": _retailrocket,
+    "lastfm": _lastfm,
+    "csv": _csv,
 }
 
 
@@ -294,6 +316,7 @@ def _builder(fmt: str, options: dict) -> Builder:
 
 
 # --------------------------------------------------------------------------- row parsing
+
 
 def _norm(name: str) -> str:
     return name.strip().lower().replace("_", "").replace(" ", "")
@@ -318,6 +341,7 @@ def _row_parser(fmt: _Format, header: list[str] | None, where: str) -> Callable[
 
     Raises _NotAClick for rows ``fmt.keep`` excludes and _RowProblem for malformed ones.
     """
+
     def col(c: Column) -> int:
         return _column(c, header, where)
 
@@ -341,8 +365,7 @@ def _row_parser(fmt: _Format, header: list[str] | None, where: str) -> Callable[
 
     def parse(f: list[str]) -> tuple:
         if (len(f) != width) if width else (len(f) < need):
-            raise _RowProblem("wrong field count",
-                              f"expected {width or f'at least {need}'} fields, got {len(f)}")
+            raise _RowProblem("wrong field count", f"expected {width or f'at least {need}'} fields, got {len(f)}")
         if keep and f[keep[0]] != keep[1]:
             raise _NotAClick(keep[2], f"{f[keep[0]]!r} row is not a click")
         key, item = f[k], f[i]
@@ -360,6 +383,7 @@ def _row_parser(fmt: _Format, header: list[str] | None, where: str) -> Callable[
 
 
 # --------------------------------------------------------------------------- files
+
 
 def _open_text(path: str) -> IO[str]:
     """Open ``path`` for csv reading; ``.gz`` files are decompressed transparently."""
@@ -444,8 +468,10 @@ def _anchor_to_first_day(rows: Iterable[tuple[str, str, float, float]]) -> Itera
 
 # --------------------------------------------------------------------------- public API
 
-def read_clicks(fmt: str, paths: PathArg, *, skip_bad: bool = False,
-                stats: ReadStats | None = None, **options) -> Iterator[Click]:
+
+def read_clicks(
+    fmt: str, paths: PathArg, *, skip_bad: bool = False, stats: ReadStats | None = None, **options
+) -> Iterator[Click]:
     """Yield ``(session_key, item_id, ts_seconds)`` from ``paths`` (one path or several, read in order).
 
     ``ts`` is Unix seconds (float, UTC), converted from the format's unit; rows come in file order.

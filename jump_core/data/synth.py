@@ -81,6 +81,7 @@ The file is therefore **not** globally time-sorted: sessions of different users 
 in time. Sort by timestamp (stable) to replay it as a time-ordered stream. Timestamps are
 Unix seconds with millisecond precision, written as ``%.3f``.
 """
+
 from __future__ import annotations
 
 import math
@@ -109,20 +110,20 @@ __all__ = [
 HEADER = "session_id,user_id,item_id,timestamp"
 
 # --- model constants (documented in the module docstring) ---------------------------------
-C1_S = C1_DEFAULT             # c1 of the paper (§5.2): distraction gaps are longer than this
+C1_S = C1_DEFAULT  # c1 of the paper (§5.2): distraction gaps are longer than this
 DISTRACTION_MAX_S = 3500.0
-DWELL_CENTER_S = 50.0         # mu_item ~ N(log 50, 0.7)
+DWELL_CENTER_S = 50.0  # mu_item ~ N(log 50, 0.7)
 DWELL_MU_STD = 0.7
-DWELL_SIGMA = 0.6             # log dwell ~ N(mu_item, 0.6)
+DWELL_SIGMA = 0.6  # log dwell ~ N(mu_item, 0.6)
 DWELL_MIN_S = 1.0
-P_STAY_LONG = 0.90            # P(stay in topic | dwell above the item's median)
-P_STAY_SHORT = 0.25           # P(stay in topic | dwell below the item's median)
-P_SIBLING = 0.90              # P(sibling item | engaged and staying)
-P_SIBLING_STEP = 0.25         # sibling offset k ~ Geometric(0.25), k >= 1 (mean 4)
-P_RING = 0.70                 # P(ring neighbour | switching topic); else random topic
+P_STAY_LONG = 0.90  # P(stay in topic | dwell above the item's median)
+P_STAY_SHORT = 0.25  # P(stay in topic | dwell below the item's median)
+P_SIBLING = 0.90  # P(sibling item | engaged and staying)
+P_SIBLING_STEP = 0.25  # sibling offset k ~ Geometric(0.25), k >= 1 (mean 4)
+P_RING = 0.70  # P(ring neighbour | switching topic); else random topic
 TOPIC_SIZE_SIGMA = 0.8
 USER_ACTIVITY_SIGMA = 1.0
-HEAVY_SHARE = 0.048           # share of the mean session length due to the heavy tail
+HEAVY_SHARE = 0.048  # share of the mean session length due to the heavy tail
 HEAVY_XM = 15.0
 HEAVY_ALPHA = 1.6
 MAX_SESSION_LEN = 1000
@@ -134,8 +135,8 @@ _CHUNK_CLICKS = 1 << 18
 _USER_CHUNK = 1 << 16
 _LENGTH_POOL = 1 << 16
 
-_NEG = -(1 << 40)       # "no scheduled time" (ms), far below any real start
-_BIG = 1 << 42          # per-user offset for the segmented running max
+_NEG = -(1 << 40)  # "no scheduled time" (ms), far below any real start
+_BIG = 1 << 42  # per-user offset for the segmented running max
 
 # rng stream tags
 _T_CATALOG, _T_TOTALS, _T_UWEIGHT, _T_UATTR, _T_UBUDGET, _T_LENGTHS, _T_SIM = range(1, 8)
@@ -143,16 +144,16 @@ _T_CATALOG, _T_TOTALS, _T_UWEIGHT, _T_UATTR, _T_UBUDGET, _T_LENGTHS, _T_SIM = ra
 
 @dataclass(frozen=True)
 class SynthConfig:
-    clicks: int = 100_000          # total rows to write (exactly this many)
+    clicks: int = 100_000  # total rows to write (exactly this many)
     seed: int = 0
-    n_items: int = 2_000           # catalogue size
+    n_items: int = 2_000  # catalogue size
     n_topics: int = 40
-    n_users: int | None = None     # default: max(1, clicks // 40)
-    zipf_a: float = 1.1            # item popularity exponent within a topic (and of topics)
+    n_users: int | None = None  # default: max(1, clicks // 40)
+    zipf_a: float = 1.1  # item popularity exponent within a topic (and of topics)
     mean_session_len: float = 4.0  # geometric-ish, min 1, rare heavy tail (> 150 clicks)
-    start_ts: float = 1_396_310_400.0   # 2014-04-01T00:00:00Z, Unix seconds
+    start_ts: float = 1_396_310_400.0  # 2014-04-01T00:00:00Z, Unix seconds
     span_days: float = 30.0
-    distraction_p: float = 0.02    # per click: next gap uniform in (2000 s, 3500 s)
+    distraction_p: float = 0.02  # per click: next gap uniform in (2000 s, 3500 s)
     session_gap_s: float = 3600.0  # consecutive sessions of a user are separated by MORE than this
 
     def __post_init__(self) -> None:
@@ -190,11 +191,12 @@ def _rng(config: SynthConfig, *tags: int) -> np.random.Generator:
 @dataclass(frozen=True)
 class Catalog:
     """The latent item structure, indexed by public item id (all arrays length n_items)."""
-    item_topic: np.ndarray         # int: topic of each item
-    item_pos: np.ndarray           # int: position in its topic's order == popularity rank in topic
-    item_log_mu: np.ndarray        # float: mean log dwell (log seconds); median dwell = exp(.)
-    item_popularity: np.ndarray    # float: prior popularity p(topic) * p(item | topic)
-    topic_popularity: np.ndarray   # float, length n_topics (effective): p(topic)
+
+    item_topic: np.ndarray  # int: topic of each item
+    item_pos: np.ndarray  # int: position in its topic's order == popularity rank in topic
+    item_log_mu: np.ndarray  # float: mean log dwell (log seconds); median dwell = exp(.)
+    item_popularity: np.ndarray  # float: prior popularity p(topic) * p(item | topic)
+    topic_popularity: np.ndarray  # float, length n_topics (effective): p(topic)
 
 
 class _Cat:
@@ -229,7 +231,7 @@ class _Cat:
         self.topic_cdf = np.cumsum(pt)
         self.topic_cdf[-1] = 1.0
         self.mu = math.log(DWELL_CENTER_S) + DWELL_MU_STD * rng.standard_normal(n)
-        self.ids = rng.permutation(n)          # internal j -> public item id
+        self.ids = rng.permutation(n)  # internal j -> public item id
         self.T, self.n = T, n
         self.start, self.size, self.topic_of, self.pos = start, size, topic_of, pos
         self.p_item = pt[topic_of] * p_item_in_topic
@@ -244,9 +246,15 @@ class _Cat:
 
     def public(self) -> Catalog:
         n = self.n
-        out = {k: np.empty(n, dt) for k, dt in
-               (("item_topic", np.int64), ("item_pos", np.int64), ("item_log_mu", np.float64),
-                ("item_popularity", np.float64))}
+        out = {
+            k: np.empty(n, dt)
+            for k, dt in (
+                ("item_topic", np.int64),
+                ("item_pos", np.int64),
+                ("item_log_mu", np.float64),
+                ("item_popularity", np.float64),
+            )
+        }
         out["item_topic"][self.ids] = self.topic_of
         out["item_pos"][self.ids] = self.pos
         out["item_log_mu"][self.ids] = self.mu
@@ -313,7 +321,7 @@ class _Users:
         rng = _rng(cfg, _T_UATTR, i)
         pref = cat.draw_topic(rng.random((m, 3)))
         npref = rng.integers(1, 4, m)
-        n_hat = np.maximum(1.0, budget / cfg.mean_session_len)   # ~ expected number of sessions
+        n_hat = np.maximum(1.0, budget / cfg.mean_session_len)  # ~ expected number of sessions
         got = {"budget": budget.astype(np.int64), "pref": pref, "npref": npref, "n_hat": n_hat}
         self.cache[i] = got
         return got
@@ -357,7 +365,7 @@ class _Planner:
         self.cfg, self.users = config, users
         self.rng = _rng(config, _T_LENGTHS)
         self.q, self.pg = _length_params(config.mean_session_len)
-        self.remaining = config.clicks     # rows still to plan
+        self.remaining = config.clicks  # rows still to plan
         # a user draws sessions while its total is < budget - shave (at least one session);
         # the shave offsets the expected overshoot of the last session, so nearly all users appear
         self.shave = int(0.85 * config.mean_session_len)
@@ -384,7 +392,7 @@ class _Planner:
         lens, owners, got = [], [], 0
         while got < max_clicks and self.remaining > 0:
             if self.rem <= 0:
-                if self.u + 1 >= self.users.n:   # rare: the last user takes the remainder
+                if self.u + 1 >= self.users.n:  # rare: the last user takes the remainder
                     self.rem = self.remaining
                     continue
                 b = self.users.budget(self.u + 1)
@@ -392,7 +400,7 @@ class _Planner:
                     self.u += 1
                     continue
                 if got > 0 and got + b > max_clicks:
-                    break                        # users are split across chunks only if huge
+                    break  # users are split across chunks only if huge
                 self.u += 1
                 self.rem = max(1, b - self.shave)
             if self.p >= len(self.pool):
@@ -402,9 +410,9 @@ class _Planner:
             room = min(max_clicks - got, self.remaining)
             j = int(np.searchsorted(cin, base + min(self.rem, room), side="left"))
             j = min(j, len(cin) - 1)
-            seg = self.pool[p:j + 1].copy()
+            seg = self.pool[p : j + 1].copy()
             s = int(cin[j]) - base
-            if s > self.remaining:        # the very last session of the file is truncated
+            if s > self.remaining:  # the very last session of the file is truncated
                 seg[-1] -= s - self.remaining
                 s = self.remaining
             self.p = j + 1
@@ -429,15 +437,23 @@ def _reflect(x: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.where(m == 0, 0, y)
 
 
-def _simulate(cat: _Cat, cfg: SynthConfig, rng: np.random.Generator, L: np.ndarray,
-              pref: np.ndarray, npref: np.ndarray,
-              dwell_max_ms: int, dis_lo_ms: int, dis_hi_ms: int) -> tuple[np.ndarray, np.ndarray]:
+def _simulate(
+    cat: _Cat,
+    cfg: SynthConfig,
+    rng: np.random.Generator,
+    L: np.ndarray,
+    pref: np.ndarray,
+    npref: np.ndarray,
+    dwell_max_ms: int,
+    dis_lo_ms: int,
+    dis_hi_ms: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Items (internal index) and the gap after each click (ms; 0 after a session's last click)."""
     n_s = len(L)
     total = int(L.sum())
     off = np.zeros(n_s, np.int64)
     off[1:] = np.cumsum(L)[:-1]
-    order = np.argsort(-L, kind="stable")      # longest first: active sessions are a prefix
+    order = np.argsort(-L, kind="stable")  # longest first: active sessions are a prefix
     offs = off[order]
     max_len = int(L.max())
     active = n_s - np.cumsum(np.bincount(L, minlength=max_len + 1))  # active[k] = #{L > k}
@@ -471,7 +487,7 @@ def _simulate(cat: _Cat, cfg: SynthConfig, rng: np.random.Generator, L: np.ndarr
         # transition
         t = topic[:A1]
         jc = j[:A1]
-        engaged = z > 0.0                           # dwell above the item's median exp(mu)
+        engaged = z > 0.0  # dwell above the item's median exp(mu)
         stay = r[:, 0] < np.where(engaged, P_STAY_LONG, P_STAY_SHORT)
         sib = stay & engaged & (r[:, 1] < P_SIBLING)
         ring = ~stay & (r[:, 1] < P_RING)
@@ -496,12 +512,12 @@ def _simulate(cat: _Cat, cfg: SynthConfig, rng: np.random.Generator, L: np.ndarr
 # Chunks
 # ==========================================================================================
 class _Chunk(NamedTuple):
-    session_id: np.ndarray   # int64, per row
-    user_id: np.ndarray      # int64, per row
-    item_id: np.ndarray      # int64, per row
-    ts_ms: np.ndarray        # int64 Unix milliseconds, per row
-    lengths: np.ndarray      # int64, per session of the chunk (sessions never straddle chunks)
-    gaps_ms: np.ndarray      # int64, per row: gap to the next click of the session, -1 if last
+    session_id: np.ndarray  # int64, per row
+    user_id: np.ndarray  # int64, per row
+    item_id: np.ndarray  # int64, per row
+    ts_ms: np.ndarray  # int64 Unix milliseconds, per row
+    lengths: np.ndarray  # int64, per session of the chunk (sessions never straddle chunks)
+    gaps_ms: np.ndarray  # int64, per row: gap to the next click of the session, -1 if last
 
 
 def _chunks(config: SynthConfig) -> Iterator[_Chunk]:
@@ -512,8 +528,8 @@ def _chunks(config: SynthConfig) -> Iterator[_Chunk]:
     planner = _Planner(config, users)
     start_ms = int(round(config.start_ts * 1000.0))
     gap_x = config.session_gap_s * 1000.0
-    within_max = int(math.ceil(gap_x)) - 1            # every within-session gap < session_gap_s
-    between_min = int(math.floor(gap_x)) + 1          # every between-session gap > session_gap_s
+    within_max = int(math.ceil(gap_x)) - 1  # every within-session gap < session_gap_s
+    between_min = int(math.floor(gap_x)) + 1  # every between-session gap > session_gap_s
     dwell_max = max(1, within_max)
     dis_lo = int(C1_S * 1000) + 1
     dis_hi = min(int(DISTRACTION_MAX_S * 1000), within_max)
@@ -534,8 +550,7 @@ def _chunks(config: SynthConfig) -> Iterator[_Chunk]:
         lo, hi = int(su[0]), int(su[-1]) + 1
         ua = users.slice(lo, hi)
         sl = su - lo
-        items, gaps = _simulate(cat, config, rng, L, ua["pref"][sl], ua["npref"][sl],
-                                dwell_max, dis_lo, dis_hi)
+        items, gaps = _simulate(cat, config, rng, L, ua["pref"][sl], ua["npref"][sl], dwell_max, dis_lo, dis_hi)
         n_s = len(L)
         off = np.zeros(n_s, np.int64)
         off[1:] = np.cumsum(L)[:-1]
@@ -594,8 +609,7 @@ def generate(config: SynthConfig) -> Iterator[tuple[int, int, int, float]]:
     order (see the module docstring). Timestamps are floats with millisecond precision.
     """
     for ch in _chunks(config):
-        yield from zip(ch.session_id.tolist(), ch.user_id.tolist(), ch.item_id.tolist(),
-                       (ch.ts_ms / 1000.0).tolist())
+        yield from zip(ch.session_id.tolist(), ch.user_id.tolist(), ch.item_id.tolist(), (ch.ts_ms / 1000.0).tolist())
 
 
 # ==========================================================================================
@@ -653,8 +667,8 @@ def write_csv(config: SynthConfig, out_path: str | Path, progress: bool = False)
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=config.clicks, unit="rows", unit_scale=True, file=sys.stderr,
-                   desc=f"synth {out_path.name}")
+
+        bar = tqdm(total=config.clicks, unit="rows", unit_scale=True, file=sys.stderr, desc=f"synth {out_path.name}")
     try:
         with open(out_path, "wb", buffering=1 << 22) as fh:
             fh.write((HEADER + "\n").encode())

@@ -7,6 +7,7 @@ after selection. Outputs: a JSON file (per model: recall@20, mrr@20, ndcg@20, dw
 times, the chosen parameters, every trial and the training history), a Markdown report shaped
 like the paper's Tables 2 and 3, and PNG figures.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,11 +49,14 @@ def model_config(cfg: dict, name: str) -> dict:
     if name not in cfg["models"]:
         raise ValueError(f"{cfg['_path']}: no entry for model {name!r}")
     entry = cfg["models"][name] or {}
-    return {"params": dict(entry.get("params") or {}), "train": dict(entry.get("train") or {}),
-            "search": dict(entry.get("search") or {})}
+    return {
+        "params": dict(entry.get("params") or {}),
+        "train": dict(entry.get("train") or {}),
+        "search": dict(entry.get("search") or {}),
+    }
 
 
-TRAIN_KEYS = ("lr", "batch_size", "weight_decay", "clip", "max_len")   # search keys that go to TrainConfig
+TRAIN_KEYS = ("lr", "batch_size", "weight_decay", "clip", "max_len")  # search keys that go to TrainConfig
 
 
 def _key(k: str) -> str:
@@ -77,7 +81,7 @@ def trial_params(entry: dict, trials: int, seed: int) -> list[dict]:
         draw = {k: rng.choice(grid[k]) for k in keys}
         sig = tuple(json.dumps(draw[k]) for k in keys)
         if sig in seen:
-            if len(seen) > size:          # every grid point (and the defaults) tried
+            if len(seen) > size:  # every grid point (and the defaults) tried
                 break
             continue
         seen.add(sig)
@@ -87,7 +91,7 @@ def trial_params(entry: dict, trials: int, seed: int) -> list[dict]:
 
 def split_params(p: dict) -> tuple[dict, dict]:
     model = {k: v for k, v in p.items() if not k.startswith("train.")}
-    train = {k[len("train."):]: v for k, v in p.items() if k.startswith("train.")}
+    train = {k[len("train.") :]: v for k, v in p.items() if k.startswith("train.")}
     return model, train
 
 
@@ -98,8 +102,18 @@ def _selection_score(model: SessionModel, result: dict) -> float:
     return -(result["dwell_mae_s"] if result["dwell_mae_s"] is not None else float("inf"))
 
 
-def fit_one(name: str, params: dict, data: PreparedDataset, tr: SessionSet, val: SessionSet, budget: dict,
-            seed: int, device, progress: bool, log) -> tuple[SessionModel, dict]:
+def fit_one(
+    name: str,
+    params: dict,
+    data: PreparedDataset,
+    tr: SessionSet,
+    val: SessionSet,
+    budget: dict,
+    seed: int,
+    device,
+    progress: bool,
+    log,
+) -> tuple[SessionModel, dict]:
     """Build and fit one configuration; returns (model, record with history and wall time)."""
     model_params, train_params = split_params(params)
     seed_everything(seed)
@@ -108,10 +122,24 @@ def fit_one(name: str, params: dict, data: PreparedDataset, tr: SessionSet, val:
     record: dict = {"params": params}
     if model.trainable:
         model.to(device)
-        cfg = TrainConfig(epochs=int(budget["epochs"]), patience=int(budget.get("patience", 2)), seed=seed,
-                          time_budget_s=budget.get("time_budget_s"), **train_params)
-        summary = fit_model(model, tr, val, cfg, progress=progress, log=log, name=name, select="val_recall"
-                            if model.ranks_clicks else "val_loss", protocol="live")
+        cfg = TrainConfig(
+            epochs=int(budget["epochs"]),
+            patience=int(budget.get("patience", 2)),
+            seed=seed,
+            time_budget_s=budget.get("time_budget_s"),
+            **train_params,
+        )
+        summary = fit_model(
+            model,
+            tr,
+            val,
+            cfg,
+            progress=progress,
+            log=log,
+            name=name,
+            select="val_recall" if model.ranks_clicks else "val_loss",
+            protocol="live",
+        )
         record.update(history=summary["history"], best_epoch=summary["best_epoch"])
     else:
         if train_params:
@@ -121,9 +149,21 @@ def fit_one(name: str, params: dict, data: PreparedDataset, tr: SessionSet, val:
     return model, record
 
 
-def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet, test: SessionSet, cfg: dict,
-              seed: int, device, progress: bool, log, params_override: dict | None = None,
-              budget_override: dict | None = None, protocols: tuple[str, ...] | None = None) -> dict:
+def run_model(
+    name: str,
+    data: PreparedDataset,
+    tr: SessionSet,
+    val: SessionSet,
+    test: SessionSet,
+    cfg: dict,
+    seed: int,
+    device,
+    progress: bool,
+    log,
+    params_override: dict | None = None,
+    budget_override: dict | None = None,
+    protocols: tuple[str, ...] | None = None,
+) -> dict:
     """Tune (the budget's trials), select on validation, evaluate the selected model on `test`."""
     spec = registry.spec(name)
     budget = {**cfg["budget"], **(budget_override or {})}
@@ -138,8 +178,10 @@ def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet,
         rec["val"] = _small(v)
         rec["val_score"] = _selection_score(model, v) if v else 0.0
         records.append(rec)
-        log(f"[{name}] trial {t + 1}: validation Recall@20 {fmt_number(v and v[f'recall@{K}'])}, "
-            f"dwell MAE {fmt_number(v and v['dwell_mae_s'])} s, trained in {rec['train_seconds']:.1f} s")
+        log(
+            f"[{name}] trial {t + 1}: validation Recall@20 {fmt_number(v and v[f'recall@{K}'])}, "
+            f"dwell MAE {fmt_number(v and v['dwell_mae_s'])} s, trained in {rec['train_seconds']:.1f} s"
+        )
         if best is None or rec["val_score"] > best[1]["val_score"]:
             best = (model, rec)
     tune_seconds = round(time.time() - t_start, 2)
@@ -152,19 +194,30 @@ def run_model(name: str, data: PreparedDataset, tr: SessionSet, val: SessionSet,
         r["eval_wall_seconds"] = round(time.time() - t0, 2)
         results[protocol] = r
     if not model.dwell_aware:
-        results.setdefault("paper", results["live"])          # dwell-blind: identical under both protocols
+        results.setdefault("paper", results["live"])  # dwell-blind: identical under both protocols
     live = results["live"]
-    out = {"label": spec.label, "clicks": model.ranks_clicks, "dwell": model.predicts_dwell,
-           "dwell_aware": model.dwell_aware,
-           f"recall@{K}": live[f"recall@{K}"], f"mrr@{K}": live[f"mrr@{K}"], f"ndcg@{K}": live[f"ndcg@{K}"],
-           "dwell_mae_s": live["dwell_mae_s"] if model.predicts_dwell else None,
-           "train_seconds": rec["train_seconds"], "tune_seconds": tune_seconds,
-           "eval_seconds": round(sum(r["eval_wall_seconds"] for p, r in results.items()
-                                     if p in protocols), 2),
-           "params": rec["params"], "best_epoch": rec.get("best_epoch"), "history": rec.get("history"),
-           "protocols": results, "trials": records}
-    log(f"[{name}] test (live): Recall@20 {fmt_number(out[f'recall@{K}'])}  MRR@20 {fmt_number(out[f'mrr@{K}'])}  "
-        f"dwell MAE {fmt_number(out['dwell_mae_s'])} s  (train {out['train_seconds']:.1f} s, eval {out['eval_seconds']:.1f} s)")
+    out = {
+        "label": spec.label,
+        "clicks": model.ranks_clicks,
+        "dwell": model.predicts_dwell,
+        "dwell_aware": model.dwell_aware,
+        f"recall@{K}": live[f"recall@{K}"],
+        f"mrr@{K}": live[f"mrr@{K}"],
+        f"ndcg@{K}": live[f"ndcg@{K}"],
+        "dwell_mae_s": live["dwell_mae_s"] if model.predicts_dwell else None,
+        "train_seconds": rec["train_seconds"],
+        "tune_seconds": tune_seconds,
+        "eval_seconds": round(sum(r["eval_wall_seconds"] for p, r in results.items() if p in protocols), 2),
+        "params": rec["params"],
+        "best_epoch": rec.get("best_epoch"),
+        "history": rec.get("history"),
+        "protocols": results,
+        "trials": records,
+    }
+    log(
+        f"[{name}] test (live): Recall@20 {fmt_number(out[f'recall@{K}'])}  MRR@20 {fmt_number(out[f'mrr@{K}'])}  "
+        f"dwell MAE {fmt_number(out['dwell_mae_s'])} s  (train {out['train_seconds']:.1f} s, eval {out['eval_seconds']:.1f} s)"
+    )
     return out
 
 
@@ -176,30 +229,57 @@ def _small(r: dict | None) -> dict | None:
 
 def hardware() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "gpu": gpu, "torch": torch.__version__,
-            "python": platform.python_version()}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
-def benchmark(data_dir: str, models: list[str], out_json: str, config: str | None = None,
-              report_dir: str | None = None, seed: int = 0, device: str = "auto", trials: int | None = None,
-              ablations: bool = False, sweeps: tuple[str, ...] = (), max_test_sessions: int | None = None,
-              time_budget_s: float | None = None, epochs: int | None = None, patience: int | None = None,
-              progress: bool = True,
-              command: str | None = None, threads: int | None = None, log=print) -> dict:
+def benchmark(
+    data_dir: str,
+    models: list[str],
+    out_json: str,
+    config: str | None = None,
+    report_dir: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    trials: int | None = None,
+    ablations: bool = False,
+    sweeps: tuple[str, ...] = (),
+    max_test_sessions: int | None = None,
+    time_budget_s: float | None = None,
+    epochs: int | None = None,
+    patience: int | None = None,
+    progress: bool = True,
+    command: str | None = None,
+    threads: int | None = None,
+    log=print,
+) -> dict:
     """Run the benchmark; writes `out_json`, a Markdown report and figures. Returns the JSON dict."""
     from . import report as rep
+
     models = expand_models(models)
     unknown = [m for m in models if m not in registry.MODELS]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(ALL_MODELS)}; "
-                         f"shorthands: all, {', '.join(ALIASES)})")
+        raise ValueError(
+            f"unknown model(s) {', '.join(unknown)} (known: {', '.join(ALL_MODELS)}; "
+            f"shorthands: all, {', '.join(ALIASES)})"
+        )
     if ("dim" in sweeps or "sigma" in sweeps or ablations) and "jump" not in models:
         raise ValueError("--sweeps and --ablations need 'jump' in --models")
     cfg = load_config(config)
     if threads:
         torch.set_num_threads(threads)
-    for key, value in (("trials", trials), ("time_budget_s", time_budget_s), ("epochs", epochs), ("patience", patience)):
+    for key, value in (
+        ("trials", trials),
+        ("time_budget_s", time_budget_s),
+        ("epochs", epochs),
+        ("patience", patience),
+    ):
         if value is not None:
             cfg["budget"][key] = value
     t_start = time.time()
@@ -210,26 +290,51 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
     if max_test_sessions is not None and len(test) > max_test_sessions:
         pick = np.sort(np.random.default_rng(seed).choice(len(test), max_test_sessions, replace=False))
         test = test.subset(pick)
-    log(f"benchmark on {data_dir}: {data.n_items - 1:,} items; fit {len(tr):,} / validation {len(val):,} / "
+    log(
+        f"benchmark on {data_dir}: {data.n_items - 1:,} items; fit {len(tr):,} / validation {len(val):,} / "
         f"test {len(test):,} sessions ({test.n_clicks:,} clicks); device {dev}; models {', '.join(models)}; "
-        f"budget {cfg['budget']}")
-    result = {"data": str(data_dir), "dataset": data.meta.get("table1", {}), "fingerprint": data.fingerprint,
-              "config_file": cfg["_path"], "budget": cfg["budget"], "seed": seed, "k": K, "hardware": hardware(),
-              "device": str(dev), "command": command, "test_sessions": len(test),
-              "test_sessions_total": len(data.test), "models": {}}
+        f"budget {cfg['budget']}"
+    )
+    result = {
+        "data": str(data_dir),
+        "dataset": data.meta.get("table1", {}),
+        "fingerprint": data.fingerprint,
+        "config_file": cfg["_path"],
+        "budget": cfg["budget"],
+        "seed": seed,
+        "k": K,
+        "hardware": hardware(),
+        "device": str(dev),
+        "command": command,
+        "test_sessions": len(test),
+        "test_sessions_total": len(data.test),
+        "models": {},
+    }
     out = Path(out_json)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     for name in models:
         result["models"][name] = run_model(name, data, tr, val, test, cfg, seed, dev, progress, log)
-        partial.write_text(json.dumps(result, indent=2, default=str))       # a long run keeps what it measured
+        partial.write_text(json.dumps(result, indent=2, default=str))  # a long run keeps what it measured
     jump_params = result["models"].get("jump", {}).get("params")
     if ablations:
         result["ablations"] = {}
         for abl, override in (cfg.get("ablations") or {}).items():
             log(f"[ablation] {abl}: {override}")
-            r = run_model("jump", data, tr, val, test, cfg, seed, dev, progress, log,
-                          params_override={**jump_params, **override}, protocols=("paper", "live"))
+            r = run_model(
+                "jump",
+                data,
+                tr,
+                val,
+                test,
+                cfg,
+                seed,
+                dev,
+                progress,
+                log,
+                params_override={**jump_params, **override},
+                protocols=("paper", "live"),
+            )
             r["label"] = f"JUMP, {abl} (" + ", ".join(f"{k}={v}" for k, v in override.items()) + ")"
             r["override"] = override
             result["ablations"][abl] = r
@@ -240,20 +345,50 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
         for inv in sw.get("inv_sigma2", []):
             sigma = float(inv) ** -0.5
             log(f"[sweep] 1/sigma^2 = {inv:g} (sigma = {sigma:.4g})")
-            r = run_model("jump", data, tr, val, test, cfg, seed, dev, progress, log,
-                          params_override={**jump_params, "sigma": sigma}, budget_override=sweep_budget,
-                          protocols=("paper", "live"))
+            r = run_model(
+                "jump",
+                data,
+                tr,
+                val,
+                test,
+                cfg,
+                seed,
+                dev,
+                progress,
+                log,
+                params_override={**jump_params, "sigma": sigma},
+                budget_override=sweep_budget,
+                protocols=("paper", "live"),
+            )
             result["sweep_sigma"].append({"inv_sigma2": float(inv), "sigma": sigma, **_sweep_point(r)})
     if "dim" in sweeps:
         result["sweep_dim"] = {}
         for name in sw.get("dim_models", ["jump"]):
-            base = result["models"][name]["params"] if name in result["models"] else \
-                {**model_config(cfg, name)["params"], **{f"train.{k}": v for k, v in model_config(cfg, name)["train"].items()}}
+            base = (
+                result["models"][name]["params"]
+                if name in result["models"]
+                else {
+                    **model_config(cfg, name)["params"],
+                    **{f"train.{k}": v for k, v in model_config(cfg, name)["train"].items()},
+                }
+            )
             points = []
             for d in sw.get("dims", []):
                 log(f"[sweep] {name} dim = {d}")
-                r = run_model(name, data, tr, val, test, cfg, seed, dev, progress, log,
-                              params_override={**base, "dim": int(d)}, budget_override=sweep_budget)
+                r = run_model(
+                    name,
+                    data,
+                    tr,
+                    val,
+                    test,
+                    cfg,
+                    seed,
+                    dev,
+                    progress,
+                    log,
+                    params_override={**base, "dim": int(d)},
+                    budget_override=sweep_budget,
+                )
                 points.append({"dim": int(d), **_sweep_point(r)})
             result["sweep_dim"][name] = points
     result["seconds"] = round(time.time() - t_start, 1)
@@ -270,7 +405,11 @@ def benchmark(data_dir: str, models: list[str], out_json: str, config: str | Non
 
 
 def _sweep_point(r: dict) -> dict:
-    return {f"recall@{K}": r[f"recall@{K}"], f"mrr@{K}": r[f"mrr@{K}"], "dwell_mae_s": r["dwell_mae_s"],
-            "paper_recall@20": r["protocols"]["paper"][f"recall@{K}"], "train_seconds": r["train_seconds"],
-            "best_epoch": r["best_epoch"]}
-
+    return {
+        f"recall@{K}": r[f"recall@{K}"],
+        f"mrr@{K}": r[f"mrr@{K}"],
+        "dwell_mae_s": r["dwell_mae_s"],
+        "paper_recall@20": r["protocols"]["paper"][f"recall@{K}"],
+        "train_seconds": r["train_seconds"],
+        "best_epoch": r["best_epoch"],
+    }

@@ -1,4 +1,5 @@
 """Evaluation reports: a Markdown table and the paper's Fig. 2 and Fig. 7 as PNG files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,21 +14,29 @@ def fmt_number(x, digits=4):
     if x is None:
         return "–"
     if isinstance(x, float):
-        return f"{x:.3g}" if abs(x) >= 1e6 else f"{x:.{digits}f}"     # e.g. a dwell MAE of 1.4e+25 s
+        return f"{x:.3g}" if abs(x) >= 1e6 else f"{x:.{digits}f}"  # e.g. a dwell MAE of 1.4e+25 s
     return f"{x:,}"
 
 
 def markdown_table(results: dict[str, dict], k: int = 20) -> str:
     """results: row label -> evaluate() output. One row per model/protocol."""
-    lines = [f"| model / protocol | Recall@{k} | MRR@{k} | NDCG@{k} | dwell MAE (s) | dwell log-lik | predictions | OOV targets |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| model / protocol | Recall@{k} | MRR@{k} | NDCG@{k} | dwell MAE (s) | dwell log-lik | predictions | OOV targets |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, r in results.items():
-        lines.append(f"| {label} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
-                     f"{fmt_number(r['dwell_mae_s'], 2)} | {fmt_number(r.get('dwell_loglik'), 3)} | {r['n_predictions']:,} | "
-                     f"{r.get('n_oov_targets', 0):,} |")
-    lines += ["", f"Recall@{k} by session length (Fig. 7):", "",
-              "| model / protocol | " + " | ".join(b[0] for b in BUCKETS) + " |",
-              "|---|" + "---:|" * len(BUCKETS)]
+        lines.append(
+            f"| {label} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
+            f"{fmt_number(r['dwell_mae_s'], 2)} | {fmt_number(r.get('dwell_loglik'), 3)} | {r['n_predictions']:,} | "
+            f"{r.get('n_oov_targets', 0):,} |"
+        )
+    lines += [
+        "",
+        f"Recall@{k} by session length (Fig. 7):",
+        "",
+        "| model / protocol | " + " | ".join(b[0] for b in BUCKETS) + " |",
+        "|---|" + "---:|" * len(BUCKETS),
+    ]
     for label, r in results.items():
         cells = []
         for name, _, _ in BUCKETS:
@@ -39,8 +48,10 @@ def markdown_table(results: dict[str, dict], k: int = 20) -> str:
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -88,13 +99,14 @@ def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 2
 
 # -- jump benchmark: Tables 2-3 and Figs. 5-7 ----------------------------------------------------------
 
+
 def _protocol_rows(result: dict) -> list[tuple[str, str, dict, dict]]:
     """(label, protocol, model entry, evaluate() output) for every click model; dwell-aware models get two rows."""
     rows = []
     for name, m in result["models"].items():
         if not m["clicks"]:
             continue
-        for protocol in (("paper", "live") if m["dwell_aware"] else ("live",)):
+        for protocol in ("paper", "live") if m["dwell_aware"] else ("live",):
             rows.append((m["label"], protocol if m["dwell_aware"] else "both", m, m["protocols"][protocol]))
     return rows
 
@@ -108,66 +120,115 @@ def benchmark_markdown(result: dict) -> str:
     t1 = result.get("dataset", {})
     b = result["budget"]
     hw = result["hardware"]
-    lines = [f"# Benchmark on `{result['data']}`", "",
-             f"- Command: `{result.get('command') or '(library call)'}`",
-             f"- Hardware: {hw['cores']} CPU cores ({hw['cpu']}), torch {hw['torch']} with {hw['torch_threads']} threads, "
-             f"GPU: {hw['gpu'] or 'none'}; device `{result['device']}`. Wall time {result['seconds']:,.0f} s.",
-             f"- Data: {t1.get('items', 0):,} items, {t1.get('train_sessions', 0):,} train / "
-             f"{result['test_sessions_total']:,} test sessions"
-             + (f" (evaluated on a seeded sample of {result['test_sessions']:,})"
-                if result["test_sessions"] != result["test_sessions_total"] else "") + ".",
-             f"- Tuning budget, the same for every model (`{result['config_file']}`): {b['trials']} configurations "
-             f"(the defaults + seeded draws from the model's grid), each ≤ {b['epochs']} epochs and ≤ {b['time_budget_s']} s "
-             f"of training, early stopping on validation Recall@{k} (patience {b.get('patience', 2)}); all fit on the same "
-             f"{1 - b.get('val_fraction', 0.1):.0%} of the training sessions and selected on the other "
-             f"{b.get('val_fraction', 0.1):.0%} (live protocol); the test split is scored once per model.",
-             "- Metrics: full-catalogue ranking, pessimistic ties, every position of every test session; "
-             "targets unseen in training count as misses. `live`: the dwell on the latest click is unknown (the stream's "
-             "view); `paper`: it is known (it leaks the next click's time); dwell-blind models are the same under both.",
-             "", "## Next click (Table 3 shape)", "",
-             f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | all trials s | eval s | selected parameters |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# Benchmark on `{result['data']}`",
+        "",
+        f"- Command: `{result.get('command') or '(library call)'}`",
+        f"- Hardware: {hw['cores']} CPU cores ({hw['cpu']}), torch {hw['torch']} with {hw['torch_threads']} threads, "
+        f"GPU: {hw['gpu'] or 'none'}; device `{result['device']}`. Wall time {result['seconds']:,.0f} s.",
+        f"- Data: {t1.get('items', 0):,} items, {t1.get('train_sessions', 0):,} train / "
+        f"{result['test_sessions_total']:,} test sessions"
+        + (
+            f" (evaluated on a seeded sample of {result['test_sessions']:,})"
+            if result["test_sessions"] != result["test_sessions_total"]
+            else ""
+        )
+        + ".",
+        f"- Tuning budget, the same for every model (`{result['config_file']}`): {b['trials']} configurations "
+        f"(the defaults + seeded draws from the model's grid), each ≤ {b['epochs']} epochs and ≤ {b['time_budget_s']} s "
+        f"of training, early stopping on validation Recall@{k} (patience {b.get('patience', 2)}); all fit on the same "
+        f"{1 - b.get('val_fraction', 0.1):.0%} of the training sessions and selected on the other "
+        f"{b.get('val_fraction', 0.1):.0%} (live protocol); the test split is scored once per model.",
+        "- Metrics: full-catalogue ranking, pessimistic ties, every position of every test session; "
+        "targets unseen in training count as misses. `live`: the dwell on the latest click is unknown (the stream's "
+        "view); `paper`: it is known (it leaks the next click's time); dwell-blind models are the same under both.",
+        "",
+        "## Next click (Table 3 shape)",
+        "",
+        f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | all trials s | eval s | selected parameters |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for label, protocol, m, r in _protocol_rows(result):
-        lines.append(f"| {label} | {protocol} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
-                     f"{m['train_seconds']:.1f} | {m.get('tune_seconds', 0):.1f} | {r.get('eval_wall_seconds', 0):.1f} | "
-                     f"{_params(m['params'])} |")
-    lines += ["", "## Dwell time (Table 2 shape)", "",
-              "MAE (s) of the point prediction on uncensored clicks; dwell log-lik: mean censored log-likelihood per click "
-              "(the model's own density).", "",
-              "| model | dwell MAE (s) | dwell log-lik | clicks | train s |", "|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {label} | {protocol} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
+            f"{m['train_seconds']:.1f} | {m.get('tune_seconds', 0):.1f} | {r.get('eval_wall_seconds', 0):.1f} | "
+            f"{_params(m['params'])} |"
+        )
+    lines += [
+        "",
+        "## Dwell time (Table 2 shape)",
+        "",
+        "MAE (s) of the point prediction on uncensored clicks; dwell log-lik: mean censored log-likelihood per click "
+        "(the model's own density).",
+        "",
+        "| model | dwell MAE (s) | dwell log-lik | clicks | train s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, m in result["models"].items():
         if m["dwell"]:
             r = m["protocols"]["live"]
-            lines.append(f"| {m['label']} | {fmt_number(r['dwell_mae_s'], 2)} | {fmt_number(r.get('dwell_loglik'), 3)} | "
-                         f"{r['n_dwell']:,} | {m['train_seconds']:.1f} |")
-    lines += ["", f"## Recall@{k} by session length (Fig. 7 shape, live protocol)", "",
-              "| model | " + " | ".join(n for n, _, _ in BUCKETS) + " |", "|---|" + "---:|" * len(BUCKETS)]
+            lines.append(
+                f"| {m['label']} | {fmt_number(r['dwell_mae_s'], 2)} | {fmt_number(r.get('dwell_loglik'), 3)} | "
+                f"{r['n_dwell']:,} | {m['train_seconds']:.1f} |"
+            )
+    lines += [
+        "",
+        f"## Recall@{k} by session length (Fig. 7 shape, live protocol)",
+        "",
+        "| model | " + " | ".join(n for n, _, _ in BUCKETS) + " |",
+        "|---|" + "---:|" * len(BUCKETS),
+    ]
     for name, m in result["models"].items():
         if m["clicks"]:
             bl = m["protocols"]["live"]["by_length"]
-            lines.append(f"| {m['label']} | " + " | ".join(
-                f"{fmt_number(bl[n][f'recall@{k}'])} ({bl[n]['n_predictions']:,})" for n, _, _ in BUCKETS) + " |")
+            lines.append(
+                f"| {m['label']} | "
+                + " | ".join(f"{fmt_number(bl[n][f'recall@{k}'])} ({bl[n]['n_predictions']:,})" for n, _, _ in BUCKETS)
+                + " |"
+            )
     if result.get("ablations"):
-        lines += ["", "## Ablations of JUMP", "",
-                  "Each variant: the selected JUMP parameters with one change (a part removed or replaced), "
-                  "trained once with the same per-trial budget and seed.", "",
-                  f"| variant | Recall@{k} live | MRR@{k} live | Recall@{k} paper | dwell MAE (s) | train s |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Ablations of JUMP",
+            "",
+            "Each variant: the selected JUMP parameters with one change (a part removed or replaced), "
+            "trained once with the same per-trial budget and seed.",
+            "",
+            f"| variant | Recall@{k} live | MRR@{k} live | Recall@{k} paper | dwell MAE (s) | train s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         full = result["models"]["jump"]
-        for label, m in [("JUMP (selected configuration)", full)] + [(a["label"], a) for a in result["ablations"].values()]:
-            lines.append(f"| {label} | {fmt_number(m[f'recall@{k}'])} | {fmt_number(m[f'mrr@{k}'])} | "
-                         f"{fmt_number(m['protocols']['paper'][f'recall@{k}'])} | {fmt_number(m['dwell_mae_s'], 2)} | "
-                         f"{m['train_seconds']:.1f} |")
+        for label, m in [("JUMP (selected configuration)", full)] + [
+            (a["label"], a) for a in result["ablations"].values()
+        ]:
+            lines.append(
+                f"| {label} | {fmt_number(m[f'recall@{k}'])} | {fmt_number(m[f'mrr@{k}'])} | "
+                f"{fmt_number(m['protocols']['paper'][f'recall@{k}'])} | {fmt_number(m['dwell_mae_s'], 2)} | "
+                f"{m['train_seconds']:.1f} |"
+            )
     if result.get("sweep_sigma"):
-        lines += ["", "## Fig. 5: 1/σ² sweep (JUMP)", "",
-                  f"| 1/σ² | σ | Recall@{k} live | Recall@{k} paper | dwell MAE (s) | best epoch |", "|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Fig. 5: 1/σ² sweep (JUMP)",
+            "",
+            f"| 1/σ² | σ | Recall@{k} live | Recall@{k} paper | dwell MAE (s) | best epoch |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
         for p in result["sweep_sigma"]:
-            lines.append(f"| {p['inv_sigma2']:g} | {p['sigma']:.3g} | {fmt_number(p[f'recall@{k}'])} | {fmt_number(p['paper_recall@20'])} | "
-                         f"{fmt_number(p['dwell_mae_s'], 2)} | {p['best_epoch']} |")
+            lines.append(
+                f"| {p['inv_sigma2']:g} | {p['sigma']:.3g} | {fmt_number(p[f'recall@{k}'])} | {fmt_number(p['paper_recall@20'])} | "
+                f"{fmt_number(p['dwell_mae_s'], 2)} | {p['best_epoch']} |"
+            )
     if result.get("sweep_dim"):
-        lines += ["", "## Fig. 6: dimension sweep", "", f"Recall@{k} (live) by d:", "",
-                  "| model | " + " | ".join(str(p["dim"]) for p in next(iter(result["sweep_dim"].values()))) + " |",
-                  "|---|" + "---:|" * len(next(iter(result["sweep_dim"].values())))]
+        lines += [
+            "",
+            "## Fig. 6: dimension sweep",
+            "",
+            f"Recall@{k} (live) by d:",
+            "",
+            "| model | " + " | ".join(str(p["dim"]) for p in next(iter(result["sweep_dim"].values()))) + " |",
+            "|---|" + "---:|" * len(next(iter(result["sweep_dim"].values()))),
+        ]
         for name, pts in result["sweep_dim"].items():
             lines.append(f"| {name} | " + " | ".join(fmt_number(p[f"recall@{k}"]) for p in pts) + " |")
     if result.get("figures"):
@@ -181,7 +242,9 @@ def benchmark_figures(result: dict, directory: Path, stem: str) -> dict:
     figs = {}
     rows = {m["label"]: m["protocols"]["live"] for m in result["models"].values() if m["clicks"]}
     if rows:
-        figs["fig7_recall_by_length"] = str(plot_recall_by_length(rows, directory / f"{stem}_fig7_recall_by_length.png", k))
+        figs["fig7_recall_by_length"] = str(
+            plot_recall_by_length(rows, directory / f"{stem}_fig7_recall_by_length.png", k)
+        )
     curves = {m["label"]: m["history"] for m in result["models"].values() if m.get("history")}
     if curves:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -246,9 +309,18 @@ def benchmark_summary(results: list[dict], names: list[str]) -> str:
         groups.setdefault(name, []).append(r)
     runs = {n: len({r.get("seed") for r in g}) for n, g in groups.items()}
     head = "| model | protocol | " + " | ".join(f"{n} R@{k} | {n} MRR@{k} | {n} NDCG@{k}" for n in groups) + " |"
-    lines = ["Next click (Table 3 shape)" + ("; mean ± sd over " + ", ".join(f"{n}: {c} seeds" for n, c in runs.items())
-                                             if max(runs.values()) > 1 else "") + ":", "",
-             head, "|---|---|" + "---:|" * (3 * len(groups))]
+    lines = [
+        "Next click (Table 3 shape)"
+        + (
+            "; mean ± sd over " + ", ".join(f"{n}: {c} seeds" for n, c in runs.items())
+            if max(runs.values()) > 1
+            else ""
+        )
+        + ":",
+        "",
+        head,
+        "|---|---|" + "---:|" * (3 * len(groups)),
+    ]
     labels = []
     for r in results:
         for label, protocol, _, _ in _protocol_rows(r):
@@ -260,15 +332,22 @@ def benchmark_summary(results: list[dict], names: list[str]) -> str:
             hits = [e for r in runs_of for lab, p, _, e in _protocol_rows(r) if (lab, p) == (label, protocol)]
             cells += [_mean_sd([h[f"{m}@{k}"] for h in hits], 4) for m in ("recall", "mrr", "ndcg")]
         lines.append(f"| {label} | {protocol} | " + " | ".join(cells) + " |")
-    lines += ["", "Dwell time (Table 2 shape), MAE in seconds:", "", "| model | " + " | ".join(groups) + " |",
-              "|---|" + "---:|" * len(groups)]
+    lines += [
+        "",
+        "Dwell time (Table 2 shape), MAE in seconds:",
+        "",
+        "| model | " + " | ".join(groups) + " |",
+        "|---|" + "---:|" * len(groups),
+    ]
     dwell_labels = []
     for r in results:
         for m in r["models"].values():
             if m["dwell"] and m["label"] not in dwell_labels:
                 dwell_labels.append(m["label"])
     for label in dwell_labels:
-        cells = [_mean_sd([m["dwell_mae_s"] for r in runs_of for m in r["models"].values() if m["label"] == label], 1)
-                 for runs_of in groups.values()]
+        cells = [
+            _mean_sd([m["dwell_mae_s"] for r in runs_of for m in r["models"].values() if m["label"] == label], 1)
+            for runs_of in groups.values()
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

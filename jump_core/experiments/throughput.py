@@ -5,6 +5,7 @@ training clicks/s over a fixed number of batches after a warm-up, the process pe
 the peak CUDA memory allocated, and the wall time of one full test-split evaluation per
 protocol. Devices run side by side in one process so ratios are comparable.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,20 +27,40 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_train(clicks: int = 1_000_000, dim: int = 100, batches: int = 50, devices: str = "auto",
-                work_dir: str = "runs/bench", json_out: str | None = None, warmup: int = 5) -> dict:
+def bench_train(
+    clicks: int = 1_000_000,
+    dim: int = 100,
+    batches: int = 50,
+    devices: str = "auto",
+    work_dir: str = "runs/bench",
+    json_out: str | None = None,
+    warmup: int = 5,
+) -> dict:
     work = Path(work_dir)
     csv, data_dir = work / f"synth_{clicks}.csv", work / f"prepared_{clicks}"
     if not (data_dir / "meta.json").exists():
         work.mkdir(parents=True, exist_ok=True)
         print(f"generating {clicks:,} synthetic clicks -> {csv}")
         write_csv(SynthConfig(clicks=clicks, seed=0), csv, progress=True)
-        prepare(PrepareConfig("csv", [str(csv)], str(data_dir), reader_options={
-            "session_col": "session_id", "item_col": "item_id", "time_col": "timestamp"}))
+        prepare(
+            PrepareConfig(
+                "csv",
+                [str(csv)],
+                str(data_dir),
+                reader_options={"session_col": "session_id", "item_col": "item_id", "time_col": "timestamp"},
+            )
+        )
     data = load_prepared(data_dir)
     names = (["cpu"] + (["cuda"] if torch.cuda.is_available() else [])) if devices == "auto" else devices.split(",")
-    results = {"clicks": clicks, "dim": dim, "n_items": data.n_items - 1, "train_sessions": len(data.train),
-               "test_clicks": data.test.n_clicks, "torch": torch.__version__, "devices": {}}
+    results = {
+        "clicks": clicks,
+        "dim": dim,
+        "n_items": data.n_items - 1,
+        "train_sessions": len(data.train),
+        "test_clicks": data.test.n_clicks,
+        "torch": torch.__version__,
+        "devices": {},
+    }
     train_windows = data.train.windows(200)
     for name in names:
         device = resolve_device(name)
@@ -66,10 +87,12 @@ def bench_train(clicks: int = 1_000_000, dim: int = 100, batches: int = 50, devi
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_s = time.perf_counter() - t0
-        entry = {"train_clicks_per_s": round(n_clicks / train_s, 1), "timed_batches": batches,
-                 "timed_clicks": n_clicks}
-        entry["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) \
-            if device.type == "cuda" else round(_peak_rss_mib(), 1)
+        entry = {"train_clicks_per_s": round(n_clicks / train_s, 1), "timed_batches": batches, "timed_clicks": n_clicks}
+        entry["peak_memory_mib"] = (
+            round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+            if device.type == "cuda"
+            else round(_peak_rss_mib(), 1)
+        )
         entry["peak_memory_kind"] = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
         for protocol in ("paper", "live"):
             t1 = time.perf_counter()
@@ -77,10 +100,12 @@ def bench_train(clicks: int = 1_000_000, dim: int = 100, batches: int = 50, devi
             entry[f"eval_{protocol}_s"] = round(time.perf_counter() - t1, 2)
             entry[f"eval_{protocol}_predictions"] = r["n_predictions"]
         results["devices"][name] = entry
-        print(f"[{name}] train {entry['train_clicks_per_s']:,.0f} clicks/s over {batches} batches; "
-              f"peak memory {entry['peak_memory_mib']:,.0f} MiB ({entry['peak_memory_kind']}); "
-              f"full evaluation {entry['eval_paper_s']:.1f} s (paper), {entry['eval_live_s']:.1f} s (live) "
-              f"for {entry['eval_paper_predictions']:,} predictions over {data.n_items - 1:,} items")
+        print(
+            f"[{name}] train {entry['train_clicks_per_s']:,.0f} clicks/s over {batches} batches; "
+            f"peak memory {entry['peak_memory_mib']:,.0f} MiB ({entry['peak_memory_kind']}); "
+            f"full evaluation {entry['eval_paper_s']:.1f} s (paper), {entry['eval_live_s']:.1f} s (live) "
+            f"for {entry['eval_paper_predictions']:,} predictions over {data.n_items - 1:,} items"
+        )
     if "cpu" in results["devices"] and "cuda" in results["devices"]:
         ratio = results["devices"]["cuda"]["train_clicks_per_s"] / results["devices"]["cpu"]["train_clicks_per_s"]
         results["cuda_over_cpu_train"] = round(ratio, 2)

@@ -20,6 +20,7 @@ One run, on a snapshot of the training window (the most recent closed sessions):
 The session records come from the sessionizer, which computed (tau, delta) with eq. 4 (sessions.censor)
 exactly as offline preparation does, so they train without any recomputation.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,9 @@ def session_from_record(rec: dict) -> LoggedSession:
         raise ValueError("items, ts, tau and delta must be lists")
     n = len(items)
     if n == 0 or not len(ts) == len(tau) == len(delta) == n:
-        raise ValueError(f"items, ts, tau, delta must have the same non-zero length ({n}, {len(ts)}, "
-                         f"{len(tau)}, {len(delta)})")
+        raise ValueError(
+            f"items, ts, tau, delta must have the same non-zero length ({n}, {len(ts)}, {len(tau)}, {len(delta)})"
+        )
     if not all(isinstance(i, str) for i in items):
         raise ValueError("items must be strings")
     try:
@@ -116,7 +118,7 @@ class TrainingWindow:
 
 @dataclass
 class ContinualConfig:
-    mode: str = "finetune"           # finetune | retrain
+    mode: str = "finetune"  # finetune | retrain
     epochs: int = 3
     lr: float = 1e-3
     batch_size: int = 100
@@ -124,25 +126,25 @@ class ContinualConfig:
     holdout_fraction: float = 0.1
     margin: float = 0.005
     min_item_count: int = 2
-    dim: int = 100                   # of a model trained from scratch
-    c1: float = C1_DEFAULT           # eq. 4 thresholds of the stream (a fine-tuned model must share them)
+    dim: int = 100  # of a model trained from scratch
+    c1: float = C1_DEFAULT  # eq. 4 thresholds of the stream (a fine-tuned model must share them)
     c2: float = C2_DEFAULT
     seed: int = 0
     device: str = "auto"
     max_len: int = 200
-    model: dict = field(default_factory=dict)   # further JumpConfig fields of a model trained from scratch
+    model: dict = field(default_factory=dict)  # further JumpConfig fields of a model trained from scratch
 
 
-def split_window(sessions: list[LoggedSession], holdout_fraction: float
-                 ) -> tuple[list[LoggedSession], list[LoggedSession]]:
+def split_window(
+    sessions: list[LoggedSession], holdout_fraction: float
+) -> tuple[list[LoggedSession], list[LoggedSession]]:
     """(train, holdout): the most recent sessions (by end time) are held out; at least one each."""
     ordered = sorted(sessions, key=lambda s: (s.end_ts, s.session_id))
     n_hold = min(len(ordered) - 1, max(1, int(round(len(ordered) * holdout_fraction))))
     return ordered[:-n_hold], ordered[-n_hold:]
 
 
-def build_vocabulary(train: list[LoggedSession], base: list[str] | None, min_count: int
-                     ) -> tuple[list[str], list[str]]:
+def build_vocabulary(train: list[LoggedSession], base: list[str] | None, min_count: int) -> tuple[list[str], list[str]]:
     """(vocabulary, new items): `base` (kept in order) + items of `train` seen >= min_count times that
     `base` lacks, most frequent first (ties by name, so the order is reproducible)."""
     counts = Counter(i for s in train for i in s.items)
@@ -155,12 +157,14 @@ def to_session_set(sessions: list[LoggedSession], items: list[str]) -> SessionSe
     """Sessions in a model's vocabulary (unknown items -> 0)."""
     index = {name: k + 1 for k, name in enumerate(items)}
     lengths = np.array([len(s.items) for s in sessions], dtype=np.int64)
-    return SessionSet(np.array([index.get(i, 0) for s in sessions for i in s.items], dtype=np.int64),
-                      np.array([t for s in sessions for t in s.ts], dtype=np.float64),
-                      np.array([t for s in sessions for t in s.tau], dtype=np.float64),
-                      np.array([d for s in sessions for d in s.delta], dtype=np.uint8),
-                      np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                      np.array([s.session_id.encode() for s in sessions], dtype=bytes))
+    return SessionSet(
+        np.array([index.get(i, 0) for s in sessions for i in s.items], dtype=np.int64),
+        np.array([t for s in sessions for t in s.ts], dtype=np.float64),
+        np.array([t for s in sessions for t in s.tau], dtype=np.float64),
+        np.array([d for s in sessions for d in s.delta], dtype=np.uint8),
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        np.array([s.session_id.encode() for s in sessions], dtype=bytes),
+    )
 
 
 def grow_vocabulary(model: Jump, n_items: int) -> Jump:
@@ -174,8 +178,8 @@ def grow_vocabulary(model: Jump, n_items: int) -> Jump:
     for name, value in model.state_dict().items():
         if value.shape == state[name].shape:
             state[name] = value.clone()
-        else:                                   # item-indexed: (n_items, ...) rows
-            state[name][:old.n_items] = value
+        else:  # item-indexed: (n_items, ...) rows
+            state[name][: old.n_items] = value
     grown.load_state_dict(state)
     return grown
 
@@ -183,29 +187,34 @@ def grow_vocabulary(model: Jump, n_items: int) -> Jump:
 def holdout_metrics(model: Jump, items: list[str], holdout: list[LoggedSession]) -> dict:
     """Live-protocol metrics of `model` (with its vocabulary) on the held-out sessions, on the model's device."""
     r = evaluate(model, to_session_set(holdout, items), "live")
-    return {"recall@20": r["recall@20"], "mrr@20": r["mrr@20"], "dwell_mae_s": r["dwell_mae_s"],
-            "n_predictions": r["n_predictions"]}
+    return {
+        "recall@20": r["recall@20"],
+        "mrr@20": r["mrr@20"],
+        "dwell_mae_s": r["dwell_mae_s"],
+        "n_predictions": r["n_predictions"],
+    }
 
 
 @dataclass
 class RunResult:
     promote: bool
     reason: str
-    mode: str                        # finetune | retrain | initial
+    mode: str  # finetune | retrain | initial
     model: Jump
     items: list[str]
     new_items: list[str]
-    candidate: dict                  # holdout metrics
+    candidate: dict  # holdout metrics
     serving: dict | None
-    summary: dict                    # fit_model's summary
+    summary: dict  # fit_model's summary
     sessions_train: int
     sessions_holdout: int
     clicks_train: int
     fingerprint: str
 
 
-def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str]] | None, cfg: ContinualConfig,
-                    log=print) -> RunResult:
+def train_candidate(
+    sessions: list[LoggedSession], serving: tuple[Jump, list[str]] | None, cfg: ContinualConfig, log=print
+) -> RunResult:
     """One continuous-training run on a window snapshot (see the module doc). Raises ValueError when the
     window is too small to train on."""
     if len(sessions) < 2:
@@ -215,15 +224,17 @@ def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str
     train, holdout = split_window(sessions, cfg.holdout_fraction)
     mode = cfg.mode if serving is not None else "initial"
     if mode == "finetune" and (serving[0].config.c1, serving[0].config.c2) != (cfg.c1, cfg.c2):
-        log(f"serving model censors with c1={serving[0].config.c1}, c2={serving[0].config.c2}, the stream with "
-            f"c1={cfg.c1}, c2={cfg.c2}: retraining from scratch instead of fine-tuning")
+        log(
+            f"serving model censors with c1={serving[0].config.c1}, c2={serving[0].config.c2}, the stream with "
+            f"c1={cfg.c1}, c2={cfg.c2}: retraining from scratch instead of fine-tuning"
+        )
         mode = "retrain"
     base = serving[1] if mode == "finetune" else None
     items, new_items = build_vocabulary(train, base, cfg.min_item_count)
     if not items:
         raise ValueError("no item reaches the minimum count in the training part of the window")
     if mode == "finetune":
-        model = grow_vocabulary(serving[0], len(items) + 1).to(device)     # a copy: serving is untouched
+        model = grow_vocabulary(serving[0], len(items) + 1).to(device)  # a copy: serving is untouched
     else:
         fields = dict(serving[0].config.to_dict()) if serving is not None else {"dim": cfg.dim, **cfg.model}
         fields.update(c1=cfg.c1, c2=cfg.c2)
@@ -236,12 +247,23 @@ def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str
     if len(data) < 2:
         raise ValueError(f"{len(data)} training sessions left after dropping items seen < {cfg.min_item_count} times")
     tr, val = split_validation(data, 0.1, cfg.seed)
-    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, patience=max(1, cfg.epochs),
-                       seed=cfg.seed, device=str(device), max_len=cfg.max_len, time_budget_s=cfg.time_budget_s)
-    log(f"{mode}: {len(data):,} training sessions ({data.n_clicks:,} clicks), {len(holdout):,} held out, "
-        f"{len(items):,} items ({len(new_items):,} new)")
-    summary = fit_model(model, tr, val, tcfg, progress=False, log=log, name=f"JUMP {mode}", select="val_recall",
-                        protocol="live")
+    tcfg = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        patience=max(1, cfg.epochs),
+        seed=cfg.seed,
+        device=str(device),
+        max_len=cfg.max_len,
+        time_budget_s=cfg.time_budget_s,
+    )
+    log(
+        f"{mode}: {len(data):,} training sessions ({data.n_clicks:,} clicks), {len(holdout):,} held out, "
+        f"{len(items):,} items ({len(new_items):,} new)"
+    )
+    summary = fit_model(
+        model, tr, val, tcfg, progress=False, log=log, name=f"JUMP {mode}", select="val_recall", protocol="live"
+    )
     candidate = holdout_metrics(model, items, holdout)
     current = holdout_metrics(serving[0], serving[1], holdout) if serving is not None else None
     if current is None:
@@ -249,9 +271,24 @@ def train_candidate(sessions: list[LoggedSession], serving: tuple[Jump, list[str
     else:
         promote = candidate["recall@20"] >= current["recall@20"] - cfg.margin
         cmp = ">=" if promote else "<"
-        reason = (f"held-out Recall@20 (live) {candidate['recall@20']:.4f} {cmp} serving "
-                  f"{current['recall@20']:.4f} - margin {cfg.margin:g}")
+        reason = (
+            f"held-out Recall@20 (live) {candidate['recall@20']:.4f} {cmp} serving "
+            f"{current['recall@20']:.4f} - margin {cfg.margin:g}"
+        )
     model.eval()
     fingerprint = sha256_json([s.session_id for s in train])
-    return RunResult(promote, reason, mode, model, items, new_items, candidate, current, summary, len(data),
-                     len(holdout), data.n_clicks, fingerprint)
+    return RunResult(
+        promote,
+        reason,
+        mode,
+        model,
+        items,
+        new_items,
+        candidate,
+        current,
+        summary,
+        len(data),
+        len(holdout),
+        data.n_clicks,
+        fingerprint,
+    )

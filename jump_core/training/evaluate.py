@@ -16,6 +16,7 @@ Metrics:
     position including the first; mean censored log-likelihood (eq. 10) over all clicks.
   * The same by session length bucket (Fig. 7: 2-6, 10-30, >150, and the lengths between).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,7 @@ from ..contract import SessionModel, check_protocol
 from ..data.dataset import SessionSet
 
 BUCKETS = (("2-6", 2, 6), ("7-9", 7, 9), ("10-30", 10, 30), ("31-150", 31, 150), (">150", 151, math.inf))
-MISS_RANK = 2**31 - 1   # rank given to a target that can't be recommended (unseen in training)
+MISS_RANK = 2**31 - 1  # rank given to a target that can't be recommended (unseen in training)
 
 
 def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -38,8 +39,8 @@ def pessimistic_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     """
     if torch.isnan(scores).any():
         raise ValueError("model produced NaN scores")
-    target_scores = scores.gather(1, targets.unsqueeze(1))                 # (P, 1)
-    ranks = (scores >= target_scores).sum(1)                               # (P,) includes the target
+    target_scores = scores.gather(1, targets.unsqueeze(1))  # (P, 1)
+    ranks = (scores >= target_scores).sum(1)  # (P,) includes the target
     return torch.where(targets == 0, torch.full_like(ranks, MISS_RANK), ranks)
 
 
@@ -48,10 +49,12 @@ def ranking_metrics(ranks: np.ndarray, k: int = 20) -> dict:
     if len(ranks) == 0:
         return {f"recall@{k}": None, f"mrr@{k}": None, f"ndcg@{k}": None, "n_predictions": 0}
     hit = ranks <= k
-    return {f"recall@{k}": float(hit.mean()),
-            f"mrr@{k}": float(np.where(hit, 1.0 / ranks, 0.0).mean()),
-            f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()),
-            "n_predictions": len(ranks)}
+    return {
+        f"recall@{k}": float(hit.mean()),
+        f"mrr@{k}": float(np.where(hit, 1.0 / ranks, 0.0).mean()),
+        f"ndcg@{k}": float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()),
+        "n_predictions": len(ranks),
+    }
 
 
 def bucket_of(lengths: np.ndarray) -> np.ndarray:
@@ -62,8 +65,9 @@ def bucket_of(lengths: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(model: SessionModel, data: SessionSet, protocol: str = "paper", k: int = 20, batch_size: int = 100,
-             progress=None) -> dict:
+def evaluate(
+    model: SessionModel, data: SessionSet, protocol: str = "paper", k: int = 20, batch_size: int = 100, progress=None
+) -> dict:
     """Score `model` on every test session of `data`, on the model's device; returns the metrics dict
     (see the module doc)."""
     check_protocol(protocol)
@@ -74,7 +78,7 @@ def evaluate(model: SessionModel, data: SessionSet, protocol: str = "paper", k: 
     abs_err, err_len, loglik = [], [], []
     for _, batch in data.batches(batch_size):
         batch = batch.to(device)
-        targets = batch.next_targets()                                     # (P,)
+        targets = batch.next_targets()  # (P,)
         scores, dwell = model.predict(batch, protocol)
         if scores is not None and len(targets):
             r = pessimistic_ranks(scores, targets)
@@ -82,7 +86,7 @@ def evaluate(model: SessionModel, data: SessionSet, protocol: str = "paper", k: 
             rank_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[batch.next_positions()].cpu().numpy())
             oov += int((targets == 0).sum())
         if dwell is not None:
-            obs = batch.mask & ~batch.delta                                # uncensored clicks
+            obs = batch.mask & ~batch.delta  # uncensored clicks
             abs_err.append((dwell.median[obs] - batch.tau[obs]).abs().cpu().numpy())
             err_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[obs].cpu().numpy())
             loglik.append(dwell.loglik[batch.mask].cpu().numpy())
@@ -92,11 +96,17 @@ def evaluate(model: SessionModel, data: SessionSet, protocol: str = "paper", k: 
     rank_len = np.concatenate(rank_len) if rank_len else np.zeros(0)
     abs_err = np.concatenate(abs_err) if abs_err else None
     err_len = np.concatenate(err_len) if err_len else None
-    result = {"protocol": protocol, "k": k, **ranking_metrics(ranks, k), "n_oov_targets": oov,
-              "dwell_mae_s": float(abs_err.mean()) if abs_err is not None and len(abs_err) else None,
-              "n_dwell": len(abs_err) if abs_err is not None else 0,
-              "dwell_loglik": float(np.concatenate(loglik).mean()) if loglik else None,
-              "n_sessions": len(data), "n_clicks": data.n_clicks}
+    result = {
+        "protocol": protocol,
+        "k": k,
+        **ranking_metrics(ranks, k),
+        "n_oov_targets": oov,
+        "dwell_mae_s": float(abs_err.mean()) if abs_err is not None and len(abs_err) else None,
+        "n_dwell": len(abs_err) if abs_err is not None else 0,
+        "dwell_loglik": float(np.concatenate(loglik).mean()) if loglik else None,
+        "n_sessions": len(data),
+        "n_clicks": data.n_clicks,
+    }
     by_length = {}
     rb, eb = bucket_of(rank_len), (bucket_of(err_len) if err_len is not None else None)
     for name, lo, hi in BUCKETS:
@@ -109,4 +119,3 @@ def evaluate(model: SessionModel, data: SessionSet, protocol: str = "paper", k: 
     result["by_length"] = by_length
     result["eval_seconds"] = round(time.time() - t0, 3)
     return result
-

@@ -8,6 +8,7 @@ the best epoch by validation loss is kept, and training stops after `patience` e
 improvement (or at `time_budget_s`). Deterministic under a seed on CPU (same data, same
 order, same initialisation); gradients are clipped at norm `clip` for RNN stability.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,17 +31,17 @@ from .evaluate import evaluate
 @dataclass
 class TrainConfig:
     epochs: int = 10
-    batch_size: int = 100          # §5: every method uses batch size 100
+    batch_size: int = 100  # §5: every method uses batch size 100
     lr: float = 1e-3
     clip: float = 5.0
     patience: int = 2
     val_fraction: float = 0.1
     seed: int = 0
     device: str = "auto"
-    max_len: int = 200             # training windows: longer sessions are cut (evaluation is not)
+    max_len: int = 200  # training windows: longer sessions are cut (evaluation is not)
     time_budget_s: float | None = None
     weight_decay: float = 0.0
-    model: dict = field(default_factory=dict)   # JumpConfig overrides (dim, c1, c2, z, sigma, ...)
+    model: dict = field(default_factory=dict)  # JumpConfig overrides (dim, c1, c2, z, sigma, ...)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -76,8 +77,17 @@ def validation_loss(model: NeuralModel, data: SessionSet, batch_size: int, devic
     return total / max(clicks, 1)
 
 
-def fit_model(model: NeuralModel, tr: SessionSet, val: SessionSet, cfg: TrainConfig, progress: bool = True,
-              log=print, name: str = "JUMP", select: str = "val_loss", protocol: str = "paper") -> dict:
+def fit_model(
+    model: NeuralModel,
+    tr: SessionSet,
+    val: SessionSet,
+    cfg: TrainConfig,
+    progress: bool = True,
+    log=print,
+    name: str = "JUMP",
+    select: str = "val_loss",
+    protocol: str = "paper",
+) -> dict:
     """The one training loop of every neural model (JUMP and the baselines): Adam, clipping, early stopping.
 
     After every epoch: validation loss (if the model defines one and `select` is 'val_loss') and
@@ -95,8 +105,14 @@ def fit_model(model: NeuralModel, tr: SessionSet, val: SessionSet, cfg: TrainCon
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
-        bar = tqdm(total=tr_windows.n_clicks, desc=f"{name} epoch {epoch}", unit="click", disable=not progress,
-                   dynamic_ncols=True, mininterval=0.5)
+        bar = tqdm(
+            total=tr_windows.n_clicks,
+            desc=f"{name} epoch {epoch}",
+            unit="click",
+            disable=not progress,
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
         out_of_time = False
         for loss, n, n_loss_sum in model.train_steps(tr_windows, cfg, epoch, device):
             opt.zero_grad(set_to_none=True)
@@ -115,14 +131,23 @@ def fit_model(model: NeuralModel, tr: SessionSet, val: SessionSet, cfg: TrainCon
         train_loss = loss_sum / max(seen, 1)
         val_loss = validation_loss(model, val, cfg.batch_size, device) if len(val) and select == "val_loss" else None
         val_recall = evaluate(model, val, protocol)["recall@20"] if len(val) else None
-        rec = {"epoch": epoch, "train_loss_per_click": train_loss, "val_loss_per_click": val_loss,
-               "val_recall@20": val_recall, "clicks": seen, "train_seconds": round(train_s, 2),
-               "clicks_per_s": round(seen / max(train_s, 1e-9), 1), "complete": not out_of_time}
+        rec = {
+            "epoch": epoch,
+            "train_loss_per_click": train_loss,
+            "val_loss_per_click": val_loss,
+            "val_recall@20": val_recall,
+            "clicks": seen,
+            "train_seconds": round(train_s, 2),
+            "clicks_per_s": round(seen / max(train_s, 1e-9), 1),
+            "complete": not out_of_time,
+        }
         history.append(rec)
-        log(f"{name} epoch {epoch}: train loss/click {train_loss:.4f}  "
+        log(
+            f"{name} epoch {epoch}: train loss/click {train_loss:.4f}  "
             + (f"val loss/click {val_loss:.4f}  " if val_loss is not None else "")
             + f"val Recall@20 ({protocol}) {val_recall if val_recall is None else round(val_recall, 4)}  "
-            f"{rec['clicks_per_s']:,.0f} clicks/s{'  (time budget reached)' if out_of_time else ''}")
+            f"{rec['clicks_per_s']:,.0f} clicks/s{'  (time budget reached)' if out_of_time else ''}"
+        )
         if select == "val_loss":
             score = val_loss if val_loss is not None else train_loss
         else:
@@ -137,13 +162,18 @@ def fit_model(model: NeuralModel, tr: SessionSet, val: SessionSet, cfg: TrainCon
                 log(f"{name}: early stopping, no validation improvement for {cfg.patience} epochs")
             break
     model.load_state_dict(best["state"])
-    return {"best_epoch": best["epoch"], f"best_{select}": abs(best["score"]), "select": select, "history": history,
-            "train_config": {k: v for k, v in asdict(cfg).items()}, "device": str(device),
-            "seconds": round(time.time() - t_start, 2)}
+    return {
+        "best_epoch": best["epoch"],
+        f"best_{select}": abs(best["score"]),
+        "select": select,
+        "history": history,
+        "train_config": {k: v for k, v in asdict(cfg).items()},
+        "device": str(device),
+        "seconds": round(time.time() - t_start, 2),
+    }
 
 
-def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: bool = True,
-          log=print) -> dict:
+def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: bool = True, log=print) -> dict:
     """Train JUMP on a prepared dataset and write the best checkpoint to `out`. Returns a summary."""
     data = load_prepared(data) if isinstance(data, str) else data
     seed_everything(cfg.seed)
@@ -152,8 +182,10 @@ def train(data: PreparedDataset | str, out: str, cfg: TrainConfig, progress: boo
     mc = model.config
     tr, val = split_validation(data.train, cfg.val_fraction, cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training JUMP ({n_params:,} parameters, d={mc.dim}, z={mc.z}, sigma={mc.sigma}) "
-        f"on {device}: {len(tr):,} sessions / {tr.n_clicks:,} clicks, validation {len(val):,} sessions")
+    log(
+        f"training JUMP ({n_params:,} parameters, d={mc.dim}, z={mc.z}, sigma={mc.sigma}) "
+        f"on {device}: {len(tr):,} sessions / {tr.n_clicks:,} clicks, validation {len(val):,} sessions"
+    )
     summary = fit_model(model, tr, val, cfg, progress, log)
     summary["best_val_loss_per_click"] = summary.pop("best_val_loss")
     save_checkpoint(out, model, data.items, data.fingerprint, summary)

@@ -6,6 +6,7 @@ the function offline preparation uses -- and the current click is scored with th
 rule (its dwell is unknown: (c2, censored)), via `Jump.live_predict` / `Jump.live_step`. Hence the
 stream emits, for every click, exactly the row that `jump evaluate --protocol live` scores offline.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,39 +27,43 @@ from jump_core.training.train import resolve_device
 
 class Request(NamedTuple):
     """A decoded request and its model input."""
-    record: dict              # the request record (codec "request")
-    ids: list[int]            # vocabulary index of each context click (0: unknown item)
-    tau: np.ndarray           # (n,) eq. 4 dwell of each context click; the last one is the live click's
-    delta: np.ndarray         # (n,) censored flags
+
+    record: dict  # the request record (codec "request")
+    ids: list[int]  # vocabulary index of each context click (0: unknown item)
+    tau: np.ndarray  # (n,) eq. 4 dwell of each context click; the last one is the live click's
+    delta: np.ndarray  # (n,) censored flags
 
 
 class Cached(NamedTuple):
     """A session's state after its first j clicks (all with known dwell), for `Jump.live_step`."""
-    items: list[str]          # the j clicks' items ...
-    ts: list[float]           # ... and event times (a request must extend exactly this prefix)
-    fast: torch.Tensor        # (d,)
-    slow: torch.Tensor        # (d,)
-    memory: torch.Tensor      # (j, d) fast-slow outputs h_1..h_j
+
+    items: list[str]  # the j clicks' items ...
+    ts: list[float]  # ... and event times (a request must extend exactly this prefix)
+    fast: torch.Tensor  # (d,)
+    slow: torch.Tensor  # (d,)
+    memory: torch.Tensor  # (j, d) fast-slow outputs h_1..h_j
 
 
 class CacheHit(NamedTuple):
     """A request answered by one `live_step` from its session's cached state."""
+
     request: Request
-    slot: int                 # its index in the micro-batch (and in the results)
+    slot: int  # its index in the micro-batch (and in the results)
     cached: Cached
-    has_prev: bool            # click n-1 must be consumed first (its dwell just became known)
+    has_prev: bool  # click n-1 must be consumed first (its dwell just became known)
 
 
 class FullPass(NamedTuple):
     """Requests answered by one pass over the longest of them (a backlog of one session's clicks)."""
-    request: Request          # the longest request
-    targets: list[tuple[int, int]]   # (slot, click index in `request`) of every request it answers
+
+    request: Request  # the longest request
+    targets: list[tuple[int, int]]  # (slot, click index in `request`) of every request it answers
 
 
 class Result(NamedTuple):
-    top_items: list[int]      # vocabulary indices, best first
+    top_items: list[int]  # vocabulary indices, best first
     top_scores: list[float]
-    dwell_s: float            # predicted dwell on the current click (median)
+    dwell_s: float  # predicted dwell on the current click (median)
 
 
 class InferenceEngine:
@@ -71,14 +76,21 @@ class InferenceEngine:
     (`Jump.live_predict`) over the request's clicks. Both paths compute the same function (tested).
     """
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 20, chunk: int = 64,
-                 cache_sessions: int = 20_000, loaded: tuple | None = None):
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "auto",
+        top_k: int = 20,
+        chunk: int = 64,
+        cache_sessions: int = 20_000,
+        loaded: tuple | None = None,
+    ):
         self.path = Path(checkpoint)
         self.device = resolve_device(device)
         # `loaded`: (model, meta) already loaded and verified from `checkpoint` (ModelStore.verify)
         self.model, self.meta = loaded or load_checkpoint(self.path, map_location=self.device)
         self.items: list[str] = self.meta["items"]
-        self.index = {name: i + 1 for i, name in enumerate(self.items)}   # 0 = unknown item
+        self.index = {name: i + 1 for i, name in enumerate(self.items)}  # 0 = unknown item
         self.top_k = min(top_k, len(self.items))
         cfg = self.model.config
         self.c1, self.c2, self.dim = cfg.c1, cfg.c2, cfg.dim
@@ -115,8 +127,11 @@ class InferenceEngine:
                 # prefix of the longest, one pass over the longest answers all of them.
                 longest = max((prepared[i] for i in slots), key=lambda q: len(q.ids))
                 lr = longest.record
-                if all(lr["items"][:len(prepared[i].ids)] == prepared[i].record["items"]
-                       and lr["ts"][:len(prepared[i].ids)] == prepared[i].record["ts"] for i in slots):
+                if all(
+                    lr["items"][: len(prepared[i].ids)] == prepared[i].record["items"]
+                    and lr["ts"][: len(prepared[i].ids)] == prepared[i].record["ts"]
+                    for i in slots
+                ):
                     full.append(FullPass(longest, [(i, len(prepared[i].ids) - 1) for i in slots]))
                 else:
                     full += [FullPass(prepared[i], [(i, len(prepared[i].ids) - 1)]) for i in slots]
@@ -125,15 +140,26 @@ class InferenceEngine:
             # the full pass runs over the longest prefix of a chunk: group similar lengths together
             full.sort(key=lambda f: len(f.request.ids))
             for start in range(0, len(full), self.chunk):
-                self._full(full[start:start + self.chunk], results)
+                self._full(full[start : start + self.chunk], results)
         out, unknown = [], 0
         for req, res in zip(prepared, results):
             r, known = req.record, req.ids[-1] != 0
             unknown += not known
-            out.append({"session_key": r["session_key"], "session_id": r["session_id"], "position": r["position"],
-                        "item": r["items"][-1], "item_known": known, "dwell_s": float(res.dwell_s),
-                        "top_items": [self.items[i - 1] for i in res.top_items], "top_scores": res.top_scores,
-                        "model_version": self.version, "event_ts": r["event_ts"], "ingest_ts": r["ingest_ts"]})
+            out.append(
+                {
+                    "session_key": r["session_key"],
+                    "session_id": r["session_id"],
+                    "position": r["position"],
+                    "item": r["items"][-1],
+                    "item_known": known,
+                    "dwell_s": float(res.dwell_s),
+                    "top_items": [self.items[i - 1] for i in res.top_items],
+                    "top_scores": res.top_scores,
+                    "model_version": self.version,
+                    "event_ts": r["event_ts"],
+                    "ingest_ts": r["ingest_ts"],
+                }
+            )
         return out, unknown
 
     def _lookup(self, req: Request) -> tuple[Cached | None, bool]:
@@ -155,14 +181,16 @@ class InferenceEngine:
     def _cached(self, hits: list[CacheHit], results: list) -> None:
         B, dev = len(hits), self.device
         M = max(h.cached.memory.shape[0] for h in hits)
-        memory = torch.zeros(B, M, self.dim, device=dev)                   # (B, M, d)
+        memory = torch.zeros(B, M, self.dim, device=dev)  # (B, M, d)
         for b, h in enumerate(hits):
-            memory[b, :h.cached.memory.shape[0]] = h.cached.memory
-        state = LiveState(torch.stack([h.cached.fast for h in hits]),     # (B, d)
-                          torch.stack([h.cached.slow for h in hits]),     # (B, d)
-                          memory,
-                          torch.tensor([h.cached.memory.shape[0] for h in hits], device=dev))   # (B,)
-        has_prev = torch.tensor([h.has_prev for h in hits], device=dev)   # (B,)
+            memory[b, : h.cached.memory.shape[0]] = h.cached.memory
+        state = LiveState(
+            torch.stack([h.cached.fast for h in hits]),  # (B, d)
+            torch.stack([h.cached.slow for h in hits]),  # (B, d)
+            memory,
+            torch.tensor([h.cached.memory.shape[0] for h in hits], device=dev),
+        )  # (B,)
+        has_prev = torch.tensor([h.has_prev for h in hits], device=dev)  # (B,)
         prev_items = torch.tensor([h.request.ids[-2] if h.has_prev else 0 for h in hits], device=dev)
         prev_tau = torch.tensor([float(h.request.tau[-2]) if h.has_prev else 0.0 for h in hits], device=dev)
         items = torch.tensor([h.request.ids[-1] for h in hits], device=dev)
@@ -174,21 +202,23 @@ class InferenceEngine:
         self.stats["cached"] += B
 
     def _full(self, passes: list[FullPass], results: list) -> None:
-        batch = SessionBatch.from_sessions([f.request.ids for f in passes], [f.request.tau for f in passes],
-                                           [f.request.delta for f in passes]).to(self.device)
+        batch = SessionBatch.from_sessions(
+            [f.request.ids for f in passes], [f.request.tau for f in passes], [f.request.delta for f in passes]
+        ).to(self.device)
         rows = [b for b, f in enumerate(passes) for _ in f.targets]
         clicks = [j for f in passes for _, j in f.targets]
-        out, h, slow = self.model.live_predict(batch, torch.tensor(rows, device=self.device),
-                                               torch.tensor(clicks, device=self.device))
+        out, h, slow = self.model.live_predict(
+            batch, torch.tensor(rows, device=self.device), torch.tensor(clicks, device=self.device)
+        )
         self._emit(out.scores, out.median, [slot for f in passes for slot, _ in f.targets], results)
         for b, f in enumerate(passes):
-            j, r = len(f.request.ids) - 1, f.request.record               # clicks with known dwell
-            if j > 0:                                                      # a first click needs no cache
+            j, r = len(f.request.ids) - 1, f.request.record  # clicks with known dwell
+            if j > 0:  # a first click needs no cache
                 self._store(r["session_id"], r["items"][:j], r["ts"][:j], h[b, j - 1], slow[b, j - 1], h[b, :j])
             self.stats["full"] += len(f.targets)
 
     def _emit(self, scores: torch.Tensor, median: torch.Tensor, slots: list[int], results: list) -> None:
-        top_s, top_i = scores.topk(self.top_k, dim=1)                      # (B, k)
+        top_s, top_i = scores.topk(self.top_k, dim=1)  # (B, k)
         top_s, top_i, median = top_s.cpu().tolist(), top_i.cpu().tolist(), median.cpu().tolist()
         for b, slot in enumerate(slots):
             results[slot] = Result(top_i[b], top_s[b], median[b])

@@ -9,6 +9,7 @@ Two runtimes drive it:
 - the Faust agent (`runtime.faust_app.create_inference_app`, `JUMP_INFERENCE_RUNTIME=faust`).
 Both are at-least-once: request offsets are committed only after the producer is flushed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,14 +41,15 @@ class InferenceRunner:
 
     def __init__(self, settings: Settings, engine=None):
         from jump_core.artifacts.model_store import ModelStore
+
         self.s = settings
         self.engine = engine
         self.store = ModelStore(settings.model_dir)
-        self.seq = 0                 # seq of the served announcement (0: the JUMP_CHECKPOINT file)
-        self.refused_seq = 0         # highest seq refused (not retried)
-        self.stamp = None            # (mtime, size) of the served JUMP_CHECKPOINT file
-        self.staged = None           # (engine, seq, created_ts) waiting for the next batch boundary
-        self.loading = 0             # seq being loaded
+        self.seq = 0  # seq of the served announcement (0: the JUMP_CHECKPOINT file)
+        self.refused_seq = 0  # highest seq refused (not retried)
+        self.stamp = None  # (mtime, size) of the served JUMP_CHECKPOINT file
+        self.staged = None  # (engine, seq, created_ts) waiting for the next batch boundary
+        self.loading = 0  # seq being loaded
 
     def _stamp(self):
         st = os.stat(self.s.checkpoint)
@@ -56,7 +58,7 @@ class InferenceRunner:
     def _current(self) -> dict | None:
         try:
             return self.store.current()
-        except Exception as exc:           # a damaged current.json: fall back to the checkpoint file
+        except Exception as exc:  # a damaged current.json: fall back to the checkpoint file
             log.error("ignoring %s: %s", self.store.dir, exc)
             return None
 
@@ -68,14 +70,18 @@ class InferenceRunner:
         from jump_core.training.train import resolve_device
 
         from .engine import InferenceEngine
+
         s = self.s
         if loaded is not None:
             loaded = (loaded[0].to(resolve_device(s.device)).eval(), loaded[1])
         engine = InferenceEngine(path, s.device, s.top_k, cache_sessions=s.cache_sessions, loaded=loaded)
         cfg = engine.model.config
         if (cfg.c1, cfg.c2) != (s.c1, s.c2):
-            raise CheckpointError(f"{path}: trained with c1={cfg.c1}, c2={cfg.c2}, the stream censors with "
-                                  f"JUMP_C1={s.c1}, JUMP_C2={s.c2}", "config_mismatch")
+            raise CheckpointError(
+                f"{path}: trained with c1={cfg.c1}, c2={cfg.c2}, the stream censors with "
+                f"JUMP_C1={s.c1}, JUMP_C2={s.c2}",
+                "config_mismatch",
+            )
         smoke_test(engine.model)
         return engine
 
@@ -96,17 +102,22 @@ class InferenceRunner:
         """Load the first model (blocking); returns the engine. FileNotFoundError when there is none."""
         if self.engine is None:
             import torch
+
             if self.s.torch_threads:
                 torch.set_num_threads(self.s.torch_threads)
             record = self._current()
             if record is None and not os.path.isfile(self.s.checkpoint):
-                raise FileNotFoundError(f"no model yet: {self.store.dir / 'current.json'} and "
-                                        f"{self.s.checkpoint} are both missing")
+                raise FileNotFoundError(
+                    f"no model yet: {self.store.dir / 'current.json'} and {self.s.checkpoint} are both missing"
+                )
             if record is None:
                 self.stamp = self._stamp()
             engine = self._engine_for(record)
-            self._serve(engine, record["seq"] if record else 0,
-                        record["created_ts"] if record else os.path.getmtime(self.s.checkpoint))
+            self._serve(
+                engine,
+                record["seq"] if record else 0,
+                record["created_ts"] if record else os.path.getmtime(self.s.checkpoint),
+            )
             log.info("serving %s (%d items) on %s", engine.version, len(engine.items), engine.device)
         return self.engine
 
@@ -130,17 +141,21 @@ class InferenceRunner:
         reason = getattr(exc, "reason", "load_error")
         metrics.model_reloads.labels("refused").inc()
         metrics.model_refusals.labels(reason).inc()
-        log.error("refused %s (%s): %s; still serving %s", what, reason, exc,
-                  self.engine.version if self.engine else None)
+        log.error(
+            "refused %s (%s): %s; still serving %s", what, reason, exc, self.engine.version if self.engine else None
+        )
 
     async def apply_update(self, record: dict) -> bool:
         """Load and validate an announced model in the background and stage it; False if ignored or
         refused (an announcement at or below the served or a refused seq is ignored)."""
         seq = record.get("seq")
-        if not isinstance(seq, int) or seq <= max(self.seq, self.refused_seq, self.loading) or \
-                (self.staged is not None and seq <= self.staged[1]):
+        if (
+            not isinstance(seq, int)
+            or seq <= max(self.seq, self.refused_seq, self.loading)
+            or (self.staged is not None and seq <= self.staged[1])
+        ):
             return False
-        self.loading = seq                  # the announcement watcher and the poll may both see it
+        self.loading = seq  # the announcement watcher and the poll may both see it
         try:
             engine = await asyncio.get_running_loop().run_in_executor(None, self._engine_for, record)
         except Exception as exc:
@@ -227,7 +242,7 @@ class InferenceRunner:
             metrics.inference_failures.inc()
             log.exception("inference failed on a batch of %d requests; retrying one by one", len(requests))
             preds, unknown = [], 0
-            for r, m in zip(requests, origin):      # isolate the failing requests
+            for r, m in zip(requests, origin):  # isolate the failing requests
                 try:
                     (p,), u = await self._predict(engine, [r])
                     preds.append(p)

@@ -35,6 +35,7 @@ waits for their delivery *before* writing the state, so a persisted state never 
 that was lost; the converse (output sent, state lost) re-sends records with the same keys --
 at-least-once with idempotent keys.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -49,18 +50,19 @@ from jump_core.sessions import censor, is_new_session, session_id
 from .. import codec
 from ..config import Settings
 
-META_PREFIX = b"\x00meta:"   # table key of a partition's meta record: META_PREFIX + partition
+META_PREFIX = b"\x00meta:"  # table key of a partition's meta record: META_PREFIX + partition
 
 
 @dataclass(slots=True)
 class Message:
     """One consumed Kafka message, as the agent hands it over."""
-    topic: int            # 0: the clicks topic, 1: the re-key topic
+
+    topic: int  # 0: the clicks topic, 1: the re-key topic
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: float      # Kafka message timestamp (s)
+    timestamp: float  # Kafka message timestamp (s)
 
 
 @dataclass(slots=True)
@@ -70,16 +72,25 @@ class Session:
     items: list[str]
     ts: list[float]
     event_ids: list[str | None]
-    arrivals: int             # clicks accepted so far (the next click's `position`)
-    offsets: list[int]        # last source offset applied, per source topic
+    arrivals: int  # clicks accepted so far (the next click's `position`)
+    offsets: list[int]  # last source offset applied, per source topic
 
     @property
     def last_ts(self) -> float:
         return self.ts[-1]
 
     def pack(self) -> bytes:
-        return codec.pack({"sid": self.sid, "p": self.partition, "items": self.items, "ts": self.ts,
-                           "eids": self.event_ids, "n": self.arrivals, "off": self.offsets})
+        return codec.pack(
+            {
+                "sid": self.sid,
+                "p": self.partition,
+                "items": self.items,
+                "ts": self.ts,
+                "eids": self.event_ids,
+                "n": self.arrivals,
+                "off": self.offsets,
+            }
+        )
 
     @staticmethod
     def unpack(raw: bytes) -> Session:
@@ -108,15 +119,16 @@ def meta_key(partition: int) -> bytes:
 @dataclass
 class Output:
     """What one batch produces. Records are (partition, key, value) triples."""
+
     requests: list = field(default_factory=list)
     training_log: list = field(default_factory=list)
     dead_letters: list = field(default_factory=list)
     rekeyed: list = field(default_factory=list)
-    state: dict = field(default_factory=dict)       # table key -> (partition, Session or None: delete)
-    meta: dict = field(default_factory=dict)        # partition -> (table key, bytes)
-    counts: dict = field(default_factory=dict)      # outcome -> n
+    state: dict = field(default_factory=dict)  # table key -> (partition, Session or None: delete)
+    meta: dict = field(default_factory=dict)  # partition -> (table key, bytes)
+    counts: dict = field(default_factory=dict)  # outcome -> n
     dead_reasons: dict = field(default_factory=dict)  # reason -> n
-    closed: list = field(default_factory=list)      # (close_reason, n_clicks, tau list) for metrics
+    closed: list = field(default_factory=list)  # (close_reason, n_clicks, tau list) for metrics
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + n
@@ -131,7 +143,7 @@ class SessionizerCore:
         self.clock = clock
         self.sessions: dict[bytes, Session] = {}
         self.meta: dict[int, Meta] = {}
-        self.deadlines: dict[int, list] = {}      # partition -> heap of (deadline, key)
+        self.deadlines: dict[int, list] = {}  # partition -> heap of (deadline, key)
         self.last_input_wall: dict[int, float] = {}
 
     # -- state ---------------------------------------------------------------------------------
@@ -151,7 +163,7 @@ class SessionizerCore:
             if raw is None:
                 continue
             if key.startswith(META_PREFIX):
-                p = int(key[len(META_PREFIX):])
+                p = int(key[len(META_PREFIX) :])
                 if p not in keep:
                     self.meta[p] = Meta.unpack(raw)
             else:
@@ -167,8 +179,9 @@ class SessionizerCore:
         return len(self.sessions)
 
     def _push_deadline(self, key: bytes, s: Session) -> None:
-        heapq.heappush(self.deadlines.setdefault(s.partition, []),
-                       (s.last_ts + self.s.session_gap_s + self.s.grace_s, key))
+        heapq.heappush(
+            self.deadlines.setdefault(s.partition, []), (s.last_ts + self.s.session_gap_s + self.s.grace_s, key)
+        )
 
     # -- the batch -----------------------------------------------------------------------------
     def process(self, batch: list[Message]) -> Output:
@@ -200,8 +213,15 @@ class SessionizerCore:
         return out
 
     def _dead(self, m: Message, reason: str, detail: str, out: Output) -> None:
-        out.dead_letters.append((m.partition, m.key, codec.encode_dead_letter(
-            reason, detail, self.topic_names[m.topic], m.partition, m.offset, m.key, m.value, self.clock())))
+        out.dead_letters.append(
+            (
+                m.partition,
+                m.key,
+                codec.encode_dead_letter(
+                    reason, detail, self.topic_names[m.topic], m.partition, m.offset, m.key, m.value, self.clock()
+                ),
+            )
+        )
         out.dead_reasons[reason] = out.dead_reasons.get(reason, 0) + 1
         out.count("dead_lettered")
 
@@ -232,16 +252,26 @@ class SessionizerCore:
                 out.count("duplicates")
                 return
             if click.ts < sess.last_ts and late_by > s.grace_s:
-                self._dead(m, "late", f"ts {click.ts:.3f} is {late_by:.0f} s behind stream time "
-                                      f"(grace {s.grace_s:g} s)", out)
+                self._dead(
+                    m, "late", f"ts {click.ts:.3f} is {late_by:.0f} s behind stream time (grace {s.grace_s:g} s)", out
+                )
                 return
             if len(sess.items) >= s.max_session_clicks:
-                self._dead(m, "session_too_long", f"session {sess.sid} already has {len(sess.items)} clicks "
-                                                  f"(JUMP_MAX_SESSION_CLICKS)", out)
+                self._dead(
+                    m,
+                    "session_too_long",
+                    f"session {sess.sid} already has {len(sess.items)} clicks (JUMP_MAX_SESSION_CLICKS)",
+                    out,
+                )
                 return
         elif late_by > s.grace_s:
-            self._dead(m, "late", f"ts {click.ts:.3f} is {late_by:.0f} s behind stream time "
-                                  f"(grace {s.grace_s:g} s) and the key has no open session", out)
+            self._dead(
+                m,
+                "late",
+                f"ts {click.ts:.3f} is {late_by:.0f} s behind stream time "
+                f"(grace {s.grace_s:g} s) and the key has no open session",
+                out,
+            )
             return
         if sess is None:
             sess = Session(session_id(click.key, click.ts), m.partition, [], [], [], 0, [-1, -1])
@@ -257,9 +287,16 @@ class SessionizerCore:
         if click.ts > meta.stream_time:
             meta.stream_time = click.ts
         lo = max(0, at + 1 - s.context_clicks)
-        request = {"session_key": click.key, "session_id": sess.sid, "position": position,
-                   "items": sess.items[lo:at + 1], "ts": sess.ts[lo:at + 1], "event_ts": click.ts,
-                   "ingest_ts": m.timestamp, "partition": m.partition}
+        request = {
+            "session_key": click.key,
+            "session_id": sess.sid,
+            "position": position,
+            "items": sess.items[lo : at + 1],
+            "ts": sess.ts[lo : at + 1],
+            "event_ts": click.ts,
+            "ingest_ts": m.timestamp,
+            "partition": m.partition,
+        }
         out.requests.append((m.partition, key, codec.encode("request", request)))
         out.state[key] = (sess.partition, sess)
         if at == len(sess.ts) - 1:
@@ -268,9 +305,18 @@ class SessionizerCore:
 
     def _close(self, key: bytes, sess: Session, reason: str, out: Output) -> None:
         tau, delta = censor(sess.ts, None, self.s.c1, self.s.c2)
-        record = {"session_key": key.decode(), "session_id": sess.sid, "start_ts": sess.ts[0],
-                  "end_ts": sess.ts[-1], "n_clicks": len(sess.items), "items": list(sess.items),
-                  "ts": list(sess.ts), "tau": tau.tolist(), "delta": delta.tolist(), "close_reason": reason}
+        record = {
+            "session_key": key.decode(),
+            "session_id": sess.sid,
+            "start_ts": sess.ts[0],
+            "end_ts": sess.ts[-1],
+            "n_clicks": len(sess.items),
+            "items": list(sess.items),
+            "ts": list(sess.ts),
+            "tau": tau.tolist(),
+            "delta": delta.tolist(),
+            "close_reason": reason,
+        }
         out.training_log.append((sess.partition, sess.sid.encode(), codec.encode("training_log", record)))
         out.closed.append((reason, len(sess.items), tau.tolist(), delta.tolist()))
         del self.sessions[key]
@@ -285,9 +331,9 @@ class SessionizerCore:
         while heap and heap[0][0] < stream_time:
             deadline, key = heapq.heappop(heap)
             sess = self.sessions.get(key)
-            if sess is not None and sess.last_ts + span == deadline:   # else: a stale entry
+            if sess is not None and sess.last_ts + span == deadline:  # else: a stale entry
                 self._close(key, sess, "stream_time", out)
-        if len(heap) > 4 * max(16, len(self.sessions)):                # drop stale entries
+        if len(heap) > 4 * max(16, len(self.sessions)):  # drop stale entries
             live = [(s.last_ts + span, k) for k, s in self.sessions.items() if s.partition == p]
             heapq.heapify(live)
             self.deadlines[p] = live

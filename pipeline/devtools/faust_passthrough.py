@@ -6,6 +6,7 @@ every value one by one, `async for value in stream: await out.send(value=value)`
 pipeline's batch hot path, `stream.take_events(1000, within=0.05)` + `app.producer.send`),
 BENCH_SRC (the topic read) and BENCH_OUT (the topic written).
 """
+
 import asyncio
 import os
 import sys
@@ -18,23 +19,28 @@ from pipeline.runtime.faust_app import base_app
 
 def create_app(s: Settings, mode: str, src: str, out: str) -> faust.App:
     app = base_app(s, "passthrough-" + mode)
-    source = app.topic(src, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                       partitions=s.partitions)
-    out_topic = app.topic(out, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                          partitions=s.partitions)
+    source = app.topic(
+        src, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions
+    )
+    out_topic = app.topic(
+        out, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions
+    )
 
     if mode == "plain":
+
         @app.agent(source)
         async def passthrough(stream):
             async for value in stream:
                 await out_topic.send(value=value)
     else:
+
         @app.agent(source)
         async def passthrough(stream):
             producer = app.producer
             async for events in stream.take_events(1000, within=0.05):
-                futures = [await producer.send(out, None, e.message.value, e.message.partition, None, None)
-                           for e in events]
+                futures = [
+                    await producer.send(out, None, e.message.value, e.message.partition, None, None) for e in events
+                ]
                 await asyncio.gather(*futures)
 
     return app

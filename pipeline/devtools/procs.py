@@ -4,6 +4,7 @@ Workers are started as `python -m pipeline.cli <role>` with their settings in th
 each in its own process group, and stopped by pid (Faust can ignore SIGTERM for a long time, so a
 stop escalates to SIGKILL after a grace period).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,15 +18,21 @@ from pathlib import Path
 from ..config import Settings, settings_env
 
 
-def start_worker(role: str, settings: Settings, log_path: str | Path, extra_env: dict | None = None
-                 ) -> subprocess.Popen:
+def start_worker(
+    role: str, settings: Settings, log_path: str | Path, extra_env: dict | None = None
+) -> subprocess.Popen:
     """Launch `jump <role>` (sessionizer or inference) with `settings`; output to log_path."""
     env = {**os.environ, **settings_env(settings), **(extra_env or {})}
     env.setdefault("PYTHONUNBUFFERED", "1")
     log = open(log_path, "ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", role], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", role],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     finally:
         log.close()
 
@@ -56,6 +63,7 @@ def scrape(port: int, timeout_s: float = 2.0) -> dict[str, float]:
     """The worker's /metrics as {'name{label="v",...}': value} (text format, no parsing library needed
     beyond prometheus_client's parser)."""
     from prometheus_client.parser import text_string_to_metric_families
+
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s).read().decode()
     out = {}
     for fam in text_string_to_metric_families(body):
@@ -70,8 +78,9 @@ def metric_sum(samples: dict[str, float], name: str) -> float:
     return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
-def wait_metrics(port: int, proc: subprocess.Popen | None = None, timeout_s: float = 60.0,
-                 log_path: str | Path | None = None) -> dict[str, float]:
+def wait_metrics(
+    port: int, proc: subprocess.Popen | None = None, timeout_s: float = 60.0, log_path: str | Path | None = None
+) -> dict[str, float]:
     """Wait until the worker serves /metrics (it does so once started); raise if it dies."""
     deadline = time.time() + timeout_s
     while True:

@@ -16,6 +16,7 @@ Prints a table (events/s, ratios to (a) and (b), click -> prediction latency) wi
 definitions of every figure, the inference batch-size distribution and the workers' CPU time,
 and writes it all as JSON when asked. No assertions: figures only (the target is (c) >= 1.0 x (b)).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,24 +31,25 @@ from pathlib import Path
 
 DEFINITIONS = {
     "a": "(a) aiokafka: N / (wall time from the first getmany() that returned records to the moment the "
-         "last re-produced record's send future resolved, acks=1); in-process AIOKafkaConsumer (manual "
-         "assign, from the beginning, getmany max_records=100000) -> AIOKafkaProducer (linger_ms=5, acks=1)",
+    "last re-produced record's send future resolved, acks=1); in-process AIOKafkaConsumer (manual "
+    "assign, from the beginning, getmany max_records=100000) -> AIOKafkaProducer (linger_ms=5, acks=1)",
     "b": "(b) Faust per-event: N / (Kafka CreateTime of the last output record - CreateTime of the first "
-         "output record), over all output partitions; worker start-up and consumer-group join are excluded",
+    "output record), over all output partitions; worker start-up and consumer-group join are excluded",
     "b2": "(b2) Faust batch: as (b), agent = stream.take_events(1000, within=0.05) + app.producer.send",
     "c": "(c) pipeline: N / (emit_ts of the last prediction - wall time just before the first click of the "
-         "replay was produced); predictions counted by consuming jump-predictions, deduplicated by key, "
-         "warm-up records excluded; latency = emit_ts - ingest_ts (click's Kafka timestamp) per prediction",
+    "replay was produced); predictions counted by consuming jump-predictions, deduplicated by key, "
+    "warm-up records excluded; latency = emit_ts - ingest_ts (click's Kafka timestamp) per prediction",
     "out_span": "out-span: N / (last - first output record timestamp: CreateTime for (a), (b), (b2); "
-                "emit_ts for (c)) -- the same steady-state yardstick for every variant",
+    "emit_ts for (c)) -- the same steady-state yardstick for every variant",
     "cpu": "cpu_s: user+system CPU seconds of the process tree during the measured interval "
-           "(broker, workers, this process)",
+    "(broker, workers, this process)",
 }
 
 _WARM_SESSIONS, _WARM_CLICKS = 40, 5
 
 
 # --------------------------------------------------------------------------- small helpers
+
 
 def _log(msg: str) -> None:
     print(f"[bench stream {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -66,8 +68,8 @@ def _cpu_s(pid: int | None) -> float | None:
         seen.add(p)
         try:
             stat = Path(f"/proc/{p}/stat").read_text()
-            parts = stat[stat.rindex(")") + 2:].split()
-            total += (int(parts[11]) + int(parts[12])) / tick      # utime, stime
+            parts = stat[stat.rindex(")") + 2 :].split()
+            total += (int(parts[11]) + int(parts[12])) / tick  # utime, stime
             for task in Path(f"/proc/{p}/task").iterdir():
                 try:
                     stack.extend(int(c) for c in (task / "children").read_text().split())
@@ -94,8 +96,10 @@ def _pct(values: list[float], q: float) -> float:
 
 # --------------------------------------------------------------------------- data
 
-def _clicks(n: int, work: Path, span_days: float = 30.0, users: int | None = None
-            ) -> tuple[list[tuple[bytes, bytes]], list[str], float]:
+
+def _clicks(
+    n: int, work: Path, span_days: float = 30.0, users: int | None = None
+) -> tuple[list[tuple[bytes, bytes]], list[str], float]:
     """N synthetic clicks, time-sorted, as (key, value) input messages; the item vocabulary; first ts."""
     from jump_core.data.readers import read_clicks
     from jump_core.data.synth import SynthConfig, write_csv
@@ -109,7 +113,7 @@ def _clicks(n: int, work: Path, span_days: float = 30.0, users: int | None = Non
         _log(f"generating {n:,} synthetic clicks ({config.users:,} users, {span_days:g} days) -> {csv}")
         write_csv(config, csv)
     rows = list(read_clicks("csv", str(csv), session_col="session_id", item_col="item_id", time_col="timestamp"))
-    order = sorted(range(len(rows)), key=lambda i: rows[i][2])       # stable, like `jump replay`
+    order = sorted(range(len(rows)), key=lambda i: rows[i][2])  # stable, like `jump replay`
     msgs = []
     for j, i in enumerate(order):
         key, item, ts = rows[i]
@@ -122,29 +126,45 @@ def _waves(msgs: list[tuple[bytes, bytes]], window: int) -> dict:
     """Per window of `window` consecutive clicks, the most clicks of one session (mean, max): the number
     of sequential steps a per-session-ordered micro-batch of that size needs."""
     from collections import Counter
-    w = [max(Counter(k for k, _ in msgs[i:i + window]).values()) for i in range(0, len(msgs), window)]
+
+    w = [max(Counter(k for k, _ in msgs[i : i + window]).values()) for i in range(0, len(msgs), window)]
     return {"window": window, "mean": round(sum(w) / len(w), 2), "max": max(w)}
 
 
 def _warmup_clicks(items: list[str], first_ts: float) -> list[tuple[bytes, bytes]]:
     """Clicks of short `warmup-*` sessions, all before the first measured click (event time)."""
     from ..codec import encode_click
+
     out = []
     t0 = first_ts - 600.0
     for c in range(_WARM_CLICKS):
         for s in range(_WARM_SESSIONS):
             key = f"warmup-{s}"
-            out.append((key.encode(), encode_click(key, items[(s * 7 + c) % len(items)], t0 + c * 30.0 + s * 0.01,
-                                                   f"warmup:{s}:{c}", "session")))
+            out.append(
+                (
+                    key.encode(),
+                    encode_click(
+                        key, items[(s * 7 + c) % len(items)], t0 + c * 30.0 + s * 0.01, f"warmup:{s}:{c}", "session"
+                    ),
+                )
+            )
     return out
 
 
 def _produce(settings, topic: str, msgs: list[tuple[bytes, bytes]]) -> dict:
     """Send the messages in order with kafka-python (acks=1, no idempotence: Tansu lacks it) and flush."""
     from kafka import KafkaProducer
-    producer = KafkaProducer(**settings.kafka_python_kwargs(), client_id="jump-bench-producer", enable_idempotence=False,
-                             acks=1, linger_ms=5, batch_size=256 * 1024, retries=5,
-                             max_in_flight_requests_per_connection=1)
+
+    producer = KafkaProducer(
+        **settings.kafka_python_kwargs(),
+        client_id="jump-bench-producer",
+        enable_idempotence=False,
+        acks=1,
+        linger_ms=5,
+        batch_size=256 * 1024,
+        retries=5,
+        max_in_flight_requests_per_connection=1,
+    )
     errors = []
     try:
         t0 = time.time()
@@ -156,18 +176,30 @@ def _produce(settings, topic: str, msgs: list[tuple[bytes, bytes]]) -> dict:
         producer.close()
     if errors:
         raise RuntimeError(f"producing to {topic}: {len(errors)} failed: {errors[0]!r}")
-    return {"t_first": t0, "t_done": t1, "seconds": round(t1 - t0, 3),
-            "events_per_s": round(len(msgs) / max(t1 - t0, 1e-9), 1)}
+    return {
+        "t_first": t0,
+        "t_done": t1,
+        "seconds": round(t1 - t0, 3),
+        "events_per_s": round(len(msgs) / max(t1 - t0, 1e-9), 1),
+    }
 
 
-def _consume(settings, topic: str, *, want: int, timeout_s: float, key_of=None, progress: str | None = None,
-             stop=None) -> list:
+def _consume(
+    settings, topic: str, *, want: int, timeout_s: float, key_of=None, progress: str | None = None, stop=None
+) -> list:
     """kafka-python ConsumerRecords of `topic` (all partitions, from the beginning) until `want` distinct
     records (by key_of(record), default: every record counts), or timeout, or stop() is truthy."""
     from kafka import KafkaConsumer, TopicPartition
-    consumer = KafkaConsumer(**settings.kafka_python_kwargs(), group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_wait_ms=250, max_partition_fetch_bytes=8 << 20,
-                             fetch_max_bytes=32 << 20)
+
+    consumer = KafkaConsumer(
+        **settings.kafka_python_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=250,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while not (parts := consumer.partitions_for_topic(topic)):
@@ -203,11 +235,19 @@ def _consume(settings, topic: str, *, want: int, timeout_s: float, key_of=None, 
 
 # --------------------------------------------------------------------------- (a) aiokafka
 
+
 async def _aiokafka_passthrough(settings, src: str, out: str, n: int, timeout_s: float) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
     kw = settings.aiokafka_kwargs()
-    consumer = AIOKafkaConsumer(**kw, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=32 << 20)
+    consumer = AIOKafkaConsumer(
+        **kw,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
     producer = AIOKafkaProducer(**kw, linger_ms=5, acks=1, enable_idempotence=False, max_batch_size=1 << 18)
     await consumer.start()
     await producer.start()
@@ -237,23 +277,50 @@ async def _aiokafka_passthrough(settings, src: str, out: str, n: int, timeout_s:
 
 # --------------------------------------------------------------------------- (b) Faust
 
-def _faust_passthrough(settings, mode: str, src: str, out: str, n: int, work: Path, logs: Path,
-                       timeout_s: float, broker_pid: int | None) -> dict:
+
+def _faust_passthrough(
+    settings, mode: str, src: str, out: str, n: int, work: Path, logs: Path, timeout_s: float, broker_pid: int | None
+) -> dict:
     from ..config import settings_env
     from . import procs
+
     log_path = logs / f"faust-{mode}.log"
     log_path.unlink(missing_ok=True)
-    env = {**os.environ, **settings_env(settings), "BENCH_MODE": mode, "BENCH_SRC": src, "BENCH_OUT": out,
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "BENCH_MODE": mode,
+        "BENCH_SRC": src,
+        "BENCH_OUT": out,
+        "PYTHONUNBUFFERED": "1",
+    }
     with open(log_path, "ab") as logf:
-        proc = subprocess.Popen(["timeout", "-s", "KILL", str(int(timeout_s) + 30), sys.executable, "-m",
-                                 "pipeline.devtools.faust_passthrough"],
-                                env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=str(Path(__file__).resolve().parents[2]))
+        proc = subprocess.Popen(
+            [
+                "timeout",
+                "-s",
+                "KILL",
+                str(int(timeout_s) + 30),
+                sys.executable,
+                "-m",
+                "pipeline.devtools.faust_passthrough",
+            ],
+            env=env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+        )
     try:
         cpu0 = (_cpu_s(proc.pid), _cpu_s(broker_pid), _self_cpu())
-        recs = _consume(settings, out, want=n, timeout_s=timeout_s, progress=f"(b {mode}) output records",
-                        stop=lambda: proc.poll() is not None)
+        recs = _consume(
+            settings,
+            out,
+            want=n,
+            timeout_s=timeout_s,
+            progress=f"(b {mode}) output records",
+            stop=lambda: proc.poll() is not None,
+        )
         cpu1 = (_cpu_s(proc.pid), _cpu_s(broker_pid), _self_cpu())
     finally:
         procs.stop(proc, grace_s=2.0)
@@ -262,9 +329,14 @@ def _faust_passthrough(settings, mode: str, src: str, out: str, n: int, work: Pa
         raise RuntimeError(f"Faust pass-through ({mode}) forwarded {len(recs)}/{n} records; log {log_path}:\n{tail}")
     ts = [r.timestamp / 1000.0 for r in recs]
     span = max(ts) - min(ts)
-    return {"events_per_s": round(n / max(span, 1e-3), 1), "out_span_events_per_s": round(n / max(span, 1e-3), 1),
-            "seconds": round(span, 3), "records": len(recs), "log": str(log_path),
-            "cpu_s": _cpu_delta(cpu0, cpu1, "faust")}
+    return {
+        "events_per_s": round(n / max(span, 1e-3), 1),
+        "out_span_events_per_s": round(n / max(span, 1e-3), 1),
+        "seconds": round(span, 3),
+        "records": len(recs),
+        "log": str(log_path),
+        "cpu_s": _cpu_delta(cpu0, cpu1, "faust"),
+    }
 
 
 def _cpu_delta(before, after, *names) -> dict:
@@ -278,11 +350,13 @@ def _cpu_delta(before, after, *names) -> dict:
 
 # --------------------------------------------------------------------------- (c) pipeline
 
+
 def _checkpoint(path: Path, items: list[str], dim: int) -> None:
     import torch
 
     from jump_core.artifacts.checkpoint import save_checkpoint
     from jump_core.model import Jump, JumpConfig
+
     torch.manual_seed(0)
     model = Jump(JumpConfig(n_items=len(items) + 1, dim=dim))
     save_checkpoint(path, model, items, "bench")
@@ -290,6 +364,7 @@ def _checkpoint(path: Path, items: list[str], dim: int) -> None:
 
 def _hist(samples_before: dict, samples_after: dict, name: str) -> dict:
     """Delta of a Prometheus histogram between two scrapes: per-bucket counts, count, sum, mean."""
+
     def series(samples):
         b = {}
         for k, v in samples.items():
@@ -297,6 +372,7 @@ def _hist(samples_before: dict, samples_after: dict, name: str) -> dict:
                 le = k.split('le="', 1)[1].split('"', 1)[0]
                 b[float(le)] = b.get(float(le), 0.0) + v
         return b
+
     b0, b1 = series(samples_before), series(samples_after)
     les = sorted(b1)
     cum = [b1[le] - b0.get(le, 0.0) for le in les]
@@ -306,14 +382,32 @@ def _hist(samples_before: dict, samples_after: dict, name: str) -> dict:
         buckets[label] = int(round(c - prev))
         prev = c
     from .procs import metric_sum
+
     count = metric_sum(samples_after, name + "_count") - metric_sum(samples_before, name + "_count")
     total = metric_sum(samples_after, name + "_sum") - metric_sum(samples_before, name + "_sum")
-    return {"buckets": {k: v for k, v in buckets.items() if v}, "count": int(count), "sum": round(total, 4),
-            "mean": round(total / count, 4) if count else None}
+    return {
+        "buckets": {k: v for k, v in buckets.items() if v},
+        "count": int(count),
+        "sum": round(total, 4),
+        "mean": round(total / count, 4) if count else None,
+    }
 
 
-def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: Path, logs: Path, token: str,
-              broker_pid: int | None, timeout_s: float, runtime: str = "faust") -> dict:
+def _pipeline(
+    base,
+    dim: int,
+    n: int,
+    msgs,
+    warm,
+    items,
+    partitions: int,
+    work: Path,
+    logs: Path,
+    token: str,
+    broker_pid: int | None,
+    timeout_s: float,
+    runtime: str = "faust",
+) -> dict:
     from .. import codec
     from ..runtime.kafka import ensure_topics, topic_specs
     from . import procs
@@ -323,10 +417,21 @@ def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: 
     _checkpoint(ckpt, items, dim)
     tag = f"{token}-d{dim}" + ("" if runtime == "faust" else f"-{runtime}")
     topics = {f.name: f"{f.default}-bench-{tag}" for f in dataclasses.fields(base) if f.name.startswith("topic_")}
-    s = dataclasses.replace(base, app_id=f"jump-bench-{tag}", partitions=partitions, output_partitions=partitions,
-                            tick_interval_s=1.0, idle_close_s=3.0, checkpoint=str(ckpt),
-                            model_dir=str(work / "models" / tag), data_dir=str(work / "data" / tag / "{conf.id}"), metrics_addr="127.0.0.1",
-                            log_level="info", inference_runtime=runtime, **topics)
+    s = dataclasses.replace(
+        base,
+        app_id=f"jump-bench-{tag}",
+        partitions=partitions,
+        output_partitions=partitions,
+        tick_interval_s=1.0,
+        idle_close_s=3.0,
+        checkpoint=str(ckpt),
+        model_dir=str(work / "models" / tag),
+        data_dir=str(work / "data" / tag / "{conf.id}"),
+        metrics_addr="127.0.0.1",
+        log_level="info",
+        inference_runtime=runtime,
+        **topics,
+    )
     (work / "data" / tag).mkdir(parents=True, exist_ok=True)
     ensure_topics(s, topic_specs(s))
     sess_port, inf_port = free_port(), free_port()
@@ -349,30 +454,33 @@ def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: 
         def warmed():
             for p, proc, lp in ((sess_port, sess, log_sess), (inf_port, inf, log_inf)):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"worker exited with {proc.returncode}; log {lp}:\n"
-                                       f"{lp.read_text(errors='replace')[-2000:]}")
+                    raise RuntimeError(
+                        f"worker exited with {proc.returncode}; log {lp}:\n{lp.read_text(errors='replace')[-2000:]}"
+                    )
             return procs.metric_sum(procs.scrape(inf_port), "jump_predictions_total") >= len(warm)
+
         procs.wait_for(warmed, 120, 0.5, "the warm-up predictions")
         time.sleep(1.0)
         _log(f"(c d={dim}) warm ({time.time() - t_start:.1f} s after start); replaying {n:,} clicks")
         m_sess0, m_inf0 = procs.scrape(sess_port), procs.scrape(inf_port)
         cpu0 = (_cpu_s(sess.pid), _cpu_s(inf.pid), _cpu_s(broker_pid), _self_cpu())
         prod = _produce(s, s.topic_clicks, msgs)
-        _log(f"(c d={dim}) replay: {n:,} clicks produced in {prod['seconds']:.2f} s "
-             f"({prod['events_per_s']:,.0f}/s)")
+        _log(f"(c d={dim}) replay: {n:,} clicks produced in {prod['seconds']:.2f} s ({prod['events_per_s']:,.0f}/s)")
         want = len(warm) + n
         last = [0.0, time.monotonic()]
 
         def done():
             for proc, lp in ((sess, log_sess), (inf, log_inf)):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"worker exited with {proc.returncode}; log {lp}:\n"
-                                       f"{lp.read_text(errors='replace')[-2000:]}")
+                    raise RuntimeError(
+                        f"worker exited with {proc.returncode}; log {lp}:\n{lp.read_text(errors='replace')[-2000:]}"
+                    )
             got = procs.metric_sum(procs.scrape(inf_port), "jump_predictions_total")
             if time.monotonic() - last[1] > 5:
                 _log(f"(c d={dim}) predictions {int(got - len(warm)):,}/{n:,}")
                 last[1] = time.monotonic()
             return got >= want
+
         try:
             procs.wait_for(done, timeout_s, 0.5, f"{n} predictions")
         except TimeoutError as e:
@@ -385,6 +493,7 @@ def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: 
 
     def key_of(r):
         return None if r.key is None or r.key.startswith(b"warmup-") else r.key
+
     recs = _consume(s, s.topic_predictions, want=n, timeout_s=60, key_of=key_of)
     preds = [codec.decode("prediction", r.value) for r in recs]
     emit = [p["emit_ts"] for p in preds]
@@ -397,28 +506,43 @@ def _pipeline(base, dim: int, n: int, msgs, warm, items, partitions: int, work: 
     compute = _hist(m_inf0, m_inf1, "jump_inference_compute_seconds")
     qwait = _hist(m_inf0, m_inf1, "jump_inference_queue_wait_seconds")
     return {
-        "dim": dim, "predictions": len(preds), "complete": len(preds) >= n,
+        "dim": dim,
+        "predictions": len(preds),
+        "complete": len(preds) >= n,
         "events_per_s": round(len(preds) / seconds, 1) if emit and seconds > 0 else 0.0,
         "out_span_events_per_s": round(len(preds) / span, 1) if len(emit) > 1 and span > 0 else 0.0,
-        "seconds": round(seconds, 3), "replay": prod,
-        "latency_p50_s": round(_pct(lat, 50), 4), "latency_p99_s": round(_pct(lat, 99), 4),
+        "seconds": round(seconds, 3),
+        "replay": prod,
+        "latency_p50_s": round(_pct(lat, 50), 4),
+        "latency_p99_s": round(_pct(lat, 99), 4),
         "latency_max_s": round(max(lat), 4) if lat else None,
-        "inference_batch_size": batch, "inference_compute_seconds": compute,
+        "inference_batch_size": batch,
+        "inference_compute_seconds": compute,
         "inference_queue_wait_seconds": qwait,
         "sessionizer_batch_seconds": sbatch,
         "sessionizer_batch_seconds_mean": sbatch["mean"],
         "cpu_s": _cpu_delta(cpu0, cpu1, "sessionizer", "inference"),
         "logs": {"sessionizer": str(log_sess), "inference": str(log_inf)},
-        "topics": topics, "checkpoint": str(ckpt),
+        "topics": topics,
+        "checkpoint": str(ckpt),
     }
 
 
 # --------------------------------------------------------------------------- driver
 
-def bench_stream(clicks: int = 100_000, partitions: int = 1, work_dir: str = "runs/bench-stream",
-                 json_out: str | None = None, dims=(16, 100), bootstrap: str | None = None,
-                 faust_batch: bool = True, span_days: float = 30.0, users: int | None = None,
-                 runtimes=("faust", "aiokafka")) -> dict:
+
+def bench_stream(
+    clicks: int = 100_000,
+    partitions: int = 1,
+    work_dir: str = "runs/bench-stream",
+    json_out: str | None = None,
+    dims=(16, 100),
+    bootstrap: str | None = None,
+    faust_batch: bool = True,
+    span_days: float = 30.0,
+    users: int | None = None,
+    runtimes=("faust", "aiokafka"),
+) -> dict:
     """Run the benchmark once; returns (and optionally writes as JSON) the figures.
 
     `span_days` / `users` go to jump_core.data.synth.SynthConfig (defaults: its own, 30 days and
@@ -447,9 +571,15 @@ def bench_stream(clicks: int = 100_000, partitions: int = 1, work_dir: str = "ru
     broker_pid = broker.pid if broker is not None else None
     try:
         kafka_env = {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
-        base = Settings.from_env(env=kafka_env, bootstrap_servers=bootstrap, partitions=partitions,
-                                 output_partitions=partitions, app_id=f"jump-bench-{token}",
-                                 data_dir=str(work / "data" / token / "{conf.id}"), log_level="warning")
+        base = Settings.from_env(
+            env=kafka_env,
+            bootstrap_servers=bootstrap,
+            partitions=partitions,
+            output_partitions=partitions,
+            app_id=f"jump-bench-{token}",
+            data_dir=str(work / "data" / token / "{conf.id}"),
+            log_level="warning",
+        )
         (work / "data" / token).mkdir(parents=True, exist_ok=True)
         wait_for_broker(base, 30)
         msgs, items, first_ts = _clicks(clicks, work, span_days, users)
@@ -460,16 +590,28 @@ def bench_stream(clicks: int = 100_000, partitions: int = 1, work_dir: str = "ru
         out_b, out_b2 = f"bench-out-b-{token}", f"bench-out-b2-{token}"
         ensure_topics(base, dict.fromkeys((src, out_a, out_b, out_b2), partitions))
         prod = _produce(base, src, msgs)
-        _log(f"{n:,} clicks ({len(items):,} items) produced to {src} in {prod['seconds']:.2f} s "
-             f"({prod['events_per_s']:,.0f}/s, kafka-python)")
+        _log(
+            f"{n:,} clicks ({len(items):,} items) produced to {src} in {prod['seconds']:.2f} s "
+            f"({prod['events_per_s']:,.0f}/s, kafka-python)"
+        )
         waves = _waves(msgs, 256)
-        _log(f"time-sorted stream: {waves['mean']:.1f} clicks of one session per 256 consecutive clicks "
-             f"(mean of the per-window maximum; max {waves['max']})")
-        results = {"clicks": n, "partitions": partitions, "dims": list(dims), "bootstrap": bootstrap,
-                   "synth": {"span_days": span_days, "users": users, "items": len(items),
-                             "max_session_clicks_per_256": waves},
-                   "embedded_broker": broker is not None, "cpus": os.cpu_count(), "source_topic": src,
-                   "source_produce": prod, "definitions": DEFINITIONS, "variants": {}}
+        _log(
+            f"time-sorted stream: {waves['mean']:.1f} clicks of one session per 256 consecutive clicks "
+            f"(mean of the per-window maximum; max {waves['max']})"
+        )
+        results = {
+            "clicks": n,
+            "partitions": partitions,
+            "dims": list(dims),
+            "bootstrap": bootstrap,
+            "synth": {"span_days": span_days, "users": users, "items": len(items), "max_session_clicks_per_256": waves},
+            "embedded_broker": broker is not None,
+            "cpus": os.cpu_count(),
+            "source_topic": src,
+            "source_produce": prod,
+            "definitions": DEFINITIONS,
+            "variants": {},
+        }
         v = results["variants"]
 
         _log("(a) aiokafka pass-through")
@@ -481,33 +623,43 @@ def bench_stream(clicks: int = 100_000, partitions: int = 1, work_dir: str = "ru
         secs = r["t_last"] - r["t_first"]
         ts = [x.timestamp / 1000.0 for x in _consume(base, out_a, want=n, timeout_s=60)]
         span = max(ts) - min(ts)
-        v["a_aiokafka"] = {"events_per_s": round(n / max(secs, 1e-3), 1),
-                           "out_span_events_per_s": round(n / max(span, 1e-3), 1), "seconds": round(secs, 3),
-                           "cpu_s": _cpu_delta(cpu0, cpu1)}
+        v["a_aiokafka"] = {
+            "events_per_s": round(n / max(secs, 1e-3), 1),
+            "out_span_events_per_s": round(n / max(span, 1e-3), 1),
+            "seconds": round(secs, 3),
+            "cpu_s": _cpu_delta(cpu0, cpu1),
+        }
         _log(f"(a) {v['a_aiokafka']['events_per_s']:,.0f} events/s")
 
         modes = [("b_faust", "plain")] + ([("b2_faust_batch", "batch")] if faust_batch else [])
         for name, mode in modes:
             _log(f"({name.split('_')[0]}) Faust pass-through ({mode})")
-            v[name] = _faust_passthrough(base, mode, src, out_b if mode == "plain" else out_b2, n, work, logs,
-                                         timeout_s, broker_pid)
+            v[name] = _faust_passthrough(
+                base, mode, src, out_b if mode == "plain" else out_b2, n, work, logs, timeout_s, broker_pid
+            )
             _log(f"({name.split('_')[0]}) {v[name]['events_per_s']:,.0f} events/s")
 
         for dim in dims:
             for runtime in runtimes:
                 name = f"c_pipeline_d{dim}" + ("" if runtime == "faust" else f"_{runtime}")
                 _log(f"(c) pipeline, JUMP d={dim}, inference runtime {runtime}")
-                v[name] = r = _pipeline(base, dim, n, msgs, warm, items, partitions, work, logs, token,
-                                        broker_pid, timeout_s, runtime)
+                v[name] = r = _pipeline(
+                    base, dim, n, msgs, warm, items, partitions, work, logs, token, broker_pid, timeout_s, runtime
+                )
                 r["inference_runtime"] = runtime
-                _log(f"(c d={dim}, {runtime}) {r['events_per_s']:,.0f} events/s, {r['predictions']:,}/{n:,} predictions")
+                _log(
+                    f"(c d={dim}, {runtime}) {r['events_per_s']:,.0f} events/s, {r['predictions']:,}/{n:,} predictions"
+                )
 
         a_rate, b_rate = v["a_aiokafka"]["events_per_s"], v["b_faust"]["events_per_s"]
         for r in v.values():
             r["x_a"] = round(r["events_per_s"] / a_rate, 3) if a_rate else None
             r["x_b"] = round(r["events_per_s"] / b_rate, 3) if b_rate else None
-        results["target"] = {name: {"x_b": r["x_b"], "met": bool(r["x_b"] is not None and r["x_b"] >= 1.0)}
-                             for name, r in v.items() if name.startswith("c_")}
+        results["target"] = {
+            name: {"x_b": r["x_b"], "met": bool(r["x_b"] is not None and r["x_b"] >= 1.0)}
+            for name, r in v.items()
+            if name.startswith("c_")
+        }
         results["wall_s"] = round(time.time() - t_run, 1)
     finally:
         if broker is not None:
@@ -522,19 +674,28 @@ def bench_stream(clicks: int = 100_000, partitions: int = 1, work_dir: str = "ru
 
 def _print(res: dict) -> None:
     v = res["variants"]
-    labels = {"a_aiokafka": "(a) aiokafka pass-through", "b_faust": "(b) Faust pass-through, per event",
-              "b2_faust_batch": "(b2) Faust pass-through, take_events"}
+    labels = {
+        "a_aiokafka": "(a) aiokafka pass-through",
+        "b_faust": "(b) Faust pass-through, per event",
+        "b2_faust_batch": "(b2) Faust pass-through, take_events",
+    }
     syn = res.get("synth", {})
-    print(f"\njump bench stream: {res['clicks']:,} clicks, {res['partitions']} partition(s), "
-          f"{'embedded Tansu' if res['embedded_broker'] else res['bootstrap']}, {res['cpus']} CPUs, "
-          f"wall {res.get('wall_s', 0):.0f} s")
+    print(
+        f"\njump bench stream: {res['clicks']:,} clicks, {res['partitions']} partition(s), "
+        f"{'embedded Tansu' if res['embedded_broker'] else res['bootstrap']}, {res['cpus']} CPUs, "
+        f"wall {res.get('wall_s', 0):.0f} s"
+    )
     if syn:
         w = syn["max_session_clicks_per_256"]
-        print(f"synthetic clicks: span {syn['span_days']:g} days, users {syn['users'] or 'clicks // 40'}, "
-              f"{syn['items']:,} items; clicks of one session per 256 consecutive clicks: mean {w['mean']}, "
-              f"max {w['max']}")
-    head = f"{'variant':<38} {'events/s':>10} {'x (a)':>7} {'x (b)':>7} {'p50 ms':>8} {'p99 ms':>8} " \
-           f"{'out-span/s':>11}  cpu s"
+        print(
+            f"synthetic clicks: span {syn['span_days']:g} days, users {syn['users'] or 'clicks // 40'}, "
+            f"{syn['items']:,} items; clicks of one session per 256 consecutive clicks: mean {w['mean']}, "
+            f"max {w['max']}"
+        )
+    head = (
+        f"{'variant':<38} {'events/s':>10} {'x (a)':>7} {'x (b)':>7} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'out-span/s':>11}  cpu s"
+    )
     print(head)
     print("-" * len(head) + "------------------------")
     for name, r in v.items():
@@ -542,21 +703,31 @@ def _print(res: dict) -> None:
         p50 = f"{r['latency_p50_s'] * 1000:8.0f}" if "latency_p50_s" in r else f"{'-':>8}"
         p99 = f"{r['latency_p99_s'] * 1000:8.0f}" if "latency_p99_s" in r else f"{'-':>8}"
         cpu = " ".join(f"{k}={x:g}" for k, x in r.get("cpu_s", {}).items())
-        print(f"{label:<38} {r['events_per_s']:>10,.0f} {r['x_a']:>7.2f} {r['x_b']:>7.2f} {p50} {p99} "
-              f"{r['out_span_events_per_s']:>11,.0f}  {cpu}")
+        print(
+            f"{label:<38} {r['events_per_s']:>10,.0f} {r['x_a']:>7.2f} {r['x_b']:>7.2f} {p50} {p99} "
+            f"{r['out_span_events_per_s']:>11,.0f}  {cpu}"
+        )
     for name, r in v.items():
         if not name.startswith("c_"):
             continue
         b = r["inference_batch_size"]
-        print(f"\n(c d={r['dim']}) predictions {r['predictions']:,}/{res['clicks']:,}; replay produced "
-              f"{r['replay']['events_per_s']:,.0f} clicks/s ({r['replay']['seconds']:.2f} s)")
-        print(f"  inference batch size: {b['count']:,} batches, mean {b['mean']}; buckets "
-              + ", ".join(f"{k}: {c}" for k, c in b["buckets"].items()))
+        print(
+            f"\n(c d={r['dim']}) predictions {r['predictions']:,}/{res['clicks']:,}; replay produced "
+            f"{r['replay']['events_per_s']:,.0f} clicks/s ({r['replay']['seconds']:.2f} s)"
+        )
+        print(
+            f"  inference batch size: {b['count']:,} batches, mean {b['mean']}; buckets "
+            + ", ".join(f"{k}: {c}" for k, c in b["buckets"].items())
+        )
         c, q, sb = r["inference_compute_seconds"], r["inference_queue_wait_seconds"], r["sessionizer_batch_seconds"]
-        print(f"  inference compute: {c['sum']:.2f} s total, mean {c['mean']} s/batch; queue wait mean "
-              f"{q['mean']} s/request")
-        print(f"  sessionizer: {sb['count']:,} batches, {sb['sum']:.2f} s total, mean {sb['mean']} s/batch "
-              f"(jump_sessionizer_batch_seconds)")
+        print(
+            f"  inference compute: {c['sum']:.2f} s total, mean {c['mean']} s/batch; queue wait mean "
+            f"{q['mean']} s/request"
+        )
+        print(
+            f"  sessionizer: {sb['count']:,} batches, {sb['sum']:.2f} s total, mean {sb['mean']} s/batch "
+            f"(jump_sessionizer_batch_seconds)"
+        )
     print("\ndefinitions:")
     for k, d in res["definitions"].items():
         print(f"  {d}")
@@ -567,13 +738,17 @@ def _print(res: dict) -> None:
 
 # --------------------------------------------------------------------------- CLI
 
+
 def add_bench_stream(bsub) -> None:
-    p = bsub.add_parser("stream", help="stream events/s: bare aiokafka and Faust pass-throughs vs the pipeline",
-                        description="Produce N synthetic clicks once, then measure side by side: (a) a bare "
-                                    "aiokafka consume->produce pass-through, (b) a bare Faust pass-through agent "
-                                    "(per event; b2: take_events batches), (c) the full pipeline (sessionizer + "
-                                    "inference workers, one random-weight JUMP model per --dims value). Uses an "
-                                    "embedded Tansu broker unless --bootstrap / $KAFKA_BOOTSTRAP_SERVERS.")
+    p = bsub.add_parser(
+        "stream",
+        help="stream events/s: bare aiokafka and Faust pass-throughs vs the pipeline",
+        description="Produce N synthetic clicks once, then measure side by side: (a) a bare "
+        "aiokafka consume->produce pass-through, (b) a bare Faust pass-through agent "
+        "(per event; b2: take_events batches), (c) the full pipeline (sessionizer + "
+        "inference workers, one random-weight JUMP model per --dims value). Uses an "
+        "embedded Tansu broker unless --bootstrap / $KAFKA_BOOTSTRAP_SERVERS.",
+    )
     p.add_argument("--clicks", type=int, default=100_000, help="synthetic clicks (N)")
     p.add_argument("--partitions", type=int, default=1, help="partitions of every topic")
     p.add_argument("--dims", default="16,100", help="comma-separated JUMP dimensions, one pipeline run each")
@@ -581,11 +756,18 @@ def add_bench_stream(bsub) -> None:
     p.add_argument("--json", default=None, help="write the figures as JSON here")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: embedded broker)")
     p.add_argument("--no-faust-batch", action="store_true", help="skip the (b2) take_events pass-through")
-    p.add_argument("--runtimes", default="faust,aiokafka",
-                   help="inference worker runtimes to run (c) with (JUMP_INFERENCE_RUNTIME values)")
+    p.add_argument(
+        "--runtimes",
+        default="faust,aiokafka",
+        help="inference worker runtimes to run (c) with (JUMP_INFERENCE_RUNTIME values)",
+    )
     p.add_argument("--span-days", type=float, default=30.0, help="synthetic data: event-time span (SynthConfig)")
-    p.add_argument("--users", type=int, default=None,
-                   help="synthetic data: users (default clicks // 40); more users = more concurrent sessions")
+    p.add_argument(
+        "--users",
+        type=int,
+        default=None,
+        help="synthetic data: users (default clicks // 40); more users = more concurrent sessions",
+    )
     p.set_defaults(func=cmd_bench_stream)
 
 
@@ -593,7 +775,16 @@ def cmd_bench_stream(a) -> int:
     dims = tuple(int(x) for x in str(a.dims).split(",") if x.strip())
     if not dims:
         raise ValueError("--dims: give at least one dimension")
-    bench_stream(clicks=a.clicks, partitions=a.partitions, work_dir=a.work_dir, json_out=a.json, dims=dims,
-                 bootstrap=a.bootstrap, faust_batch=not a.no_faust_batch, span_days=a.span_days, users=a.users,
-                 runtimes=tuple(r for r in a.runtimes.split(",") if r))
+    bench_stream(
+        clicks=a.clicks,
+        partitions=a.partitions,
+        work_dir=a.work_dir,
+        json_out=a.json,
+        dims=dims,
+        bootstrap=a.bootstrap,
+        faust_batch=not a.no_faust_batch,
+        span_days=a.span_days,
+        users=a.users,
+        runtimes=tuple(r for r in a.runtimes.split(",") if r),
+    )
     return 0

@@ -4,6 +4,7 @@ consumer sees them.
 Reads every partition by manual assignment (no consumer group, no commits). Kafka settings come
 from `pipeline.config.Settings.from_env()` (KAFKA_BOOTSTRAP_SERVERS, JUMP_TOPIC_*, ...).
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,8 +24,7 @@ def _jsonable(obj):
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(obj)).decode("ascii")
     if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, (bytes, bytearray)) else _jsonable(k): _jsonable(v)
-                for k, v in obj.items()}
+        return {str(k) if not isinstance(k, (bytes, bytearray)) else _jsonable(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     return obj
@@ -41,8 +41,12 @@ def _key_text(key: bytes | None):
 
 def _decoder(settings: Settings, topic: str):
     """raw value -> decoded object for `topic` (raises on undecodable values)."""
-    kinds = {settings.topic_predictions: "prediction", settings.topic_training_log: "training_log",
-             settings.topic_dead_letters: "dead_letter", settings.topic_requests: "request"}
+    kinds = {
+        settings.topic_predictions: "prediction",
+        settings.topic_training_log: "training_log",
+        settings.topic_dead_letters: "dead_letter",
+        settings.topic_requests: "request",
+    }
     kind = kinds.get(topic)
     if kind is not None:
         return lambda raw: codec.decode(kind, raw)
@@ -53,14 +57,20 @@ def _decoder(settings: Settings, topic: str):
         if raw.lstrip()[:1] == b"{":
             return json.loads(raw)
         return codec.unpack(raw)
+
     return any_map
 
 
 def record_line(record, decode) -> str:
     """One JSON line for a ConsumerRecord: topic, partition, offset, timestamp_ms, key, value
     (decoded), or error plus the raw value in base64 when it does not decode."""
-    out = {"topic": record.topic, "partition": record.partition, "offset": record.offset,
-           "timestamp_ms": record.timestamp, "key": _key_text(record.key)}
+    out = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp,
+        "key": _key_text(record.key),
+    }
     try:
         out["value"] = _jsonable(decode(record.value))
     except Exception as e:
@@ -71,6 +81,7 @@ def record_line(record, decode) -> str:
 
 def assign_all(consumer, topic: str, timeout_s: float = 10.0) -> list:
     from kafka import TopicPartition
+
     deadline = time.monotonic() + timeout_s
     while True:
         parts = consumer.partitions_for_topic(topic)
@@ -100,9 +111,16 @@ def _seek_to_true_end(consumer, tps: list, timeout_s: float = 5.0) -> None:
             consumer.seek(tp, hw)
 
 
-def tail(settings: Settings, *, topic: str | None = None, from_beginning: bool = False,
-         max_records: int | None = None, timeout_s: float | None = None, out: IO[str] | None = None,
-         on_ready: Callable[[], None] | None = None) -> int:
+def tail(
+    settings: Settings,
+    *,
+    topic: str | None = None,
+    from_beginning: bool = False,
+    max_records: int | None = None,
+    timeout_s: float | None = None,
+    out: IO[str] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
     """Print the records of `topic` (default: predictions) as JSON lines; returns how many.
 
     Reads every partition by manual assignment (no consumer group, no commits). Stops after
@@ -116,8 +134,13 @@ def tail(settings: Settings, *, topic: str | None = None, from_beginning: bool =
     if max_records is not None and max_records <= 0:
         return 0
     decode = _decoder(settings, topic)
-    consumer = KafkaConsumer(**settings.kafka_python_kwargs(), client_id=f"{settings.app_id}-tail",
-                             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        **settings.kafka_python_kwargs(),
+        client_id=f"{settings.app_id}-tail",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     printed = 0
     try:
         tps = assign_all(consumer, topic)
@@ -151,11 +174,14 @@ def tail(settings: Settings, *, topic: str | None = None, from_beginning: bool =
 
 # --------------------------------------------------------------------------- CLI
 
+
 def add_tail(subparsers) -> None:
     p = subparsers.add_parser(
-        "tail", help="print a topic's records as JSON lines (default: predictions)",
+        "tail",
+        help="print a topic's records as JSON lines (default: predictions)",
         description="Read every partition of a topic (no consumer group) and print one JSON line per record: "
-                    "topic, partition, offset, timestamp_ms, key, value (decoded; bytes as base64).")
+        "topic, partition, offset, timestamp_ms, key, value (decoded; bytes as base64).",
+    )
     p.add_argument("--topic", default=None, help="topic (default: $JUMP_TOPIC_PREDICTIONS)")
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not at the end")
     p.add_argument("--max", dest="max_records", type=int, default=None, help="stop after N records")
@@ -165,7 +191,10 @@ def add_tail(subparsers) -> None:
 
 def cmd_tail(a) -> int:
     settings = Settings.from_env()
-    n = kafka_errors_as_runtime(lambda: tail(settings, topic=a.topic, from_beginning=a.from_beginning,
-                                             max_records=a.max_records, timeout_s=a.timeout))
+    n = kafka_errors_as_runtime(
+        lambda: tail(
+            settings, topic=a.topic, from_beginning=a.from_beginning, max_records=a.max_records, timeout_s=a.timeout
+        )
+    )
     print(f"{n} record(s)", file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ are already msgpack bytes), which keeps Faust's per-event cost off the hot path.
 of Faust's and aiokafka's private internals goes through faust_compat, which also refuses to build
 an app on untested faust-streaming / aiokafka versions.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,7 +41,7 @@ def base_app(settings: Settings, role: str) -> faust.App:
         app_id,
         broker=[f"kafka://{h}" for h in settings.bootstrap_hosts],
         broker_credentials=settings.faust_broker_credentials(),
-        store="memory://",                 # state is rebuilt from the changelog topic at start-up
+        store="memory://",  # state is rebuilt from the changelog topic at start-up
         datadir=datadir,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
@@ -57,11 +58,10 @@ def base_app(settings: Settings, role: str) -> faust.App:
         web_enabled=False,
         processing_guarantee="at_least_once",
     )
-    faust_compat.configure(app, fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                           kafka_kwargs=settings.aiokafka_kwargs())
+    faust_compat.configure(app, fetch_max_wait_ms=settings.fetch_max_wait_ms, kafka_kwargs=settings.aiokafka_kwargs())
 
     @app.timer(interval=min(5.0, settings.health_stale_s / 4))
-    async def _heartbeat():                # /healthz: the worker's event loop is alive
+    async def _heartbeat():  # /healthz: the worker's event loop is alive
         metrics.beat()
 
     return app
@@ -87,8 +87,15 @@ def _update_lag(app: faust.App, topics: set[str]) -> None:
 def create_sessionizer_app(settings: Settings) -> faust.App:
     s = settings
     app = base_app(s, "sessionizer")
-    source = app.topic(s.topic_clicks, s.topic_rekeyed, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw", partitions=s.partitions)
+    source = app.topic(
+        s.topic_clicks,
+        s.topic_rekeyed,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=s.partitions,
+    )
     table = app.Table("sessions", partitions=s.partitions, key_type=bytes, value_type=bytes)  # raw bytes
     topic_index = {s.topic_clicks: 0, s.topic_rekeyed: 1}
     core = SessionizerCore(s)
@@ -110,8 +117,17 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
                 core.load(list(table.data.items()), keep=state["owned"] & state["assigned"])
                 state["owned"] = set(state["assigned"])
                 state["loaded_generation"] = state["generation"]
-            msgs = [Message(topic_index[e.message.topic], e.message.partition, e.message.offset,
-                            e.message.key, e.message.value, e.message.timestamp) for e in events]
+            msgs = [
+                Message(
+                    topic_index[e.message.topic],
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                    e.message.timestamp,
+                )
+                for e in events
+            ]
             out = core.process(msgs)
             # 1. outputs first, delivery awaited: a persisted state never hides a lost output
             futures = []
@@ -129,7 +145,9 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
             # 2. then the state, 3. then each partition's meta record, alone in its own batch
             by_partition = {e.message.partition: e for e in events}
             for key, (p, sess) in out.state.items():
-                faust_compat.write_table(table, by_partition.get(p, events[-1]), key, None if sess is None else sess.pack())
+                faust_compat.write_table(
+                    table, by_partition.get(p, events[-1]), key, None if sess is None else sess.pack()
+                )
             await producer.flush()
             for p, (key, raw) in out.meta.items():
                 faust_compat.write_table(table, by_partition.get(p, events[-1]), key, raw)
@@ -156,13 +174,21 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
     is core.inference.InferenceRunner's; runtime.inference has the same worker on bare aiokafka)."""
     from ..core.inference import InferenceRunner
     from .inference import watch_updates
+
     s = settings
     app = base_app(s, "inference")
-    source = app.topic(s.topic_requests, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw", partitions=s.partitions)
+    source = app.topic(
+        s.topic_requests,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=s.partitions,
+    )
     runner = InferenceRunner(s, engine)
 
     if s.reload_check_s > 0:
+
         @app.timer(interval=s.reload_check_s)
         async def reload_checkpoint():
             await runner.maybe_reload()
@@ -181,9 +207,21 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
         await runner.wait_for_model()
         metrics.set_ready(True)
         async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
-            runner.swap()                          # a staged model serves from this batch on
-            await runner.handle([codec.Msg(e.message.topic, e.message.partition, e.message.offset, e.message.key,
-                                           e.message.value, e.message.timestamp) for e in events], send)
+            runner.swap()  # a staged model serves from this batch on
+            await runner.handle(
+                [
+                    codec.Msg(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                        e.message.timestamp,
+                    )
+                    for e in events
+                ],
+                send,
+            )
             _update_lag(app, {s.topic_requests})
 
     return app

@@ -25,6 +25,7 @@ these patches were written and tested against (TESTED, the pins of requirements.
 must come with a review of this module and of tests/unit/test_faust_compat.py, which fails when a
 patched internal changes shape.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,24 +53,30 @@ def installed_versions() -> dict[str, str]:
 def check_versions() -> None:
     """RuntimeError (one line) unless the installed faust-streaming and aiokafka are the tested ones."""
     installed = installed_versions()
-    wrong = [f"{name} {installed[name]} is installed, tested with {tested}" for name, tested in TESTED.items()
-             if installed[name] != tested]
+    wrong = [
+        f"{name} {installed[name]} is installed, tested with {tested}"
+        for name, tested in TESTED.items()
+        if installed[name] != tested
+    ]
     if wrong:
         pins = " ".join(f"{name}=={tested}" for name, tested in TESTED.items())
-        raise RuntimeError(f"{'; '.join(wrong)}: install the tested versions ({pins}, as requirements.txt "
-                           "pins them), or review pipeline/runtime/faust_compat.py against the installed ones "
-                           "and update its TESTED versions")
+        raise RuntimeError(
+            f"{'; '.join(wrong)}: install the tested versions ({pins}, as requirements.txt "
+            "pins them), or review pipeline/runtime/faust_compat.py against the installed ones "
+            "and update its TESTED versions"
+        )
 
 
 # --------------------------------------------------------------------------- per-app settings
 
+
 @dataclass(frozen=True)
 class AppOptions:
-    fetch_max_wait_ms: int | None      # the worker consumer's fetch long-poll (None: Faust's 1500 ms)
-    kafka_kwargs: dict | None          # aiokafka client options of the recovery fetch (None: ListOffsets only)
+    fetch_max_wait_ms: int | None  # the worker consumer's fetch long-poll (None: Faust's 1500 ms)
+    kafka_kwargs: dict | None  # aiokafka client options of the recovery fetch (None: ListOffsets only)
 
 
-_options: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()     # faust.App -> AppOptions
+_options: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # faust.App -> AppOptions
 
 
 def configure(app, *, fetch_max_wait_ms: int | None, kafka_kwargs: dict | None) -> None:
@@ -93,6 +100,7 @@ def install() -> None:
 
 # --------------------------------------------------------------------------- 1. fetch wait
 
+
 def set_fetch_max_wait(consumer, ms: int) -> None:
     """Set an aiokafka consumer's fetch long-poll after construction, before `start()`.
 
@@ -107,7 +115,8 @@ def _patch_fetch_wait() -> None:
     """Faust hard-codes the worker consumer's fetch_max_wait_ms (1500); use the app's
     JUMP_FETCH_MAX_WAIT_MS instead (Tansu answers a waiting fetch late: ~0.5 s a hop at low load)."""
     from faust.transport.drivers import aiokafka as driver
-    create = driver.AIOKafkaConsumerThread._create_worker_consumer      # private: Faust's consumer factory
+
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer  # private: Faust's consumer factory
     if getattr(create, "jump_patched", False):
         return
 
@@ -115,7 +124,7 @@ def _patch_fetch_wait() -> None:
         consumer = create(self, transport)
         opts = _options.get(self.app)
         if opts is not None and opts.fetch_max_wait_ms:
-            set_fetch_max_wait(consumer, opts.fetch_max_wait_ms)   # the consumer is not started yet
+            set_fetch_max_wait(consumer, opts.fetch_max_wait_ms)  # the consumer is not started yet
         return consumer
 
     _create_worker_consumer.jump_patched = True
@@ -125,6 +134,7 @@ def _patch_fetch_wait() -> None:
 
 # --------------------------------------------------------------------------- 2. recovery end offsets
 
+
 def _patch_recovery_highwaters() -> None:
     """Table recovery reads each changelog partition up to its end offset, which Faust takes from
     ListOffsets (`AIOKafkaConsumerThread._highwaters`, behind `Consumer.highwaters`). Tansu answers
@@ -132,7 +142,8 @@ def _patch_recovery_highwaters() -> None:
     recover part of its state. Take the larger of ListOffsets and the high watermark of a real fetch
     (which Tansu reports right); on Kafka the two agree."""
     from faust.transport.drivers import aiokafka as driver
-    original = driver.AIOKafkaConsumerThread._highwaters                # private: Faust's ListOffsets call
+
+    original = driver.AIOKafkaConsumerThread._highwaters  # private: Faust's ListOffsets call
     if getattr(original, "jump_patched", False):
         return
 
@@ -152,7 +163,8 @@ def _patch_recovery_highwaters() -> None:
 async def fetch_highwaters(kafka_kwargs: dict, partitions: list, reported: dict, tries: int = 50) -> dict:
     """max(reported, the fetch high watermark) per partition, with a throwaway group-less consumer."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in partitions}   # Faust's TP -> aiokafka's
+
+    tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in partitions}  # Faust's TP -> aiokafka's
     consumer = AIOKafkaConsumer(**kafka_kwargs, enable_auto_commit=False, fetch_max_wait_ms=50)
     try:
         await consumer.start()
@@ -179,6 +191,7 @@ async def fetch_highwaters(kafka_kwargs: dict, partitions: list, reported: dict,
 
 # --------------------------------------------------------------------------- 3. Table writes
 
+
 def write_table(table, event, key: bytes, value: bytes | None) -> None:
     """`table[key] = value` (None: delete the key) as a write of `event`.
 
@@ -189,6 +202,7 @@ def write_table(table, event, key: bytes, value: bytes | None) -> None:
     event of the session's own partition, and the previous current event restored after it.
     """
     from faust.streams import _current_event
+
     token = _current_event.set(weakref.ref(event))
     try:
         if value is None:
@@ -201,6 +215,7 @@ def write_table(table, event, key: bytes, value: bytes | None) -> None:
 
 
 # --------------------------------------------------------------------------- 4. consumer lag
+
 
 def read_offset(consumer, tp) -> int | None:
     """The last offset Faust's consumer handed to the streams on `tp` (None: none yet).

@@ -8,6 +8,7 @@
 - `poll_model`: the periodic current.json / JUMP_CHECKPOINT check (aiokafka runtime; the Faust app
   runs the same check as a timer).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,12 +37,17 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
     if s.reload_check_s:
         updates.append(asyncio.create_task(poll_model(runner, s.reload_check_s, stop)))
     common = s.aiokafka_kwargs()
-    producer = AIOKafkaProducer(linger_ms=2, acks=1,
-                                enable_idempotence=False, max_batch_size=1 << 18, **common)
-    consumer = AIOKafkaConsumer(group_id=f"{s.app_id}-inference-direct",
-                                enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
-                                heartbeat_interval_ms=3_000, max_poll_records=s.max_batch,
-                                fetch_max_wait_ms=s.fetch_max_wait_ms, **common)
+    producer = AIOKafkaProducer(linger_ms=2, acks=1, enable_idempotence=False, max_batch_size=1 << 18, **common)
+    consumer = AIOKafkaConsumer(
+        group_id=f"{s.app_id}-inference-direct",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+        max_poll_records=s.max_batch,
+        fetch_max_wait_ms=s.fetch_max_wait_ms,
+        **common,
+    )
 
     async def commit():
         await producer.flush()
@@ -51,7 +57,7 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
         async def on_partitions_revoked(self, revoked):
             try:
                 await commit()
-            except Exception as exc:      # the group is rebalancing; the next owner re-reads (at-least-once)
+            except Exception as exc:  # the group is rebalancing; the next owner re-reads (at-least-once)
                 log.warning("commit on revoke failed: %s", exc)
 
         async def on_partitions_assigned(self, assigned):
@@ -70,9 +76,12 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
         while not stop.is_set():
             metrics.beat()
             batches = await consumer.getmany(timeout_ms=max(1, int(s.max_wait_s * 1000)), max_records=s.max_batch)
-            msgs = [Msg(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
-                    for records in batches.values() for r in records]
-            runner.swap()                                 # a staged model serves from this batch on
+            msgs = [
+                Msg(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
+                for records in batches.values()
+                for r in records
+            ]
+            runner.swap()  # a staged model serves from this batch on
             if msgs:
                 await runner.handle(msgs, send)
                 lag = 0
@@ -127,8 +136,9 @@ async def watch_updates(settings: Settings, runner: InferenceRunner, stop: async
                                 raise ValueError("seq or path missing")
                         except ValueError as exc:
                             metrics.model_refusals.labels("bad_announcement").inc()
-                            log.error("ignoring a model announcement at %s[%d]@%d: %s", r.topic, r.partition,
-                                      r.offset, exc)
+                            log.error(
+                                "ignoring a model announcement at %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc
+                            )
                             continue
                         if best is None or rec["seq"] > best["seq"]:
                             best = rec

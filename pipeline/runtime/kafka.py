@@ -12,6 +12,7 @@ from `Settings.kafka_python_kwargs()` / `aiokafka_kwargs()`. Tansu (the embedded
 has no transactions and no idempotent producer, and its ListOffsets is wrong on batched topics, so
 nothing here relies on those.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- topics
 
+
 def topic_specs(settings: Settings) -> dict[str, int]:
     """Every topic the pipeline uses -> its partition count."""
     return {
@@ -34,7 +36,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
         settings.topic_predictions: settings.output_partitions,
         settings.topic_training_log: settings.output_partitions,
         settings.topic_dead_letters: settings.output_partitions,
-        settings.topic_model_updates: 1,          # one partition: every worker reads every update, in order
+        settings.topic_model_updates: 1,  # one partition: every worker reads every update, in order
         settings.topic_training_metrics: 1,
     }
 
@@ -43,10 +45,12 @@ def metadata_error(bootstrap_servers: str | list[str], timeout_s: float = 5.0, *
     """None when a kafka-python metadata request to `bootstrap_servers` succeeds, else the error."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaConfigurationError, KafkaError
+
     ms = int(timeout_s * 1000)
     try:
-        c = KafkaConsumer(bootstrap_servers=bootstrap_servers, request_timeout_ms=ms + 1000, bootstrap_timeout_ms=ms,
-                          **kwargs)
+        c = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=ms + 1000, bootstrap_timeout_ms=ms, **kwargs
+        )
     except KafkaConfigurationError:
         raise
     except (KafkaError, OSError) as e:
@@ -79,7 +83,7 @@ def _partition_counts(admin, names: list[str]) -> dict[str, int]:
         err = t.get("error_code", 0)
         if err:
             continue
-        out[t.get("name", t.get("topic"))] = len(t.get("partitions") or [])   # "topic" in kafka-python < 3
+        out[t.get("name", t.get("topic"))] = len(t.get("partitions") or [])  # "topic" in kafka-python < 3
     return out
 
 
@@ -99,8 +103,11 @@ def ensure_topics(settings: Settings, specs: dict[str, int] | None = None, timeo
     admin = None
     while admin is None:
         try:
-            admin = KafkaAdminClient(**settings.kafka_python_kwargs(), request_timeout_ms=int(timeout_s * 1000),
-                                     client_id=f"{settings.app_id}-admin")
+            admin = KafkaAdminClient(
+                **settings.kafka_python_kwargs(),
+                request_timeout_ms=int(timeout_s * 1000),
+                client_id=f"{settings.app_id}-admin",
+            )
         except (KafkaError, OSError) as e:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cannot reach Kafka at {settings.bootstrap_servers}: {e}") from None
@@ -111,11 +118,12 @@ def ensure_topics(settings: Settings, specs: dict[str, int] | None = None, timeo
         missing = [n for n in specs if n not in existing]
         for name in missing:
             try:
-                admin.create_topics({name: {"num_partitions": specs[name],
-                                            "replication_factor": settings.replication_factor}},
-                                    timeout_ms=int(timeout_s * 1000))
+                admin.create_topics(
+                    {name: {"num_partitions": specs[name], "replication_factor": settings.replication_factor}},
+                    timeout_ms=int(timeout_s * 1000),
+                )
                 result[name] = "created"
-            except TopicAlreadyExistsError:       # created concurrently by another worker
+            except TopicAlreadyExistsError:  # created concurrently by another worker
                 result[name] = "exists"
         for name in specs:
             result.setdefault(name, "exists")
@@ -126,13 +134,14 @@ def ensure_topics(settings: Settings, specs: dict[str, int] | None = None, timeo
                 counts = _partition_counts(admin, to_check)
                 if len(counts) == len(to_check) or time.monotonic() > deadline:
                     break
-                time.sleep(0.2)                   # a concurrently created topic may not be visible yet
+                time.sleep(0.2)  # a concurrently created topic may not be visible yet
             for name in to_check:
                 if name not in counts:
                     raise RuntimeError(f"topic {name} exists but its metadata is unavailable")
                 if counts[name] != specs[name]:
-                    raise ValueError(f"topic {name} has {counts[name]} partitions, expected {specs[name]} "
-                                     "(co-partitioning)")
+                    raise ValueError(
+                        f"topic {name} has {counts[name]} partitions, expected {specs[name]} (co-partitioning)"
+                    )
         return {name: result[name] for name in specs}
     finally:
         admin.close()
@@ -140,13 +149,19 @@ def ensure_topics(settings: Settings, specs: dict[str, int] | None = None, timeo
 
 # --------------------------------------------------------------------------- records
 
+
 def produce_records(settings: Settings, topic: str, records, partition: int | None = None) -> None:
     """Send (key, value) byte pairs and wait for every acknowledgement (no idempotent producer:
     Tansu lacks it)."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(**settings.kafka_python_kwargs(), enable_idempotence=False, acks=1, linger_ms=5,
-                             max_in_flight_requests_per_connection=1)
+    producer = KafkaProducer(
+        **settings.kafka_python_kwargs(),
+        enable_idempotence=False,
+        acks=1,
+        linger_ms=5,
+        max_in_flight_requests_per_connection=1,
+    )
     try:
         futures = [producer.send(topic, key=k, value=v, partition=partition) for k, v in records]
         producer.flush()
@@ -160,11 +175,17 @@ async def read_from_beginning(settings: Settings, topic: str):
     """A started aiokafka consumer without a group, assigned every partition of `topic` from the
     beginning; returns (consumer, assigned partitions). RuntimeError if the topic does not exist."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=settings.fetch_max_wait_ms, **settings.aiokafka_kwargs())
+
+    consumer = AIOKafkaConsumer(
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        **settings.aiokafka_kwargs(),
+    )
     await consumer.start()
     try:
-        await consumer.topics()                                   # metadata
+        await consumer.topics()  # metadata
         parts = sorted(consumer.partitions_for_topic(topic) or ())
         if not parts:
             raise RuntimeError(f"topic {topic} does not exist (create it, or JUMP_CREATE_TOPICS=true)")
@@ -178,6 +199,7 @@ async def read_from_beginning(settings: Settings, topic: str):
 
 
 # --------------------------------------------------------------------------- process
+
 
 def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
     """An event set by SIGTERM / SIGINT (where the loop supports signal handlers)."""
@@ -194,6 +216,7 @@ def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
 def kafka_errors_as_runtime(fn):
     """Run fn(); a kafka-python error becomes a one-line RuntimeError (printed by `jump`)."""
     from kafka.errors import KafkaError
+
     try:
         return fn()
     except KafkaError as e:

@@ -6,6 +6,7 @@ once), starts a due training run in a daemon thread while consumption continues,
 ends sends its jump-training-metrics record and, for a promoted candidate, its announcement on
 jump-model-updates (both topics have one partition).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,14 +52,21 @@ async def run_trainer(settings: Settings, stop: asyncio.Event | None = None) -> 
     try:
         consumer, assigned = await read_from_beginning(s, s.topic_training_log)
         metrics.set_ready(True)
-        log.info("trainer reading %s (%d partitions) into a window of %d sessions", s.topic_training_log,
-                 len(assigned), s.trainer_window_sessions)
+        log.info(
+            "trainer reading %s (%d partitions) into a window of %d sessions",
+            s.topic_training_log,
+            len(assigned),
+            s.trainer_window_sessions,
+        )
         running = None
         while not stop.is_set():
             metrics.beat()
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            msgs = [Msg(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
-                    for records in batches.values() for r in records]
+            msgs = [
+                Msg(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp / 1000.0)
+                for records in batches.values()
+                for r in records
+            ]
             for topic, key, value, partition in core.ingest(msgs):
                 await producer.send(topic, value=value, key=key, partition=partition)
             lag = 0
@@ -72,11 +80,19 @@ async def run_trainer(settings: Settings, stop: asyncio.Event | None = None) -> 
             if running is not None and running.done():
                 update, rec = running.result()
                 running = None
-                await producer.send(s.topic_training_metrics, key=rec["run_id"].encode(),
-                                    value=codec.encode("training_metrics", rec), partition=0)
+                await producer.send(
+                    s.topic_training_metrics,
+                    key=rec["run_id"].encode(),
+                    value=codec.encode("training_metrics", rec),
+                    partition=0,
+                )
                 if update is not None:
-                    await producer.send(s.topic_model_updates, key=update["version"].encode(),
-                                        value=codec.encode("model_update", update), partition=0)
+                    await producer.send(
+                        s.topic_model_updates,
+                        key=update["version"].encode(),
+                        value=codec.encode("model_update", update),
+                        partition=0,
+                    )
                 await producer.flush()
     finally:
         if consumer is not None:

@@ -1,4 +1,5 @@
 """Shared steps of the baseline tests: a short training run, and the comparison with POP."""
+
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,8 +25,16 @@ def fit_briefly(model, data, lr: float, epochs: int) -> dict:
     """`epochs` epochs of the harness's training loop (no early stop), selected on validation Recall@20 (live)."""
     tr, val = split_validation(data.train, 0.1, 0)
     with one_torch_thread():
-        return fit_model(model, tr, val, TrainConfig(lr=lr, epochs=epochs, patience=epochs), progress=False,
-                         log=lambda *_: None, select="val_recall", protocol="live")
+        return fit_model(
+            model,
+            tr,
+            val,
+            TrainConfig(lr=lr, epochs=epochs, patience=epochs),
+            progress=False,
+            log=lambda *_: None,
+            select="val_recall",
+            protocol="live",
+        )
 
 
 def assert_beats_pop(model, data, margin: float) -> dict:
@@ -48,11 +57,11 @@ def contract_checks(model, test_set) -> None:
     assert dwell is None
     assert scores.shape == (int(batch.next_positions().sum()), model.config.n_items)
     assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
-    assert torch.equal(scores, model.predict(batch, "paper")[0])          # dwell-blind: protocol ignored
-    rows = torch.split(scores, (batch.lengths - 1).tolist())              # rows are in next_positions order
+    assert torch.equal(scores, model.predict(batch, "paper")[0])  # dwell-blind: protocol ignored
+    rows = torch.split(scores, (batch.lengths - 1).tolist())  # rows are in next_positions order
     for s, r in zip(sessions, rows):
         one, _ = model.predict(test_set.batch([s]), "live")
-        torch.testing.assert_close(one, r, atol=1e-5, rtol=1e-4)         # batched == one by one
+        torch.testing.assert_close(one, r, atol=1e-5, rtol=1e-4)  # batched == one by one
     # causality: changing clicks j+1.. of a session leaves rows 1..j unchanged
     s = int(sessions[np.argmax(test_set.lengths[sessions])])
     b = test_set.batch([s])

@@ -3,6 +3,7 @@
 Tansu's ListOffsets (`end_offsets`) is wrong on batched topics, so these helpers count records by
 consuming, and use the fetch high watermark (`consumer.highwater(tp)`) where they need the end.
 """
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,9 @@ def kafka_kwargs(settings_or_bootstrap) -> dict:
     return {"bootstrap_servers": str(settings_or_bootstrap).split(",")}
 
 
-def consume_all(settings_or_bootstrap, topic: str, idle_s: float = 2.0, max_wait_s: float = 60,
-                *, stop_at_end: bool = False) -> list:
+def consume_all(
+    settings_or_bootstrap, topic: str, idle_s: float = 2.0, max_wait_s: float = 60, *, stop_at_end: bool = False
+) -> list:
     """Every record of `topic` (all partitions, from the beginning) as kafka-python ConsumerRecords,
     in partition then offset order.
 
@@ -26,8 +28,13 @@ def consume_all(settings_or_bootstrap, topic: str, idle_s: float = 2.0, max_wait
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(**kafka_kwargs(settings_or_bootstrap), group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_wait_ms=200)
+    consumer = KafkaConsumer(
+        **kafka_kwargs(settings_or_bootstrap),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=200,
+    )
     try:
         deadline = time.monotonic() + max_wait_s
         topic_deadline = time.monotonic() + min(10.0, max_wait_s)
@@ -49,8 +56,9 @@ def consume_all(settings_or_bootstrap, topic: str, idle_s: float = 2.0, max_wait
             now = time.monotonic()
             if n:
                 last = now
-            if stop_at_end and all(consumer.highwater(tp) is not None
-                                   and consumer.position(tp) >= consumer.highwater(tp) for tp in tps):
+            if stop_at_end and all(
+                consumer.highwater(tp) is not None and consumer.position(tp) >= consumer.highwater(tp) for tp in tps
+            ):
                 break
             if now - last >= idle_s:
                 break

@@ -3,6 +3,7 @@ variant of its Kubernetes job, the labels Kubernetes pod discovery gives a pod, 
 real server on the loopback interface). Used by tests/unit/test_prometheus.py (promtool, relabelling)
 and tests/integration/test_prometheus_workers.py (a Prometheus scraping the workers).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ def file_sd_variant(targets_file: Path, scrape_interval: str | None = None) -> d
     job["file_sd_configs"] = [{"files": [str(targets_file)]}]
     if scrape_interval:
         job["scrape_interval"] = job["scrape_timeout"] = scrape_interval
-        config["global"].update(scrape_interval=scrape_interval, scrape_timeout=scrape_interval,
-                                evaluation_interval=scrape_interval)
+        config["global"].update(
+            scrape_interval=scrape_interval, scrape_timeout=scrape_interval, evaluation_interval=scrape_interval
+        )
     config["rule_files"] = [str(PROM_DIR / f) for f in config["rule_files"]]
     return config
 
@@ -65,11 +67,19 @@ def pod(ip: str, port: int, component: str, name: str, *, container_port: int = 
     (manifest contract: app.kubernetes.io/name|component labels, prometheus.io/* annotations)."""
     m = "__meta_kubernetes_"
     address = f"[{ip}]:{container_port}" if ":" in ip else f"{ip}:{container_port}"
-    labels = {f"{m}namespace": "jump", f"{m}pod_name": name, f"{m}pod_ip": ip, f"{m}pod_phase": "Running",
-              f"{m}pod_node_name": "node-1", f"{m}pod_container_init": "false",
-              f"{m}pod_label_app_kubernetes_io_name": JOB, f"{m}pod_label_app_kubernetes_io_component": component,
-              f"{m}pod_annotation_prometheus_io_scrape": "true", f"{m}pod_annotation_prometheus_io_port": str(port),
-              f"{m}pod_annotation_prometheus_io_path": "/metrics"}
+    labels = {
+        f"{m}namespace": "jump",
+        f"{m}pod_name": name,
+        f"{m}pod_ip": ip,
+        f"{m}pod_phase": "Running",
+        f"{m}pod_node_name": "node-1",
+        f"{m}pod_container_init": "false",
+        f"{m}pod_label_app_kubernetes_io_name": JOB,
+        f"{m}pod_label_app_kubernetes_io_component": component,
+        f"{m}pod_annotation_prometheus_io_scrape": "true",
+        f"{m}pod_annotation_prometheus_io_port": str(port),
+        f"{m}pod_annotation_prometheus_io_path": "/metrics",
+    }
     for k, v in overrides.items():
         if v is None:
             labels.pop(m + k, None)
@@ -83,6 +93,7 @@ class Prometheus:
 
     def __init__(self, binary: str, config: dict, tmp: Path):
         from pipeline.devtools.broker import free_port
+
         self.tmp = tmp
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -90,9 +101,17 @@ class Prometheus:
         self.log_path = tmp / "prometheus.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    binary,
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--web.enable-lifecycle",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def log(self) -> str:
         return self.log_path.read_text()[-4000:]
@@ -134,6 +153,7 @@ class Prometheus:
 
     def wait(self, what: str, predicate, timeout_s: float = 60.0, extra=lambda: ""):
         from pipeline.devtools import procs
+
         try:
             return procs.wait_for(predicate, timeout_s, interval_s=0.5, what=what)
         except TimeoutError as e:
@@ -141,4 +161,5 @@ class Prometheus:
 
     def stop(self):
         from pipeline.devtools import procs
+
         procs.stop(self.proc, grace_s=10.0)

@@ -1,6 +1,7 @@
 """Everything under tests/integration/ needs the Kafka-compatible broker (the `kafka_bootstrap`
 fixture of tests/conftest.py: $KAFKA_BOOTSTRAP_SERVERS, else an embedded Tansu broker) and is marked
 `integration`: `pytest -m "not integration"` runs the unit tests only, `make test` runs both."""
+
 from __future__ import annotations
 
 from pathlib import Path

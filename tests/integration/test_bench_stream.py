@@ -1,4 +1,5 @@
 """Smoke test of `jump bench stream` (pipeline.devtools.stream_bench.bench_stream) on the test broker: small N, one dim."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ def test_bench_stream_smoke(kafka_bootstrap, tmp_path):
 
     out = tmp_path / "bench.json"
     n = 3000
-    res = bench_stream(clicks=n, dims=(8,), partitions=1, work_dir=str(tmp_path / "work"), json_out=str(out),
-                       bootstrap=kafka_bootstrap)
+    res = bench_stream(
+        clicks=n, dims=(8,), partitions=1, work_dir=str(tmp_path / "work"), json_out=str(out), bootstrap=kafka_bootstrap
+    )
     written = json.loads(out.read_text())
     assert written["clicks"] == n == res["clicks"]
     for key in ("partitions", "dims", "bootstrap", "definitions", "variants", "target", "source_produce"):

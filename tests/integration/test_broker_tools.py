@@ -1,4 +1,5 @@
 """Embedded broker, topic management, `jump replay` and `jump tail` against a real broker."""
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,7 @@ def write_csv(path: Path, rows) -> Path:
 def unsorted_rows(n: int = 300, seed: int = 0):
     """Clicks in file order that is not time order, with timestamp ties (stability matters)."""
     rng = np.random.default_rng(seed)
-    ts = 1_600_000_000 + rng.integers(0, 120, n).astype(float)      # many ties
+    ts = 1_600_000_000 + rng.integers(0, 120, n).astype(float)  # many ties
     return [(f"s{rng.integers(0, 25)}", f"i{rng.integers(0, 40)}", float(t)) for t in ts]
 
 
@@ -71,13 +72,14 @@ def check_replayed(records, expected, prefix: str, key_fields=("session", "user"
         assert (c.key, c.item, c.ts) == expected[i]
         ids.add(c.event_id)
         by_partition[r.partition].append((c.ts, i))
-        assert key_partition.setdefault(c.key, r.partition) == r.partition   # a key stays on one partition
+        assert key_partition.setdefault(c.key, r.partition) == r.partition  # a key stays on one partition
     assert len(ids) == len(expected)
     for seq in by_partition.values():
-        assert seq == sorted(seq)            # time order, ties in file order (i increases)
+        assert seq == sorted(seq)  # time order, ties in file order (i increases)
 
 
 # --------------------------------------------------------------------------- broker
+
 
 def test_embedded_broker_starts_answers_and_stops(tmp_path):
     _need_tansu()
@@ -90,7 +92,7 @@ def test_embedded_broker_starts_answers_and_stops(tmp_path):
             EmbeddedBroker(port=b.port).start(timeout=5)
         pid = b.pid
     assert _gone(pid) and not broker.running()
-    broker.stop()                            # idempotent
+    broker.stop()  # idempotent
     assert "tansu" in log.read_text()
 
 
@@ -103,9 +105,17 @@ def test_wait_for_broker_times_out_clearly():
 def test_main_broker_runs_until_sigterm():
     _need_tansu()
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", f"from pipeline.devtools.broker import main_broker; "
-                             f"raise SystemExit(main_broker({port}, '127.0.0.1'))"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from pipeline.devtools.broker import main_broker; raise SystemExit(main_broker({port}, '127.0.0.1'))",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         line = proc.stdout.readline()
         assert f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}" in line, line
@@ -122,14 +132,16 @@ def test_main_broker_runs_until_sigterm():
 
 # --------------------------------------------------------------------------- topics
 
+
 def test_topic_specs_cover_every_topic(stream_settings):
     s = stream_settings
     specs = topic_specs(s)
     names = {getattr(s, f.name) for f in fields(Settings) if f.name.startswith("topic_")}
     assert set(specs) == names
     assert specs[s.topic_clicks] == specs[s.topic_rekeyed] == specs[s.topic_requests] == s.partitions
-    assert specs[s.topic_predictions] == specs[s.topic_training_log] == specs[s.topic_dead_letters] \
-        == s.output_partitions
+    assert (
+        specs[s.topic_predictions] == specs[s.topic_training_log] == specs[s.topic_dead_letters] == s.output_partitions
+    )
 
 
 def test_ensure_topics_is_idempotent_and_checks_partitions(stream_settings):
@@ -149,6 +161,7 @@ def _kw(s: Settings) -> dict:
 
 # --------------------------------------------------------------------------- replay
 
+
 def test_replay_csv_sorted_keyed_and_exact(stream_settings, tmp_path):
     rows = unsorted_rows()
     path = write_csv(tmp_path / "clicks.csv", rows)
@@ -159,15 +172,22 @@ def test_replay_csv_sorted_keyed_and_exact(stream_settings, tmp_path):
     records = consume_all(stream_settings, stream_settings.topic_clicks, stop_at_end=True)
     check_replayed(records, expected, prefix="clicks.csv", key_fields=("session",))
     assert {r.partition for r in records} == {0, 1}
-    assert all(codec.unpack(r.value)["session"] for r in records)     # msgpack by default
+    assert all(codec.unpack(r.value)["session"] for r in records)  # msgpack by default
 
 
 def test_replay_json_every_and_user_key(stream_settings, tmp_path):
     rows = unsorted_rows(60, seed=1)
     path = tmp_path / "u.csv"
     path.write_text("user,item,t_ms\n" + "".join(f"{k},{i},{int(t * 1000)}\n" for k, i, t in rows))
-    stats = replay(stream_settings, "csv", str(path), json_every=2, event_id_prefix="run7", progress=False,
-                   reader_options={"user_col": "user", "item_col": "item", "time_col": "t_ms", "time_unit": "ms"})
+    stats = replay(
+        stream_settings,
+        "csv",
+        str(path),
+        json_every=2,
+        event_id_prefix="run7",
+        progress=False,
+        reader_options={"user_col": "user", "item_col": "item", "time_col": "t_ms", "time_unit": "ms"},
+    )
     assert stats["key_field"] == "user" and stats["event_id_prefix"] == "run7"
     records = consume_all(stream_settings, stream_settings.topic_clicks, stop_at_end=True)
     expected = [rows[j] for j in np.argsort([r[2] for r in rows], kind="stable")]
@@ -180,11 +200,11 @@ def test_replay_json_every_and_user_key(stream_settings, tmp_path):
 
 
 def test_replay_limit_and_pacing(stream_settings, tmp_path):
-    rows = [(f"s{j % 3}", f"i{j}", 1000.0 + 0.4 * j) for j in range(10)][::-1]   # 3.6 s of event time, reversed
+    rows = [(f"s{j % 3}", f"i{j}", 1000.0 + 0.4 * j) for j in range(10)][::-1]  # 3.6 s of event time, reversed
     path = write_csv(tmp_path / "p.csv", rows)
     stats = replay(stream_settings, "csv", [path], speed=4.0, limit=6, progress=False, reader_options=CSV_OPTS)
     assert stats["clicks"] == 6 and stats["first_ts"] == 1000.0 and stats["last_ts"] == 1002.0
-    assert 0.45 <= stats["seconds"] < 3.0                  # 2 s of event time at 4x = 0.5 s
+    assert 0.45 <= stats["seconds"] < 3.0  # 2 s of event time at 4x = 0.5 s
     records = consume_all(stream_settings, stream_settings.topic_clicks, stop_at_end=True)
     check_replayed(records, sorted(rows, key=lambda r: r[2])[:6], prefix="p.csv")
 
@@ -202,13 +222,16 @@ def test_replay_rejects_bad_arguments(stream_settings, tmp_path):
         replay(no_create, "csv", [path], progress=False, reader_options=CSV_OPTS)
 
 
-SAMPLES = [("reddit", "reddit/kaggle-head-sample/reddit_sample.csv", "user"),
-           ("rsc15-prepared", "yoochoose-rsc15/session-rec-100k/yoochoose-clicks-100k_test.txt", "session")]
+SAMPLES = [
+    ("reddit", "reddit/kaggle-head-sample/reddit_sample.csv", "user"),
+    ("rsc15-prepared", "yoochoose-rsc15/session-rec-100k/yoochoose-clicks-100k_test.txt", "session"),
+]
 
 
 @pytest.mark.parametrize("fmt,rel,kind", SAMPLES, ids=[s[0] for s in SAMPLES])
 def test_replay_real_sample(stream_settings, fmt, rel, kind):
     from jump_core.data.readers import read_clicks
+
     path = DATA / rel
     if not path.exists():
         pytest.skip(f"real data sample absent: {path}")
@@ -222,10 +245,22 @@ def test_replay_real_sample(stream_settings, fmt, rel, kind):
 
 # --------------------------------------------------------------------------- tail
 
+
 def prediction(key: str, position: int) -> dict:
-    return {"session_key": key, "session_id": f"{key}#1", "position": position, "item": f"i{position}",
-            "item_known": True, "dwell_s": 12.5, "top_items": ["i1", "i2", "i3"], "top_scores": [0.5, 0.25, 0.125],
-            "model_version": "test", "event_ts": 1000.0 + position, "ingest_ts": 2000.0, "emit_ts": 2000.5}
+    return {
+        "session_key": key,
+        "session_id": f"{key}#1",
+        "position": position,
+        "item": f"i{position}",
+        "item_known": True,
+        "dwell_s": 12.5,
+        "top_items": ["i1", "i2", "i3"],
+        "top_scores": [0.5, 0.25, 0.125],
+        "model_version": "test",
+        "event_ts": 1000.0 + position,
+        "ingest_ts": 2000.0,
+        "emit_ts": 2000.5,
+    }
 
 
 def test_tail_prints_predictions_as_json_lines(stream_settings):
@@ -240,8 +275,9 @@ def test_tail_prints_predictions_as_json_lines(stream_settings):
     good = [x for x in lines if "error" not in x]
     bad = [x for x in lines if "error" in x]
     assert len(bad) == 1 and bad[0]["key"] == "bad" and bad[0]["error"].startswith("undecodable value")
-    assert {(x["key"], json.dumps(x["value"], sort_keys=True)) for x in good} == \
-        {(p["session_key"], json.dumps({"schema": codec.SCHEMA, **p}, sort_keys=True)) for p in preds}
+    assert {(x["key"], json.dumps(x["value"], sort_keys=True)) for x in good} == {
+        (p["session_key"], json.dumps({"schema": codec.SCHEMA, **p}, sort_keys=True)) for p in preds
+    }
     for x in good:
         assert x["topic"] == s.topic_predictions and list(x["value"]) == list(codec.RECORDS["prediction"])
     per_part = defaultdict(list)
@@ -256,9 +292,12 @@ def test_tail_prints_predictions_as_json_lines(stream_settings):
 def test_tail_from_end_prints_only_new_records(stream_settings):
     s = stream_settings
     ensure_topics(s)
-    for batch in range(2):                    # two batches: Tansu's end offset is the last batch's base
-        produce(s, s.topic_predictions,
-                [(f"k{j}".encode(), codec.encode("prediction", prediction(f"k{j}", batch * 10 + j))) for j in range(5)])
+    for batch in range(2):  # two batches: Tansu's end offset is the last batch's base
+        produce(
+            s,
+            s.topic_predictions,
+            [(f"k{j}".encode(), codec.encode("prediction", prediction(f"k{j}", batch * 10 + j))) for j in range(5)],
+        )
     ready, buf, result = threading.Event(), io.StringIO(), {}
     t = threading.Thread(target=lambda: result.setdefault("n", tail(s, timeout_s=3.0, out=buf, on_ready=ready.set)))
     t.start()
@@ -271,16 +310,25 @@ def test_tail_from_end_prints_only_new_records(stream_settings):
 
 def test_tail_other_topics_print_the_map(stream_settings, tmp_path):
     s = stream_settings
-    replay(s, "csv", [write_csv(tmp_path / "c.csv", [("s1", "a", 5.0), ("s1", "b", 6.0)])], json_every=2,
-           progress=False, reader_options=CSV_OPTS)
+    replay(
+        s,
+        "csv",
+        [write_csv(tmp_path / "c.csv", [("s1", "a", 5.0), ("s1", "b", 6.0)])],
+        json_every=2,
+        progress=False,
+        reader_options=CSV_OPTS,
+    )
     buf = io.StringIO()
     assert tail(s, topic=s.topic_clicks, from_beginning=True, max_records=2, out=buf) == 2
     values = sorted((json.loads(line)["value"] for line in buf.getvalue().splitlines()), key=lambda v: v["ts"])
-    assert values == [{"schema": 1, "session": "s1", "item": "a", "ts": 5.0, "event_id": "c.csv:0"},
-                      {"schema": 1, "session": "s1", "item": "b", "ts": 6.0, "event_id": "c.csv:1"}]
+    assert values == [
+        {"schema": 1, "session": "s1", "item": "a", "ts": 5.0, "event_id": "c.csv:0"},
+        {"schema": 1, "session": "s1", "item": "b", "ts": 6.0, "event_id": "c.csv:1"},
+    ]
 
 
 # --------------------------------------------------------------------------- CLI
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jump")
@@ -300,19 +348,39 @@ def test_cli_topics_replay_tail(stream_settings, tmp_path, monkeypatch, capsys):
     assert a.func(a) == 0
     assert json.loads(capsys.readouterr().out) == dict.fromkeys(topic_specs(s), "created")
     path = tmp_path / "nh.tsv"
-    path.write_text("".join(f"x\tu{j % 3}\ti{j}\t{100 + (7 * j) % 13}\n" for j in range(20)))   # no header, tab
-    a = p.parse_args(["replay", str(path), "--format", "csv", "--delimiter", "tab", "--no-header", "--user-col", "1",
-                      "--item-col", "2", "--time-col", "3", "--limit", "10", "--json-every", "3", "--no-progress"])
+    path.write_text("".join(f"x\tu{j % 3}\ti{j}\t{100 + (7 * j) % 13}\n" for j in range(20)))  # no header, tab
+    a = p.parse_args(
+        [
+            "replay",
+            str(path),
+            "--format",
+            "csv",
+            "--delimiter",
+            "tab",
+            "--no-header",
+            "--user-col",
+            "1",
+            "--item-col",
+            "2",
+            "--time-col",
+            "3",
+            "--limit",
+            "10",
+            "--json-every",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert a.func(a) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["clicks"] == 10 and stats["key_field"] == "user" and stats["topic"] == s.topic_clicks
     records = consume_all(s, s.topic_clicks, stop_at_end=True)
-    assert len(records) == 10 and sum(r.value.startswith(b"{") for r in records) == 4   # i = 0, 3, 6, 9
+    assert len(records) == 10 and sum(r.value.startswith(b"{") for r in records) == 4  # i = 0, 3, 6, 9
     a = p.parse_args(["tail", "--topic", s.topic_clicks, "--from-beginning", "--max", "2", "--timeout", "5"])
     assert a.func(a) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and all(json.loads(line)["value"]["user"].startswith("u") for line in out)
     with pytest.raises(SystemExit):
-        p.parse_args(["replay", str(path), "--format", "csv", "--speed", "2", "--max"])   # exclusive
+        p.parse_args(["replay", str(path), "--format", "csv", "--speed", "2", "--max"])  # exclusive
     a = p.parse_args(["broker"])
     assert (a.port, a.host) == (9092, "127.0.0.1")

@@ -6,6 +6,7 @@ function counts as much as one at the top):
 - pipeline/core/ imports none of kafka, aiokafka, faust, nor a runtime or a development tool
   (pipeline.runtime, pipeline.devtools): the workers' logic runs and is tested without Kafka.
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,7 +31,7 @@ def imported_modules(path: Path) -> set[str]:
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = list(package[:len(package) - node.level + 1])
+                base = list(package[: len(package) - node.level + 1])
                 if node.module:
                     base.append(node.module)
                 names = [".".join(base + [alias.name]) for alias in node.names]
@@ -44,16 +45,16 @@ def imported_modules(path: Path) -> set[str]:
 def violations(folder: str, forbidden: set[str]) -> dict[str, list[str]]:
     out = {}
     for path in sorted((ROOT / folder).rglob("*.py")):
-        bad = sorted(m for m in imported_modules(path)
-                     if any(m == f or m.startswith(f + ".") for f in forbidden))
+        bad = sorted(m for m in imported_modules(path) if any(m == f or m.startswith(f + ".") for f in forbidden))
         if bad:
             out[str(path.relative_to(ROOT))] = bad
     return out
 
 
 def test_import_scan_resolves_relative_imports(tmp_path):
-    assert {"pipeline.runtime.kafka", "pipeline.runtime.kafka.ensure_topics", "pipeline.codec"} <= \
-        imported_modules(ROOT / "pipeline" / "runtime" / "faust_app.py")
+    assert {"pipeline.runtime.kafka", "pipeline.runtime.kafka.ensure_topics", "pipeline.codec"} <= imported_modules(
+        ROOT / "pipeline" / "runtime" / "faust_app.py"
+    )
     assert "pipeline.codec.Msg" in imported_modules(ROOT / "pipeline" / "core" / "inference.py")
     assert {"aiokafka", "aiokafka.AIOKafkaConsumer"} <= imported_modules(ROOT / "pipeline" / "runtime" / "kafka.py")
 
@@ -66,15 +67,22 @@ def test_pipeline_core_imports_no_kafka_client_and_no_runtime():
     assert violations("pipeline/core", KAFKA | {"pipeline.runtime", "pipeline.devtools"}) == {}
 
 
-@pytest.mark.parametrize("modules, forbidden", [
-    (["pipeline.core.sessionizer", "pipeline.core.inference", "pipeline.core.trainer", "pipeline.core.engine"],
-     sorted(KAFKA)),
-    (["jump_core.cli"], sorted(KAFKA | {"prometheus_client", "pipeline"})),
-])
+@pytest.mark.parametrize(
+    "modules, forbidden",
+    [
+        (
+            ["pipeline.core.sessionizer", "pipeline.core.inference", "pipeline.core.trainer", "pipeline.core.engine"],
+            sorted(KAFKA),
+        ),
+        (["jump_core.cli"], sorted(KAFKA | {"prometheus_client", "pipeline"})),
+    ],
+)
 def test_importing_the_cores_loads_no_kafka_client(modules, forbidden):
     """The same boundary at run time: what importing the modules loads (top-level imports, transitively)."""
-    code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r}))")
+    code = (
+        f"import sys\nfor m in {modules!r}: __import__(m)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r}))"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """README's "Layout" block names every module and folder of the tree, and nothing that is not there."""
+
 import re
 from pathlib import Path
 
@@ -8,7 +9,7 @@ PACKAGES = ("jump_core", "pipeline")
 
 def layout_block() -> str:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Layout\n"):]
+    section = readme[readme.index("## Layout\n") :]
     return section.split("```")[1]
 
 
@@ -48,8 +49,12 @@ def in_tree(package: str) -> dict[str, set[str]]:
 
 def mismatches(block: str | None = None) -> list[tuple[str, list[str]]]:
     got = listed(block)
-    return [(folder, sorted(names ^ got.get(folder, set()))) for package in PACKAGES
-            for folder, names in in_tree(package).items() if got.get(folder) != names]
+    return [
+        (folder, sorted(names ^ got.get(folder, set())))
+        for package in PACKAGES
+        for folder, names in in_tree(package).items()
+        if got.get(folder) != names
+    ]
 
 
 def test_layout_lists_exactly_the_packages_modules():
@@ -65,6 +70,7 @@ def test_layout_lists_the_top_level_folders():
 def test_the_check_catches_a_missing_or_misplaced_module():
     block = layout_block()
     assert mismatches(block.replace("registry.py", "registri.py")) == [("jump_core", ["registri.py", "registry.py"])]
-    moved = block.replace("report.py (Markdown + figures)", "").replace("cli.py                the jump command (offline",
-                                                                      "cli.py report.py     the jump command (offline")
+    moved = block.replace("report.py (Markdown + figures)", "").replace(
+        "cli.py                the jump command (offline", "cli.py report.py     the jump command (offline"
+    )
     assert ("jump_core/experiments", ["report.py"]) in mismatches(moved)

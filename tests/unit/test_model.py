@@ -1,4 +1,5 @@
 """The JUMP model, equation by equation (eq. 9-16) and the batching guarantees."""
+
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ def make_model(seed=0, **kw):
     cfg = dict(n_items=12, dim=8, z=60.0, max_fast_steps=8)
     cfg.update(kw)
     model = Jump(JumpConfig(**cfg))
-    with torch.no_grad():          # non-trivial batch-norm statistics for eval mode
+    with torch.no_grad():  # non-trivial batch-norm statistics for eval mode
         model.emb_norm.running_mean.normal_()
         model.emb_norm.running_var.uniform_(0.5, 2.0)
         model.dwell_weight.weight.normal_()
@@ -43,6 +44,7 @@ def causal_attention(h):
 
 # -- eq. 6/10: censored log-normal ---------------------------------------------------------------
 
+
 def test_censored_lognormal_matches_scipy():
     rng = np.random.default_rng(0)
     log_tau = rng.normal(3, 2, 200)
@@ -56,13 +58,15 @@ def test_censored_lognormal_matches_scipy():
 
 def test_censored_tail_is_stable_far_out():
     # 30 sigma beyond the mean the survival is ~1e-197: log_ndtr keeps it finite and exact.
-    got = censored_lognormal_loglik(torch.tensor([33.0], dtype=torch.float64), torch.tensor([True]),
-                                    torch.tensor([3.0], dtype=torch.float64), 1.0)
+    got = censored_lognormal_loglik(
+        torch.tensor([33.0], dtype=torch.float64), torch.tensor([True]), torch.tensor([3.0], dtype=torch.float64), 1.0
+    )
     assert torch.isfinite(got).all()
     assert got.item() == pytest.approx(norm.logsf(33.0, 3.0, 1.0), rel=1e-9)
 
 
 # -- eq. 15: RH cell with multiplicative integration ------------------------------------------------
+
 
 def test_rhmi_cell_equations():
     torch.manual_seed(0)
@@ -102,15 +106,16 @@ def test_gradcheck_fast_slow_layer():
 
 # -- eq. 14: the fast-slow ordering and the ceil(tau/z) step count ---------------------------------
 
+
 def test_fast_slow_step_follows_documented_ordering():
     torch.manual_seed(1)
     layer = FastSlowLayer(5).double()
     fast, slow, x = (torch.randn(1, 5, dtype=torch.float64) for _ in range(3))
     F_, S_ = layer.fast_cell, layer.slow_cell
-    h0 = F_(fast, x)               # h_0^F = F(h_{j-1}, x_j)
-    hs = S_(slow, h0)              # h_j^S = S(h_{j-1}^S, h_0^F)
-    h = F_(h0, hs)                 # h_1^F = F(h_0^F, h_j^S)
-    for _ in range(2, 4):          # h_k^F = F(h_{k-1}^F), k = 2..n with n = 3
+    h0 = F_(fast, x)  # h_0^F = F(h_{j-1}, x_j)
+    hs = S_(slow, h0)  # h_j^S = S(h_{j-1}^S, h_0^F)
+    h = F_(h0, hs)  # h_1^F = F(h_0^F, h_j^S)
+    for _ in range(2, 4):  # h_k^F = F(h_{k-1}^F), k = 2..n with n = 3
         h = F_(h)
     out, new_slow = layer.step(fast, slow, F_.input_proj(x), torch.tensor([3]))
     torch.testing.assert_close(out, h)
@@ -125,20 +130,21 @@ def test_fast_step_counts():
     model.fast_slow.fast_cell.register_forward_hook(lambda *a: calls.__setitem__("fast", calls["fast"] + 1))
     model.fast_slow.slow_cell.register_forward_hook(lambda *a: calls.__setitem__("slow", calls["slow"] + 1))
     model.eval()
-    b = batch_of((0,))             # tau 10, 130, 2000, 30 -> n = 1, 3, 8, 1
+    b = batch_of((0,))  # tau 10, 130, 2000, 30 -> n = 1, 3, 8, 1
     model.features(b)
     assert calls["slow"] == 4
-    assert calls["fast"] == (1 + 1) + (3 + 1) + (8 + 1) + (1 + 1)   # n_j + 1 fast cells per click
+    assert calls["fast"] == (1 + 1) + (3 + 1) + (8 + 1) + (1 + 1)  # n_j + 1 fast cells per click
 
 
 # -- eq. 12-13: causal attention ---------------------------------------------------------------------
+
 
 def test_attention_is_causal_and_normalised():
     torch.manual_seed(0)
     h = torch.randn(2, 6, 4)
     v = causal_attention(h)
     h2 = h.clone()
-    h2[:, 4:] = torch.randn(2, 2, 4) * 10       # change the future of position 3
+    h2[:, 4:] = torch.randn(2, 2, 4) * 10  # change the future of position 3
     torch.testing.assert_close(causal_attention(h2)[:, :4], v[:, :4])
     # position k is a convex combination of h_1..h_k with the eq. 13 weights
     k = 3
@@ -161,6 +167,7 @@ def test_attention_with_the_query_as_one_more_key():
 
 # -- eq. 9 / 16: tied softmax and embedding -------------------------------------------------------------
 
+
 def test_click_head_is_tied_to_the_item_embedding():
     model = make_model()
     v = torch.randn(3, 8)
@@ -168,7 +175,7 @@ def test_click_head_is_tied_to_the_item_embedding():
     torch.testing.assert_close(logits[:, 1:], v @ model.item_emb.weight[1:].T)
     assert torch.isinf(logits[:, 0]).all() and (logits[:, 0] < 0).all()
     names = [n for n, p in model.named_parameters() if tuple(p.shape) == (12, 8)]
-    assert sorted(names) == ["dwell_weight.weight", "item_emb.weight"]   # no separate output matrix
+    assert sorted(names) == ["dwell_weight.weight", "item_emb.weight"]  # no separate output matrix
     # a gradient of the click loss reaches V through the output side too
     model.zero_grad()
     torch.nn.functional.cross_entropy(model.click_logits(v), torch.tensor([3, 4, 5])).backward()
@@ -186,7 +193,7 @@ def test_time_embedding_rows_cover_censored_range():
 
 def test_log_time_buckets_share_rows_on_a_log_scale():
     model = make_model(c1=2000.0, c2=30.0, time_buckets="log")
-    assert model.time_emb.num_embeddings == 23                      # 1 + floor(2 log2 2000) = 22 is the last row
+    assert model.time_emb.num_embeddings == 23  # 1 + floor(2 log2 2000) = 22 is the last row
     tau = torch.tensor([0.0, 0.99, 1.0, 1.41, 1.42, 2.0, 30.0, 2000.0, 5000.0])
     assert model.time_row(tau).tolist() == [0, 0, 1, 1, 2, 3, 10, 22, 22]
     with pytest.raises(ValueError, match="time_buckets"):
@@ -194,6 +201,7 @@ def test_log_time_buckets_share_rows_on_a_log_scale():
 
 
 # -- batching: masks and padding --------------------------------------------------------------------------
+
 
 def _pad_more(b: SessionBatch, extra: int) -> SessionBatch:
     pad = lambda t, v: torch.nn.functional.pad(t, (0, extra), value=v)
@@ -232,11 +240,12 @@ def test_batched_equals_one_by_one_in_eval():
 
 # -- the live protocol ----------------------------------------------------------------------------------
 
+
 def test_live_features_equal_prefix_with_unknown_last_dwell():
     """v'_j == features of the prefix 1..j whose last click is represented as (c2, censored)."""
     model = make_model().eval()
     b = batch_of((2,))
-    live = scores_of(model, b, "live")                        # (L-1, n_items)
+    live = scores_of(model, b, "live")  # (L-1, n_items)
     items, tau = SESSIONS["items"][2], SESSIONS["tau"][2]
     for j in range(1, len(items)):
         prefix = SessionBatch.from_sessions([items[:j]], [tau[: j - 1] + [model.config.c2]], [[0] * (j - 1) + [1]])
@@ -249,6 +258,7 @@ def test_live_features_equal_prefix_with_unknown_last_dwell():
 
 # -- eq. 17-18: the joint likelihood -------------------------------------------------------------------------
 
+
 def test_loss_is_the_joint_likelihood_of_eq_17_18():
     model = make_model().eval()
     b = batch_of()
@@ -258,7 +268,7 @@ def test_loss_is_the_joint_likelihood_of_eq_17_18():
         items, tau, delta = (SESSIONS[f][s] for f in ("items", "tau", "delta"))
         for k in range(len(items)):
             if k == 0:
-                ctx = model.start_feature                     # v(S_0)
+                ctx = model.start_feature  # v(S_0)
             else:
                 v, _, _ = model.features(SessionBatch.from_sessions([items[:k]], [tau[:k]], [delta[:k]]))
                 ctx = v[0, -1]
@@ -277,8 +287,9 @@ def test_dwell_median_is_exp_mu_and_loglik_is_eq_10():
     med, mu, loglik = model.predict(b).dwell
     torch.testing.assert_close(med, torch.exp(mu))
     m = b.mask
-    want = censored_lognormal_loglik(torch.log(b.tau[m].clamp_min(model.config.min_dwell)), b.delta[m], mu[m],
-                                     model.config.sigma)
+    want = censored_lognormal_loglik(
+        torch.log(b.tau[m].clamp_min(model.config.min_dwell)), b.delta[m], mu[m], model.config.sigma
+    )
     torch.testing.assert_close(loglik[m], want)
 
 
@@ -289,7 +300,7 @@ def test_predict_is_one_pass_of_both_heads():
     for protocol in ("paper", "live"):
         scores, (med, mu, loglik) = model.predict(b, protocol)
         assert scores.shape == (int(b.next_positions().sum()), 12)
-        torch.testing.assert_close(med, paper_dwell.median)             # dwell does not depend on protocol
+        torch.testing.assert_close(med, paper_dwell.median)  # dwell does not depend on protocol
         torch.testing.assert_close(mu, paper_dwell.mu)
         torch.testing.assert_close(loglik, paper_dwell.loglik)
     with pytest.raises(ValueError, match="protocol"):
@@ -298,8 +309,15 @@ def test_predict_is_one_pass_of_both_heads():
 
 # -- ablations (jump benchmark --ablations): every variant keeps the model contract -----------------
 
-ABLATIONS = [dict(recurrent="rh"), dict(recurrent="gru"), dict(attention=False), dict(time_embedding=False),
-             dict(dwell_loss=False), dict(dwell_head="shared"), dict(time_buckets="log")]
+ABLATIONS = [
+    dict(recurrent="rh"),
+    dict(recurrent="gru"),
+    dict(attention=False),
+    dict(time_embedding=False),
+    dict(dwell_loss=False),
+    dict(dwell_head="shared"),
+    dict(time_buckets="log"),
+]
 
 
 @pytest.mark.parametrize("ablation", ABLATIONS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
@@ -324,7 +342,7 @@ def test_ablated_models_keep_the_contract(ablation):
         torch.testing.assert_close(out.median, want.median, rtol=1e-4, atol=1e-4)
         # ... and both are the offline live rows of click n (`predict`, every next position in order)
         if n < int(b.lengths.min()) - 1:
-            rows = (b.lengths - 1).cumsum(0) - (b.lengths - 1) + n          # row of click n of each session
+            rows = (b.lengths - 1).cumsum(0) - (b.lengths - 1) + n  # row of click n of each session
             torch.testing.assert_close(out.scores, scores_of(model, b, "live")[rows], rtol=1e-4, atol=1e-4)
     # it trains
     model.train()
@@ -361,11 +379,13 @@ def test_ablation_switches_do_what_they_say():
 
 def test_live_censor_p_hides_input_dwells_only_in_training():
     b = batch_of()
-    hidden = SessionBatch(b.items, torch.where(b.mask, torch.full_like(b.tau, 30.0), b.tau), b.delta | b.mask, b.lengths)
+    hidden = SessionBatch(
+        b.items, torch.where(b.mask, torch.full_like(b.tau, 30.0), b.tau), b.delta | b.mask, b.lengths
+    )
     m0, m1 = make_model(), make_model(live_censor_p=1.0)
     m0.train(), m1.train()
     torch.manual_seed(1)
-    _, _, out1 = m1.calculate_loss(b)         # every input dwell fed as (c2, censored) ...
+    _, _, out1 = m1.calculate_loss(b)  # every input dwell fed as (c2, censored) ...
     v, _, _ = m0.features(hidden)
     ctx = m0.context(v)
     want = -torch.nn.functional.cross_entropy(m0.click_logits(ctx[b.mask]), b.items[b.mask], reduction="none")

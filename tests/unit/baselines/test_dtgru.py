@@ -1,4 +1,5 @@
 """DTGRU: dwell buckets, the live protocol (one extra GRU step), padding invariance, learning."""
+
 import math
 
 import pytest
@@ -20,13 +21,13 @@ DELTA = [[0, 0, 0, 0, 1], [0, 1, 1], [0, 1]]
 def fresh(**kw) -> DTGRU:
     torch.manual_seed(0)
     m = DTGRU(DTGRUConfig(N_ITEMS, dim=16, **kw))
-    with torch.no_grad():                                  # distinct dwell rows, so dwell matters
+    with torch.no_grad():  # distinct dwell rows, so dwell matters
         m.dwell_emb.weight.normal_(0.0, 1.0)
     return m.eval()
 
 
 def test_dwell_buckets_hand_computed():
-    m = DTGRU(DTGRUConfig(N_ITEMS, dim=8))                              # 24 buckets, 2 per doubling; 24 = censored
+    m = DTGRU(DTGRUConfig(N_ITEMS, dim=8))  # 24 buckets, 2 per doubling; 24 = censored
     tau = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 30.0, 100.0, 5000.0, 30.0, 2000.0])
     delta = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1, 1], dtype=torch.bool)
     # floor(2 log2(max(tau, 1))): 1.5 -> 1.17 -> 1; 30 -> 9.8 -> 9; 100 -> 13.3 -> 13; 5000 -> 24.6 -> 23 (cap)
@@ -50,19 +51,18 @@ def test_batched_equals_one_by_one():
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
     for protocol in ("paper", "live"):
         scores = m.predict(batch, protocol)[0]
-        rows = [m.predict(SessionBatch.from_sessions([i], [t], [d]), protocol)[0]
-                for i, t, d in zip(ITEMS, TAU, DELTA)]
+        rows = [m.predict(SessionBatch.from_sessions([i], [t], [d]), protocol)[0] for i, t, d in zip(ITEMS, TAU, DELTA)]
         assert torch.allclose(scores, torch.cat(rows), atol=1e-5)
 
 
 def test_live_row_is_the_paper_row_with_the_last_dwell_censored_at_c2():
     m = fresh()
     items, tau, delta = ITEMS[0], TAU[0], DELTA[0]
-    live = m.predict(SessionBatch.from_sessions([items], [tau], [delta]), "live")[0]       # (4, n)
-    for j in range(4):                                     # prefix 1..j+1 with tau_j -> (c2, censored)
-        t, d = tau[:j + 2], delta[:j + 2]
+    live = m.predict(SessionBatch.from_sessions([items], [tau], [delta]), "live")[0]  # (4, n)
+    for j in range(4):  # prefix 1..j+1 with tau_j -> (c2, censored)
+        t, d = tau[: j + 2], delta[: j + 2]
         t[j], d[j] = m.config.c2, 1
-        paper = m.predict(SessionBatch.from_sessions([items[:j + 2]], [t], [d]), "paper")[0]
+        paper = m.predict(SessionBatch.from_sessions([items[: j + 2]], [t], [d]), "paper")[0]
         assert torch.allclose(live[j], paper[j], atol=1e-5)
 
 
@@ -70,13 +70,13 @@ def test_live_row_ignores_its_own_dwell_paper_row_does_not():
     m = fresh()
     items, delta = [ITEMS[0]] * 2, [DELTA[0]] * 2
     tau = [TAU[0], list(TAU[0])]
-    tau[1][1] = 4.0                                        # change tau_2 (300 s -> 4 s)
+    tau[1][1] = 4.0  # change tau_2 (300 s -> 4 s)
     batch = SessionBatch.from_sessions(items, tau, delta)
     paper, live = m.predict(batch, "paper")[0].view(2, 4, -1), m.predict(batch, "live")[0].view(2, 4, -1)
-    assert torch.equal(live[0, :2], live[1, :2])           # rows 1-2: tau_2 not yet known in live
-    assert not torch.allclose(live[0, 2], live[1, 2])      # row 3 has seen tau_2
+    assert torch.equal(live[0, :2], live[1, :2])  # rows 1-2: tau_2 not yet known in live
+    assert not torch.allclose(live[0, 2], live[1, 2])  # row 3 has seen tau_2
     assert torch.equal(paper[0, 0], paper[1, 0])
-    assert not torch.allclose(paper[0, 1], paper[1, 1])    # paper row 2 sees tau_2
+    assert not torch.allclose(paper[0, 1], paper[1, 1])  # paper row 2 sees tau_2
 
 
 def test_tied_output_and_training_step():

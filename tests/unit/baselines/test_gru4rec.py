@@ -1,4 +1,5 @@
 """GRU4Rec (ICLR 2016) and IGRU (BPR-max, CIKM 2018): session-parallel training, contract, learning."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,30 +13,32 @@ def test_session_parallel_hand_example():
     # sessions (flat clicks): A 0-2, B 3-4, C 5-8, D 9 (one click: no target), E 10-11; 2 slots
     offsets = np.array([0, 3, 5, 9, 10, 12])
     steps = [tuple(a.tolist() for a in s) for s in session_parallel(offsets, np.arange(5), 2)]
-    assert steps == [([0, 3], [1, 4], [-1, -1]),     # A and B start from a zero state
-                     ([1, 5], [2, 6], [0, -1]),      # B ended: its slot takes C, state reset
-                     ([10, 6], [11, 7], [-1, 1]),    # A ended: its slot takes E (D skipped)
-                     ([7], [8], [1])]                # E ended, nothing left: the slot is dropped
+    assert steps == [
+        ([0, 3], [1, 4], [-1, -1]),  # A and B start from a zero state
+        ([1, 5], [2, 6], [0, -1]),  # B ended: its slot takes C, state reset
+        ([10, 6], [11, 7], [-1, 1]),  # A ended: its slot takes E (D skipped)
+        ([7], [8], [1]),
+    ]  # E ended, nothing left: the slot is dropped
 
 
 def test_session_parallel_covers_every_click_once(synthetic_prepared):
     data = synthetic_prepared.train
     order = session_order(len(data), seed=3, epoch=2)
-    assert not np.array_equal(order, session_order(len(data), seed=3, epoch=3))   # a new order per epoch
+    assert not np.array_equal(order, session_order(len(data), seed=3, epoch=3))  # a new order per epoch
     targets, inputs, prev_inp = [], [], None
     for inp, tgt, src in session_parallel(data.offsets, order, 100):
         assert len(inp) <= 100 and np.array_equal(tgt, inp + 1)
         firsts = np.isin(inp, data.offsets[:-1])
-        assert np.array_equal(src == -1, firsts)                           # reset exactly at session starts
+        assert np.array_equal(src == -1, firsts)  # reset exactly at session starts
         if prev_inp is not None:
-            assert np.array_equal(prev_inp[src[src >= 0]] + 1, inp[src >= 0])   # a kept slot continues its session
+            assert np.array_equal(prev_inp[src[src >= 0]] + 1, inp[src >= 0])  # a kept slot continues its session
         targets.append(tgt)
         inputs.append(inp)
         prev_inp = inp
     targets = np.concatenate(targets)
     expected = np.setdiff1d(np.arange(data.n_clicks), data.offsets[:-1])  # every click but the first of each session
     assert len(targets) == len(expected) == data.n_clicks - len(data)
-    assert np.array_equal(np.sort(targets), expected)                     # each exactly once
+    assert np.array_equal(np.sort(targets), expected)  # each exactly once
 
 
 def test_train_steps_states_are_reset_at_session_boundaries(synthetic_prepared):

@@ -1,4 +1,5 @@
 """Item dwell baselines: hand-computed medians, the censored log-normal MAP against scipy, the contract."""
+
 import math
 
 import numpy as np
@@ -28,11 +29,13 @@ def session_set(sessions):
     return SessionSet(items, ts, tau, delta, offsets, np.array([str(i).encode() for i in range(len(sessions))]))
 
 
-TINY = session_set([
-    [(1, 10.0, 0), (2, 5.0, 0), (1, 20.0, 0), (3, 30.0, 1)],
-    [(1, 40.0, 0), (4, 1.0, 0), (4, 2.0, 0), (2, 100.0, 0), (3, 2000.0, 1)],
-    [(4, 3.0, 0), (4, 4.0, 0), (3, 7.0, 0), (1, 30.0, 1)],
-])
+TINY = session_set(
+    [
+        [(1, 10.0, 0), (2, 5.0, 0), (1, 20.0, 0), (3, 30.0, 1)],
+        [(1, 40.0, 0), (4, 1.0, 0), (4, 2.0, 0), (2, 100.0, 0), (3, 2000.0, 1)],
+        [(4, 3.0, 0), (4, 4.0, 0), (3, 7.0, 0), (1, 30.0, 1)],
+    ]
+)
 
 
 def test_item_median_hand_computed_with_min_count_fallback():
@@ -61,14 +64,14 @@ def scipy_map(data: SessionSet, n_items: int, prior_count: float, min_dwell: flo
     cens = data.delta > 0
 
     def neg(theta):
-        mu, mu_g, sigma = theta[:len(seen)], theta[-2], math.exp(theta[-1])
+        mu, mu_g, sigma = theta[: len(seen)], theta[-2], math.exp(theta[-1])
         ll = np.where(cens, stats.norm.logsf(y, mu[idx], sigma), stats.norm.logpdf(y, mu[idx], sigma)).sum()
         return -(ll - 0.5 * prior_count * np.sum(((mu - mu_g) / sigma) ** 2))
 
     x0 = np.concatenate([np.full(len(seen), y.mean()), [y.mean(), 0.0]])
     res = optimize.minimize(neg, x0, method="L-BFGS-B", options={"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-10})
     mu = np.full(n_items, res.x[-2])
-    mu[seen] = res.x[:len(seen)]
+    mu[seen] = res.x[: len(seen)]
     return mu, math.exp(res.x[-1]), -neg(res.x)
 
 
@@ -76,8 +79,9 @@ def test_item_lognormal_censored_loglik_matches_scipy():
     m = ItemLogNormalDwell(ItemLogNormalDwellConfig(6, prior_count=2.0)).fit(TINY)
     y = np.log(np.maximum(TINY.tau, 0.5))
     mu_click = m.mu.double().numpy()[TINY.items]
-    by_scipy = np.where(TINY.delta > 0, stats.norm.logsf(y, mu_click, m.dwell_sigma),
-                        stats.norm.logpdf(y, mu_click, m.dwell_sigma))
+    by_scipy = np.where(
+        TINY.delta > 0, stats.norm.logsf(y, mu_click, m.dwell_sigma), stats.norm.logpdf(y, mu_click, m.dwell_sigma)
+    )
     assert m.log_likelihood(TINY) == pytest.approx(by_scipy, abs=1e-5)
     # the evaluation path (dwell_sigma + mu through eq. 10) gives the same mean
     assert evaluate(m, TINY, "live")["dwell_loglik"] == pytest.approx(by_scipy.mean(), abs=1e-4)
@@ -85,21 +89,23 @@ def test_item_lognormal_censored_loglik_matches_scipy():
     mu, sigma, best = scipy_map(TINY, 6, 2.0)
     assert m.dwell_sigma == pytest.approx(sigma, rel=1e-3)
     assert m.mu.double().numpy()[1:5] == pytest.approx(mu[1:5], abs=2e-3)
-    assert float(m.mu[0]) == pytest.approx(m.global_mu, abs=1e-6)      # unknown item -> global mu
-    assert float(m.mu[5]) == pytest.approx(m.global_mu, abs=1e-6)      # unseen item -> global mu
+    assert float(m.mu[0]) == pytest.approx(m.global_mu, abs=1e-6)  # unknown item -> global mu
+    assert float(m.mu[5]) == pytest.approx(m.global_mu, abs=1e-6)  # unseen item -> global mu
 
 
 def test_item_lognormal_without_prior_is_the_closed_form_mle():
     data = session_set([[(1, 10.0, 0), (2, 0.1, 0), (1, 40.0, 0)], [(2, 8.0, 0), (2, 2.0, 0)]])
     m = ItemLogNormalDwell(ItemLogNormalDwellConfig(3, prior_count=0.0)).fit(data)
-    y = np.log(np.maximum(data.tau, 0.5))                  # 0.1 s is floored at 0.5 s
+    y = np.log(np.maximum(data.tau, 0.5))  # 0.1 s is floored at 0.5 s
     mu1, mu2 = y[[0, 2]].mean(), y[[1, 3, 4]].mean()
     sigma = np.sqrt(np.mean((y - np.array([mu1, mu2, mu1, mu2, mu2])) ** 2))
     assert m.mu[1:].tolist() == pytest.approx([mu1, mu2], abs=1e-4)
     assert m.dwell_sigma == pytest.approx(sigma, rel=1e-4)
 
 
-@pytest.mark.parametrize("cls, config", [(ItemMedianDwell, ItemMedianDwellConfig), (ItemLogNormalDwell, ItemLogNormalDwellConfig)])
+@pytest.mark.parametrize(
+    "cls, config", [(ItemMedianDwell, ItemMedianDwellConfig), (ItemLogNormalDwell, ItemLogNormalDwellConfig)]
+)
 def test_batched_equals_one_by_one(cls, config):
     m = cls(config(6)).fit(TINY)
     batch = TINY.batch(np.arange(len(TINY)))
@@ -115,6 +121,6 @@ def test_item_models_beat_global_median(synthetic_prepared):
     pop = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
     for cls, config in ((ItemMedianDwell, ItemMedianDwellConfig), (ItemLogNormalDwell, ItemLogNormalDwellConfig)):
         r = evaluate(cls(config(data.n_items)).fit(data.train), data.test, "live")
-        assert r["recall@20"] is None                     # dwell only
+        assert r["recall@20"] is None  # dwell only
         assert r["dwell_mae_s"] < 0.85 * pop["dwell_mae_s"], (cls.name, r["dwell_mae_s"], pop["dwell_mae_s"])
         assert r["dwell_loglik"] > pop["dwell_loglik"], (cls.name, r["dwell_loglik"], pop["dwell_loglik"])

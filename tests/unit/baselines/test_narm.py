@@ -1,4 +1,5 @@
 """NARM (CIKM 2017): contract (padding invariance, causality, column 0), chunked attention, learning."""
+
 import numpy as np
 import torch
 
@@ -16,20 +17,21 @@ def test_attention_is_a_causal_softmax_over_the_prefix():
     torch.manual_seed(0)
     model = NARM(NARMConfig(10, dim=6, hidden=5))
     h = torch.randn(2, 4, 5)
-    c_l = model.local_context(h)                                           # (2, 4, 5)
+    c_l = model.local_context(h)  # (2, 4, 5)
     t = 2
-    e = torch.stack([model.attn_vec(torch.sigmoid(model.query_proj(h[1, t]) + model.key_proj(h[1, j])))[0]
-                     for j in range(t + 1)])
-    torch.testing.assert_close(c_l[1, t], (e.softmax(0)[:, None] * h[1, :t + 1]).sum(0))
-    torch.testing.assert_close(c_l[:, 0], h[:, 0])                         # first click attends to itself only
+    e = torch.stack(
+        [model.attn_vec(torch.sigmoid(model.query_proj(h[1, t]) + model.key_proj(h[1, j])))[0] for j in range(t + 1)]
+    )
+    torch.testing.assert_close(c_l[1, t], (e.softmax(0)[:, None] * h[1, : t + 1]).sum(0))
+    torch.testing.assert_close(c_l[:, 0], h[:, 0])  # first click attends to itself only
 
 
 def test_chunked_attention_matches_one_pass_values_and_gradients(synthetic_prepared):
     torch.manual_seed(0)
-    model = NARM(NARMConfig(synthetic_prepared.n_items, dim=16, hidden=12)).eval()     # eval: no dropout noise
+    model = NARM(NARMConfig(synthetic_prepared.n_items, dim=16, hidden=12)).eval()  # eval: no dropout noise
     batch = synthetic_prepared.train.batch(np.arange(30))
     grads = []
-    for chunk in (2**30, 30 * 12 * 3):                                     # one pass / a few queries per chunk
+    for chunk in (2**30, 30 * 12 * 3):  # one pass / a few queries per chunk
         model.config.attn_chunk = chunk
         model.zero_grad()
         loss = model.calculate_loss(batch).loss

@@ -1,4 +1,5 @@
 """POP (jump_core/baselines/pop.py) against a hand-computed example."""
+
 import math
 
 import numpy as np
@@ -17,12 +18,10 @@ def test_popularity_hand_computed():
     items = np.array([1, 2, 2, 2, 0, 3])
     tau = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 30.0])
     delta = np.array([0, 0, 1, 0, 0, 1], dtype=np.uint8)
-    train = SessionSet(items, np.arange(6, dtype=np.float64), tau, delta, np.array([0, 3, 6]),
-                       np.array([b"A", b"B"]))
+    train = SessionSet(items, np.arange(6, dtype=np.float64), tau, delta, np.array([0, 3, 6]), np.array([b"A", b"B"]))
     model = Popularity(PopularityConfig(5)).fit(train)
 
-    batch = SessionBatch.from_sessions([[3, 1, 4], [2, 2]], [[1.0, 2.0, 3.0], [4.0, 5.0]],
-                                       [[0, 0, 1], [0, 1]])
+    batch = SessionBatch.from_sessions([[3, 1, 4], [2, 2]], [[1.0, 2.0, 3.0], [4.0, 5.0]], [[0, 0, 1], [0, 1]])
     scores, (median, mu, _) = model.predict(batch, "live")
     # counts: item 1 once, item 2 three times, item 3 once, item 4 never; column 0 -inf
     expected = torch.tensor([-math.inf, 1.0, 3.0, 1.0, 0.0])

@@ -1,4 +1,5 @@
 """RMTPP: the closed-form time distribution, the censored likelihood, the contract, learning."""
+
 import math
 
 import numpy as np
@@ -23,7 +24,7 @@ def fresh(**kw) -> RMTPP:
     torch.manual_seed(0)
     m = RMTPP(RMTPPConfig(N_ITEMS, dim=16, **kw))
     with torch.no_grad():
-        m.time_head.weight.normal_(0.0, 0.3)             # dwell depends on the state
+        m.time_head.weight.normal_(0.0, 0.3)  # dwell depends on the state
         m.time_proj.weight.normal_(0.0, 1.0)
     return m.eval()
 
@@ -45,7 +46,7 @@ def test_density_integrates_to_one_and_median_halves_survival(a, w_raw):
         head, _ = integrate.quad(f, 0.0, u)
         surv = math.exp(float(m.log_survival(a_t, torch.tensor(u, dtype=torch.float64))))
         assert surv == pytest.approx(1 - head, abs=1e-8)
-        assert f(u) == pytest.approx(math.exp(a + float(m.w) * u) * surv)      # f = lambda S
+        assert f(u) == pytest.approx(math.exp(a + float(m.w) * u) * surv)  # f = lambda S
 
 
 @torch.no_grad()
@@ -53,7 +54,7 @@ def test_dwell_and_loglik_by_hand():
     m = fresh()
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
     scores, (median, mu, ll) = m.predict(batch, "paper")
-    a = m.intensity_base(m.states(batch)).double()                       # (B, L)
+    a = m.intensity_base(m.states(batch)).double()  # (B, L)
     w = float(m.w)
     # closed-form median in seconds and its survival 1/2
     med_s = np.log1p(w * math.log(2) * np.exp(-a.numpy())) / w * m.config.time_scale
@@ -61,11 +62,11 @@ def test_dwell_and_loglik_by_hand():
     assert torch.allclose(mu, torch.log(median))
     for b in range(3):
         for k in range(len(ITEMS[b])):
-            u = max(TAU[b][k], 0.5) / m.config.time_scale                       # 0.2 s floored at 0.5 s
+            u = max(TAU[b][k], 0.5) / m.config.time_scale  # 0.2 s floored at 0.5 s
             log_s = -math.exp(a[b, k]) * math.expm1(w * u) / w
             want = log_s if DELTA[b][k] else float(a[b, k]) + w * u + log_s + math.log(u)
             assert float(ll[b, k]) == pytest.approx(want, abs=1e-4)
-    assert float(ll[2, 2:].abs().sum()) == 0.0                           # padding
+    assert float(ll[2, 2:].abs().sum()) == 0.0  # padding
 
 
 def test_contract_rows_protocols_padding_and_causality():
@@ -74,12 +75,12 @@ def test_contract_rows_protocols_padding_and_causality():
     paper, (median, _, _) = m.predict(batch, "paper")
     live, (median_live, _, _) = m.predict(batch, "live")
     assert paper.shape == (7, N_ITEMS) and torch.isneginf(paper[:, 0]).all() and torch.isfinite(paper[:, 1:]).all()
-    assert torch.equal(paper, live) and torch.equal(median, median_live)   # marker head ignores tau_j
+    assert torch.equal(paper, live) and torch.equal(median, median_live)  # marker head ignores tau_j
     for b, (i, t, d) in enumerate(zip(ITEMS, TAU, DELTA)):
         s1, (m1, _, _) = m.predict(SessionBatch.from_sessions([i], [t], [d]), "live")
-        rows = slice(sum(len(x) - 1 for x in ITEMS[:b]), sum(len(x) - 1 for x in ITEMS[:b + 1]))
+        rows = slice(sum(len(x) - 1 for x in ITEMS[:b]), sum(len(x) - 1 for x in ITEMS[: b + 1]))
         assert torch.allclose(s1, live[rows], atol=1e-5)
-        assert torch.allclose(m1[0], median[b, :len(i)], rtol=1e-5)
+        assert torch.allclose(m1[0], median[b, : len(i)], rtol=1e-5)
     # changing tau_2 changes nothing at clicks 1-2 (row 2 predicts click 3 without tau_2), all after
     tau = [TAU[0], list(TAU[0])]
     tau[1][1] = 4.0
@@ -92,7 +93,7 @@ def test_contract_rows_protocols_padding_and_causality():
 
 def test_training_step_and_gap_censored_option():
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
-    for drop, n_time in ((False, 10), (True, 9)):                       # one gap censored at c1 = 2000
+    for drop, n_time in ((False, 10), (True, 9)):  # one gap censored at c1 = 2000
         m = RMTPP(RMTPPConfig(N_ITEMS, dim=16, cell="rnn", drop_gap_censored=drop)).train()
         loss, loss_sum, out = m.calculate_loss(batch)
         loss.backward()

@@ -1,4 +1,5 @@
 """Tests for jump_core.data.readers: real samples under shared/data, and unit tests on small files."""
+
 from __future__ import annotations
 
 import calendar
@@ -67,6 +68,7 @@ def assert_well_typed(clicks) -> None:
 
 # --------------------------------------------------------------------------- real samples
 
+
 def test_rsc15_raw_sample():
     path = sample(RSC15_RAW)
     raw = raw_rows(path, ",", header=False)
@@ -86,10 +88,13 @@ def test_rsc15_raw_sample():
     assert default_gap("rsc15") is None and key_kind("rsc15") == "session"
 
 
-@pytest.mark.parametrize("rel, rows, sessions, items", [
-    (RSC15_TRAIN, 70278, 17794, 2933),
-    (RSC15_TEST, 13568, 3416, 1771),
-])
+@pytest.mark.parametrize(
+    "rel, rows, sessions, items",
+    [
+        (RSC15_TRAIN, 70278, 17794, 2933),
+        (RSC15_TEST, 13568, 3416, 1771),
+    ],
+)
 def test_rsc15_prepared_samples(rel, rows, sessions, items):
     path = sample(rel)
     raw = raw_rows(path, "\t", header=True)
@@ -188,6 +193,7 @@ def test_lastfm_sample():
 
 # --------------------------------------------------------------------------- unit tests
 
+
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     if name.endswith(".gz"):
@@ -201,15 +207,21 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 T0 = utc(2020, 1, 2, 3, 4, 5.25)
 
 
-@pytest.mark.parametrize("unit, stamp", [
-    ("s", f"{T0}"), ("ms", f"{int(T0 * 1000)}"), ("us", f"{int(T0 * 1_000_000)}"),
-    ("iso", "2020-01-02T03:04:05.250Z"), ("iso", "2020-01-02T03:04:05.250+00:00"),
-    ("iso", "2020-01-02T05:04:05.250+02:00"), ("iso", "2020-01-02 03:04:05.25"),
-])
+@pytest.mark.parametrize(
+    "unit, stamp",
+    [
+        ("s", f"{T0}"),
+        ("ms", f"{int(T0 * 1000)}"),
+        ("us", f"{int(T0 * 1_000_000)}"),
+        ("iso", "2020-01-02T03:04:05.250Z"),
+        ("iso", "2020-01-02T03:04:05.250+00:00"),
+        ("iso", "2020-01-02T05:04:05.250+02:00"),
+        ("iso", "2020-01-02 03:04:05.25"),
+    ],
+)
 def test_time_units(tmp_path, unit, stamp):
     path = write(tmp_path, "c.csv", f"sid,item,t\ns1,i1,{stamp}\n")
-    clicks = list(read_clicks("csv", path, session_col="sid", item_col="item", time_col="t",
-                              time_unit=unit))
+    clicks = list(read_clicks("csv", path, session_col="sid", item_col="item", time_col="t", time_unit=unit))
     assert clicks == [("s1", "i1", pytest.approx(T0, abs=1e-6))]
 
 
@@ -225,8 +237,9 @@ def test_bad_numeric_timestamps_rejected(tmp_path, bad):
         list(read_clicks("csv", path, session_col="sid", item_col="item", time_col="t"))
     assert err.value.line == 3 and err.value.category == "bad timestamp"
     stats = ReadStats()
-    assert list(read_clicks("csv", path, skip_bad=True, stats=stats, session_col="sid",
-                            item_col="item", time_col="t")) == [("s1", "i1", 10.0)]
+    assert list(
+        read_clicks("csv", path, skip_bad=True, stats=stats, session_col="sid", item_col="item", time_col="t")
+    ) == [("s1", "i1", 10.0)]
     assert stats.skipped_reasons == {"bad timestamp": 1}
 
 
@@ -244,22 +257,21 @@ def test_gzip_is_transparent(tmp_path):
 
 
 MIXED = (
-    "session_id,user_id,item_id,timestamp\n"   # 1 header
-    "s1,u1,i1,100\n"                           # 2 good
-    "\n"                                       # 3 blank: ignored, not counted
-    "s1,u1,i2,abc\n"                           # 4 bad timestamp
-    "s1,u1,,120\n"                             # 5 empty item
-    "s2,u2,i3\n"                               # 6 wrong field count
-    "   \n"                                    # 7 blank
-    ",u2,i3,130\n"                             # 8 empty session
-    "s2,u2,i4,140.5\n"                         # 9 good
-    "s2,u2,i5,nan\n"                           # 10 non-finite
+    "session_id,user_id,item_id,timestamp\n"  # 1 header
+    "s1,u1,i1,100\n"  # 2 good
+    "\n"  # 3 blank: ignored, not counted
+    "s1,u1,i2,abc\n"  # 4 bad timestamp
+    "s1,u1,,120\n"  # 5 empty item
+    "s2,u2,i3\n"  # 6 wrong field count
+    "   \n"  # 7 blank
+    ",u2,i3,130\n"  # 8 empty session
+    "s2,u2,i4,140.5\n"  # 9 good
+    "s2,u2,i5,nan\n"  # 10 non-finite
 )
 
 
 def read_mixed(path, **kw):
-    return read_clicks("csv", path, session_col="session_id", item_col="item_id",
-                       time_col="timestamp", **kw)
+    return read_clicks("csv", path, session_col="session_id", item_col="item_id", time_col="timestamp", **kw)
 
 
 def test_malformed_row_names_file_and_line(tmp_path):
@@ -273,11 +285,17 @@ def test_malformed_row_names_file_and_line(tmp_path):
     assert str(copy) == msg and copy.line == 4
 
 
-@pytest.mark.parametrize("bad, expected", [
-    ("s1,u1,,120", "empty 'item_id'"), ("s2,u2,i3", "expected 4 fields, got 3"),
-    (",u2,i3,130", "empty 'session_id'"), ("s2,u2,i5,nan", "timestamp 'nan' is not finite"),
-    ("s2,u2,i5,-3", "timestamp '-3' is negative"), ("s2,u2,i5,1,9", "expected 4 fields, got 5"),
-])
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        ("s1,u1,,120", "empty 'item_id'"),
+        ("s2,u2,i3", "expected 4 fields, got 3"),
+        (",u2,i3,130", "empty 'session_id'"),
+        ("s2,u2,i5,nan", "timestamp 'nan' is not finite"),
+        ("s2,u2,i5,-3", "timestamp '-3' is negative"),
+        ("s2,u2,i5,1,9", "expected 4 fields, got 5"),
+    ],
+)
 def test_each_malformed_kind_reports_its_line(tmp_path, bad, expected):
     # header, good row, blank line, bad row: the bad row is physical line 4
     path = write(tmp_path, "one.csv", f"session_id,user_id,item_id,timestamp\ns1,u1,i1,1\n\n{bad}\n")
@@ -288,14 +306,20 @@ def test_each_malformed_kind_reports_its_line(tmp_path, bad, expected):
 def test_skip_bad_keeps_good_rows_and_counts(tmp_path):
     path = write(tmp_path, "mixed.csv", MIXED)
     stats = ReadStats()
-    assert list(read_mixed(path, skip_bad=True, stats=stats)) == [("s1", "i1", 100.0),
-                                                                  ("s2", "i4", 140.5)]
+    assert list(read_mixed(path, skip_bad=True, stats=stats)) == [("s1", "i1", 100.0), ("s2", "i4", 140.5)]
     assert (stats.rows, stats.skipped, stats.filtered, stats.clicks) == (7, 5, 0, 2)
     assert stats.skipped_reasons == {"bad timestamp": 2, "missing field": 2, "wrong field count": 1}
     summary = stats.summary()
     assert "\n" not in summary
-    for part in ("rows=7", "clicks=2", "skipped=5", "filtered=0", "bad timestamp: 2",
-                 "missing field: 2", "wrong field count: 1"):
+    for part in (
+        "rows=7",
+        "clicks=2",
+        "skipped=5",
+        "filtered=0",
+        "bad timestamp: 2",
+        "missing field: 2",
+        "wrong field count: 1",
+    ):
         assert part in summary
 
 
@@ -304,8 +328,7 @@ def test_stats_accumulate_over_files(tmp_path):
     b = write(tmp_path, "b.csv.gz", "sid,item,t\nz,j,2\n")
     stats = ReadStats()
     opts = dict(session_col="sid", item_col="item", time_col="t")
-    assert list(read_clicks("csv", [a, b], skip_bad=True, stats=stats, **opts)) == [
-        ("s", "i", 1.0), ("z", "j", 2.0)]
+    assert list(read_clicks("csv", [a, b], skip_bad=True, stats=stats, **opts)) == [("s", "i", 1.0), ("z", "j", 2.0)]
     assert (stats.rows, stats.skipped) == (3, 1)
     with pytest.raises(MalformedRowError, match=r"a\.csv:3:"):
         list(read_clicks("csv", [b, a], **opts))
@@ -320,16 +343,19 @@ def test_reading_is_lazy(tmp_path):
 
 
 def test_csv_project_synthetic_format(tmp_path):
-    path = write(tmp_path, "syn.csv", "session_id,user_id,item_id,timestamp\n"
-                 "7,3,42,1600000000.5\n7,3,43,1600000030.0\n8,3,42,1600009000\n")
-    clicks = list(read_clicks("csv", path, session_col="session_id", item_col="item_id",
-                              time_col="timestamp"))
-    assert clicks == [("7", "42", 1600000000.5), ("7", "43", 1600000030.0),
-                      ("8", "42", 1600009000.0)]
-    assert default_gap("csv", session_col="session_id", item_col="item_id",
-                       time_col="timestamp") is None
-    assert list(read_clicks("csv", path, user_col="user_id", item_col="item_id",
-                            time_col="timestamp"))[0] == ("3", "42", 1600000000.5)
+    path = write(
+        tmp_path,
+        "syn.csv",
+        "session_id,user_id,item_id,timestamp\n7,3,42,1600000000.5\n7,3,43,1600000030.0\n8,3,42,1600009000\n",
+    )
+    clicks = list(read_clicks("csv", path, session_col="session_id", item_col="item_id", time_col="timestamp"))
+    assert clicks == [("7", "42", 1600000000.5), ("7", "43", 1600000030.0), ("8", "42", 1600009000.0)]
+    assert default_gap("csv", session_col="session_id", item_col="item_id", time_col="timestamp") is None
+    assert list(read_clicks("csv", path, user_col="user_id", item_col="item_id", time_col="timestamp"))[0] == (
+        "3",
+        "42",
+        1600000000.5,
+    )
     assert default_gap("csv", user_col="user_id", item_col="item_id", time_col="timestamp") == 3600.0
     assert default_gap("csv", user_col="u", item_col="i", time_col="t", gap=600) == 600.0
 
@@ -381,8 +407,13 @@ def test_unknown_format_lists_formats(tmp_path):
 
 def test_default_gap_per_format():
     assert {f: default_gap(f) for f in FORMATS if f != "csv"} == {
-        "rsc15": None, "rsc15-prepared": None, "diginetica": None, "reddit": 3600.0,
-        "retailrocket": None, "lastfm": 3600.0}
+        "rsc15": None,
+        "rsc15-prepared": None,
+        "diginetica": None,
+        "reddit": 3600.0,
+        "retailrocket": None,
+        "lastfm": 3600.0,
+    }
     assert default_gap("rsc15", gap=1800) == 1800.0  # an explicit gap wins for any format
     with pytest.raises(ValueError):
         default_gap("reddit", gap=-1)
@@ -403,8 +434,10 @@ def test_retailrocket_raw_events_layout(tmp_path):
     path = write(tmp_path, "events.csv", RR_EVENTS)
     stats = ReadStats()
     clicks = list(read_clicks("retailrocket", path, skip_bad=True, stats=stats))
-    assert clicks == [("257597", "355908", pytest.approx(1433221332.117, abs=1e-6)),
-                      ("992329", "248676", pytest.approx(1433224214.164, abs=1e-6))]
+    assert clicks == [
+        ("257597", "355908", pytest.approx(1433221332.117, abs=1e-6)),
+        ("992329", "248676", pytest.approx(1433224214.164, abs=1e-6)),
+    ]
     assert (stats.rows, stats.filtered, stats.skipped) == (6, 2, 2)
     assert stats.skipped_reasons == {"not a view": 2, "missing field": 1, "wrong field count": 1}
     assert key_kind("retailrocket", path) == "user"
@@ -427,35 +460,47 @@ def test_retailrocket_sample_layout_and_bad_header(tmp_path):
 
 def test_diginetica_camel_case_header_and_midnight(tmp_path):
     # session 5 crosses midnight: its rows carry two dates, timeframe counts from the first day
-    text = ("sessionId;userId;itemId;timeframe;eventdate\n"
-            "5;NA;9;86400500;2016-05-10\n"
-            "5;NA;8;86399000;2016-05-09\n"
-            "6;12;8;1000;2016-05-10")  # no trailing newline, as in the real file
+    text = (
+        "sessionId;userId;itemId;timeframe;eventdate\n"
+        "5;NA;9;86400500;2016-05-10\n"
+        "5;NA;8;86399000;2016-05-09\n"
+        "6;12;8;1000;2016-05-10"
+    )  # no trailing newline, as in the real file
     path = write(tmp_path, "views.csv", text)
     day = utc(2016, 5, 9)
     assert list(read_clicks("diginetica", path)) == [
-        ("5", "9", day + 86400.5), ("5", "8", day + 86399.0), ("6", "8", day + 86400 + 1.0)]
+        ("5", "9", day + 86400.5),
+        ("5", "8", day + 86399.0),
+        ("6", "8", day + 86400 + 1.0),
+    ]
 
 
 def test_diginetica_bad_rows(tmp_path):
-    path = write(tmp_path, "v.csv", "session_id;user_id;item_id;timeframe;eventdate\n"
-                 "1;NA;9;100;2016-05-10\n1;NA;9;-5;2016-05-10\n1;NA;9;100;someday\n")
+    path = write(
+        tmp_path,
+        "v.csv",
+        "session_id;user_id;item_id;timeframe;eventdate\n"
+        "1;NA;9;100;2016-05-10\n1;NA;9;-5;2016-05-10\n1;NA;9;100;someday\n",
+    )
     with pytest.raises(MalformedRowError, match=r"v\.csv:3: timestamp '-5' is negative"):
         list(read_clicks("diginetica", path))
     stats = ReadStats()
-    assert list(read_clicks("diginetica", path, skip_bad=True, stats=stats)) == [
-        ("1", "9", utc(2016, 5, 10) + 0.1)]
+    assert list(read_clicks("diginetica", path, skip_bad=True, stats=stats)) == [("1", "9", utc(2016, 5, 10) + 0.1)]
     assert stats.skipped_reasons == {"bad timestamp": 2}
 
 
 def test_lastfm_item_fallback_and_quotes(tmp_path):
-    text = ("u1\t2009-05-04T23:08:57Z\tart\tSome \"Quoted\" Artist\ttrk-1\tSong\n"
-            "u1\t2009-05-04T23:04:00Z\t\tArtist\t\tTrack\n"
-            "u1\t2009-05-04T23:00:00Z\t\tArtist\t\t\n")
+    text = (
+        'u1\t2009-05-04T23:08:57Z\tart\tSome "Quoted" Artist\ttrk-1\tSong\n'
+        "u1\t2009-05-04T23:04:00Z\t\tArtist\t\tTrack\n"
+        "u1\t2009-05-04T23:00:00Z\t\tArtist\t\t\n"
+    )
     path = write(tmp_path, "lfm.tsv", text)
     stats = ReadStats()
     assert list(read_clicks("lastfm", path, skip_bad=True, stats=stats)) == [
-        ("u1", "trk-1", utc(2009, 5, 4, 23, 8, 57)), ("u1", "Artist\x1fTrack", utc(2009, 5, 4, 23, 4))]
+        ("u1", "trk-1", utc(2009, 5, 4, 23, 8, 57)),
+        ("u1", "Artist\x1fTrack", utc(2009, 5, 4, 23, 4)),
+    ]
     assert stats.skipped_reasons == {"missing field": 1}
 
 
@@ -476,17 +521,19 @@ def test_missing_header_column_and_missing_file(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 50), st.integers(0, 2_000_000_000_000)),
-                min_size=1, max_size=30),
-       st.sampled_from(["s", "ms", "us"]))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 50), st.integers(0, 2_000_000_000_000)), min_size=1, max_size=30
+    ),
+    st.sampled_from(["s", "ms", "us"]),
+)
 def test_units_roundtrip(tmp_path_factory, rows, unit):
     """Integer milliseconds written in any numeric unit read back as the same seconds."""
     path = tmp_path_factory.mktemp("rt") / f"rt_{unit}.csv.gz"
     scale = {"s": 1e-3, "ms": 1, "us": 1000}[unit]
     with gzip.open(path, "wt", encoding="utf-8", newline="") as fh:
         fh.write("sid,item,t\n" + "".join(f"{s},{i},{ms * scale!r}\n" for s, i, ms in rows))
-    clicks = list(read_clicks("csv", path, session_col="sid", item_col="item", time_col="t",
-                              time_unit=unit))
+    clicks = list(read_clicks("csv", path, session_col="sid", item_col="item", time_col="t", time_unit=unit))
     assert [(k, i) for k, i, _ in clicks] == [(str(s), str(i)) for s, i, _ in rows]
     for (_, _, ts), (_, _, ms) in zip(clicks, rows):
         assert ts == pytest.approx(ms / 1000, rel=1e-12, abs=1e-9)

@@ -1,4 +1,5 @@
 """Eq. 4 and sessionization: every branch, scalar and vectorised forms agree."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -26,7 +27,7 @@ def test_eq4_branch_observed():
 
 
 def test_eq4_branch_distracted_is_censored_at_c1():
-    assert censor_gap(2000.0) == (2000.0, 1)       # Delta >= c1, boundary included
+    assert censor_gap(2000.0) == (2000.0, 1)  # Delta >= c1, boundary included
     assert censor_gap(10_800.0) == (2000.0, 1)
     assert censor_gap(500.0, c1=200.0) == (200.0, 1)
 
@@ -35,7 +36,7 @@ def test_eq4_branch_last_click_is_c2_censored():
     tau, delta = censor([100.0, 160.0, 5000.0], c1=2000, c2=30)
     assert tau.tolist() == [60.0, 2000.0, 30.0]
     assert delta.tolist() == [0, 1, 1]
-    tau, delta = censor([42.0])                     # single click: only the last-click branch
+    tau, delta = censor([42.0])  # single click: only the last-click branch
     assert tau.tolist() == [30.0] and delta.tolist() == [1]
 
 
@@ -58,7 +59,7 @@ def test_out_of_order_clicks_are_an_error():
 def test_gap_rule_is_strict():
     assert not is_new_session(0.0, 3600.0, 3600.0)
     assert is_new_session(0.0, 3600.001, 3600.0)
-    assert not is_new_session(0.0, 1e9, None)        # given session ids: time never splits
+    assert not is_new_session(0.0, 1e9, None)  # given session ids: time never splits
 
 
 def test_split_sessions_and_vectorised_starts_agree():
@@ -70,8 +71,7 @@ def test_split_sessions_and_vectorised_starts_agree():
     assert starts.tolist() == [True, False, True, True, False]
 
 
-@given(st.lists(st.floats(0, 1e5, allow_nan=False), min_size=1, max_size=30),
-       st.floats(1, 5000), st.floats(1, 100))
+@given(st.lists(st.floats(0, 1e5, allow_nan=False), min_size=1, max_size=30), st.floats(1, 5000), st.floats(1, 100))
 def test_censor_properties(raw, c1, c2):
     ts = np.sort(np.asarray(raw))
     tau, delta = censor(ts, c1=c1, c2=c2)
@@ -84,5 +84,6 @@ def test_censor_properties(raw, c1, c2):
 
 def test_session_id_is_key_and_first_click_ms():
     from jump_core.sessions import session_id
+
     assert session_id("user7", 1396310400.1234) == "user7@1396310400123"
     assert session_id("user7", 1396310400.1234) != session_id("user7", 1396310401.0)

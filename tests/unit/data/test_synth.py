@@ -1,4 +1,5 @@
 """Tests of the synthetic clickstream generator (jump_core/data/synth.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,12 @@ def _load(path):
         d = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
     if d.size == 0:
         return tuple(np.zeros(0, np.int64) for _ in range(4))
-    return (d[:, 0].astype(np.int64), d[:, 1].astype(np.int64), d[:, 2].astype(np.int64),
-            np.rint(d[:, 3] * 1000.0).astype(np.int64))
+    return (
+        d[:, 0].astype(np.int64),
+        d[:, 1].astype(np.int64),
+        d[:, 2].astype(np.int64),
+        np.rint(d[:, 3] * 1000.0).astype(np.int64),
+    )
 
 
 def _sha(path) -> str:
@@ -43,7 +48,7 @@ def test_same_seed_identical_different_seed_differs(tmp_path):
     cfg = SynthConfig(clicks=30_000, seed=7)
     a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
     write_csv(cfg, a)
-    write_csv(cfg, b, progress=True)      # the progress bar must not change the output
+    write_csv(cfg, b, progress=True)  # the progress bar must not change the output
     write_csv(SynthConfig(clicks=30_000, seed=8), c)
     assert _sha(a) == _sha(b)
     assert _sha(a) != _sha(c)
@@ -67,10 +72,16 @@ def test_generate_matches_csv(data):
     assert data["path"].read_text() == HEADER + "\n" + text
 
 
-@pytest.mark.parametrize("cfg", [
-    SynthConfig(clicks=1), SynthConfig(clicks=7, n_users=100), SynthConfig(clicks=12_345, seed=3),
-    SynthConfig(clicks=5_000, n_items=3, n_topics=40), SynthConfig(clicks=5_000, mean_session_len=1.0),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SynthConfig(clicks=1),
+        SynthConfig(clicks=7, n_users=100),
+        SynthConfig(clicks=12_345, seed=3),
+        SynthConfig(clicks=5_000, n_items=3, n_topics=40),
+        SynthConfig(clicks=5_000, mean_session_len=1.0),
+    ],
+)
 def test_exact_row_count_edge_configs(cfg, tmp_path):
     path = tmp_path / "e.csv"
     stats = write_csv(cfg, path)
@@ -90,8 +101,14 @@ def test_zero_clicks_writes_header_only(tmp_path):
 
 
 def test_invalid_config_rejected():
-    for bad in (dict(clicks=-1), dict(n_items=0), dict(mean_session_len=0.5),
-                dict(distraction_p=1.5), dict(session_gap_s=0.0), dict(n_users=0)):
+    for bad in (
+        dict(clicks=-1),
+        dict(n_items=0),
+        dict(mean_session_len=0.5),
+        dict(distraction_p=1.5),
+        dict(session_gap_s=0.0),
+        dict(n_users=0),
+    ):
         with pytest.raises(ValueError):
             SynthConfig(**bad)
 
@@ -99,8 +116,7 @@ def test_invalid_config_rejected():
 # --- statistics -----------------------------------------------------------------------
 def test_stats_dict(data):
     st, sid, uid, item = data["stats"], data["sid"], data["uid"], data["item"]
-    for key in ("clicks", "sessions", "users", "items_used", "mean_session_len",
-                "censored_fraction", "seconds"):
+    for key in ("clicks", "sessions", "users", "items_used", "mean_session_len", "censored_fraction", "seconds"):
         assert key in st
     assert st["sessions"] == len(np.unique(sid))
     assert st["users"] == len(np.unique(uid))
@@ -120,18 +136,18 @@ def test_session_lengths(data):
     lengths = np.bincount(data["sid"])
     assert abs(lengths.mean() - CFG.mean_session_len) <= 0.25 * CFG.mean_session_len
     assert lengths.min() >= 1
-    assert (lengths == 1).mean() > 0.1            # geometric-ish body
-    assert lengths.max() > 150                    # rare heavy tail
+    assert (lengths == 1).mean() > 0.1  # geometric-ish body
+    assert lengths.max() > 150  # rare heavy tail
     assert (lengths > 150).mean() < 1e-3
 
 
 def test_ids_and_row_order(data):
     sid, uid, ts = data["sid"], data["uid"], data["ts"]
     d_sid = np.diff(sid)
-    assert sid[0] == 0 and ((d_sid == 0) | (d_sid == 1)).all()   # sessions contiguous, 0,1,2...
-    assert (np.diff(uid) >= 0).all()                             # grouped by user
+    assert sid[0] == 0 and ((d_sid == 0) | (d_sid == 1)).all()  # sessions contiguous, 0,1,2...
+    assert (np.diff(uid) >= 0).all()  # grouped by user
     same = d_sid == 0
-    assert (np.diff(ts)[same] > 0).all()                         # time order within a session
+    assert (np.diff(ts)[same] > 0).all()  # time order within a session
     # a session belongs to one user
     assert (uid[1:][same] == uid[:-1][same]).all()
     # activity is spread over the span
@@ -168,7 +184,7 @@ def test_log_dwell_roughly_symmetric(data):
     x = np.log(dt[dt < C1])
     skew = ((x - x.mean()) ** 3).mean() / x.std() ** 3
     assert abs(skew) < 0.5
-    assert 30 < np.exp(np.median(x)) < 80          # centred near 50 s
+    assert 30 < np.exp(np.median(x)) < 80  # centred near 50 s
 
 
 def test_dwell_depends_on_item(data):
@@ -189,7 +205,7 @@ def test_dwell_signals_next_click(data):
     cur, nxt = item[:-1][same], item[1:][same]
     topic = item_topic(CFG)
     stay = topic[cur] == topic[nxt]
-    ok = dt < C1                                    # ignore distraction gaps
+    ok = dt < C1  # ignore distraction gaps
     long_ = dt > item_dwell_median(CFG)[cur]
     p_long, p_short = stay[ok & long_].mean(), stay[ok & ~long_].mean()
     assert p_long - p_short >= 0.2
@@ -213,7 +229,7 @@ def test_catalog_consistent():
     assert len(cat.item_topic) == CFG.n_items
     assert cat.item_topic.min() == 0 and cat.item_topic.max() == CFG.n_topics - 1
     sizes = np.bincount(cat.item_topic)
-    assert sizes.min() >= 1 and sizes.max() > 2 * sizes.min()       # topics of different sizes
+    assert sizes.min() >= 1 and sizes.max() > 2 * sizes.min()  # topics of different sizes
     assert cat.item_popularity.sum() == pytest.approx(1.0)
     assert cat.topic_popularity.sum() == pytest.approx(1.0)
     mu_std = np.std(cat.item_log_mu)

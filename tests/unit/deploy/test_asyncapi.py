@@ -5,6 +5,7 @@ codec.REASONS, channel addresses are the default topic names of pipeline.config.
 sample records encoded by the codec satisfy the documented JSON-schema types (checked by the
 tiny validator below: no new dependency).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -152,63 +153,186 @@ def _samples() -> dict[str, list[dict]]:
     items = ["31337", "42", "7", "42"]
     sid = session_id("u-1042", ts[0])
     tau, delta = censor(ts, c1=2000.0, c2=30.0)
-    request = {"session_key": "u-1042", "session_id": sid, "position": 3, "items": items, "ts": ts,
-               "event_ts": ts[-1], "ingest_ts": 1700002512.61, "partition": 3}
-    prediction = {"session_key": "u-1042", "session_id": sid, "position": 3, "item": "42", "item_known": True,
-                  "dwell_s": math.exp(3.2), "top_items": ["7", "42", "9"], "top_scores": [5.5, 4.0, -1.25],
-                  "model_version": "model:3f2a9c1e0b7d", "event_ts": ts[-1], "ingest_ts": 1700002512.61,
-                  "emit_ts": 1700002512.7}
+    request = {
+        "session_key": "u-1042",
+        "session_id": sid,
+        "position": 3,
+        "items": items,
+        "ts": ts,
+        "event_ts": ts[-1],
+        "ingest_ts": 1700002512.61,
+        "partition": 3,
+    }
+    prediction = {
+        "session_key": "u-1042",
+        "session_id": sid,
+        "position": 3,
+        "item": "42",
+        "item_known": True,
+        "dwell_s": math.exp(3.2),
+        "top_items": ["7", "42", "9"],
+        "top_scores": [5.5, 4.0, -1.25],
+        "model_version": "model:3f2a9c1e0b7d",
+        "event_ts": ts[-1],
+        "ingest_ts": 1700002512.61,
+        "emit_ts": 1700002512.7,
+    }
     unknown = {**prediction, "item": "never-seen", "item_known": False, "position": 0}
-    training_log = {"session_key": "u-1042", "session_id": sid, "start_ts": ts[0], "end_ts": ts[-1],
-                    "n_clicks": len(ts), "items": items, "ts": ts, "tau": tau.tolist(), "delta": delta.tolist(),
-                    "close_reason": "gap"}
-    dead = {"reason": "wrong_type", "detail": "ts must be a number of Unix seconds, got str",
-            "source_topic": "clicks", "source_partition": 1, "source_offset": 12345, "key": b"u-1042",
-            "value": b'{"user": "u-1042", "item": "1", "ts": "x"}', "dead_ts": 1700002513.0}
+    training_log = {
+        "session_key": "u-1042",
+        "session_id": sid,
+        "start_ts": ts[0],
+        "end_ts": ts[-1],
+        "n_clicks": len(ts),
+        "items": items,
+        "ts": ts,
+        "tau": tau.tolist(),
+        "delta": delta.tolist(),
+        "close_reason": "gap",
+    }
+    dead = {
+        "reason": "wrong_type",
+        "detail": "ts must be a number of Unix seconds, got str",
+        "source_topic": "clicks",
+        "source_partition": 1,
+        "source_offset": 12345,
+        "key": b"u-1042",
+        "value": b'{"user": "u-1042", "item": "1", "ts": "x"}',
+        "dead_ts": 1700002513.0,
+    }
     state = hashlib.sha256(b"weights of jump-v000003").hexdigest()
     parent = f"jump-v000002:{hashlib.sha256(b'weights of jump-v000002').hexdigest()[:12]}"
-    model_update = {"version": f"jump-v000003:{state[:12]}", "seq": 3, "path": "runs/models/jump-v000003.ckpt",
-                    "file_sha256": hashlib.sha256(b"checkpoint bytes").hexdigest(), "state_sha256": state,
-                    "vocab_sha256": hashlib.sha256(b"vocabulary").hexdigest(), "n_items": 43097,
-                    "config_sha256": hashlib.sha256(b'{"d": 100}').hexdigest(), "parent_version": parent,
-                    "created_ts": 1700003600.5, "sessions_used": 45000, "recall20": 0.5123, "mrr20": 0.2087,
-                    "dwell_mae_s": 38.4}
-    first_model = {**model_update, "version": f"jump-v000001:{state[:12]}", "seq": 1,
-                   "path": "runs/models/jump-v000001.ckpt", "parent_version": None, "dwell_mae_s": None}
-    promoted = {"run_id": "run-000012-1700003000", "started_ts": 1700003000.0, "finished_ts": 1700003600.5,
-                "duration_s": 600.5, "mode": "finetune", "trigger": "sessions", "result": "promoted",
-                "reason": "candidate Recall@20 0.5123 >= serving 0.5051 - margin 0.005",
-                "candidate_version": model_update["version"], "serving_version": parent,
-                "sessions_window": 50000, "sessions_train": 45000, "sessions_holdout": 5000, "clicks_train": 312456,
-                "n_items": 43097, "new_items": 211, "epochs": 3, "train_loss": 6.412,
-                "candidate_recall20": 0.5123, "candidate_mrr20": 0.2087, "candidate_dwell_mae_s": 38.4,
-                "serving_recall20": 0.5051, "serving_mrr20": 0.2049, "serving_dwell_mae_s": 39.1}
-    rejected = {**promoted, "run_id": "run-000013-1700007200", "mode": "retrain", "trigger": "time",
-                "result": "rejected", "reason": "candidate Recall@20 0.4010 < serving 0.5123 - margin 0.005",
-                "candidate_version": None, "serving_version": model_update["version"], "new_items": 0,
-                "candidate_recall20": 0.401, "candidate_mrr20": 0.15, "candidate_dwell_mae_s": None}
-    failed = {**promoted, "run_id": "run-000014-1700010800", "finished_ts": 1700010812.25, "duration_s": 12.25,
-              "result": "failed", "reason": "RuntimeError: CUDA out of memory", "candidate_version": None,
-              "epochs": 0, "train_loss": None, "candidate_recall20": None, "candidate_mrr20": None,
-              "candidate_dwell_mae_s": None}
-    initial = {**promoted, "run_id": "run-000001-1700000000", "mode": "initial", "serving_version": None,
-               "candidate_version": first_model["version"], "reason": "no serving model",
-               "sessions_window": 5000, "sessions_train": 4500, "sessions_holdout": 500, "new_items": 12050,
-               "n_items": 12050, "serving_recall20": None, "serving_mrr20": None, "serving_dwell_mae_s": None}
-    for record, kind in ((model_update, "model_update"), (first_model, "model_update"), (promoted, "training_metrics"),
-                         (rejected, "training_metrics"), (failed, "training_metrics"), (initial, "training_metrics")):
+    model_update = {
+        "version": f"jump-v000003:{state[:12]}",
+        "seq": 3,
+        "path": "runs/models/jump-v000003.ckpt",
+        "file_sha256": hashlib.sha256(b"checkpoint bytes").hexdigest(),
+        "state_sha256": state,
+        "vocab_sha256": hashlib.sha256(b"vocabulary").hexdigest(),
+        "n_items": 43097,
+        "config_sha256": hashlib.sha256(b'{"d": 100}').hexdigest(),
+        "parent_version": parent,
+        "created_ts": 1700003600.5,
+        "sessions_used": 45000,
+        "recall20": 0.5123,
+        "mrr20": 0.2087,
+        "dwell_mae_s": 38.4,
+    }
+    first_model = {
+        **model_update,
+        "version": f"jump-v000001:{state[:12]}",
+        "seq": 1,
+        "path": "runs/models/jump-v000001.ckpt",
+        "parent_version": None,
+        "dwell_mae_s": None,
+    }
+    promoted = {
+        "run_id": "run-000012-1700003000",
+        "started_ts": 1700003000.0,
+        "finished_ts": 1700003600.5,
+        "duration_s": 600.5,
+        "mode": "finetune",
+        "trigger": "sessions",
+        "result": "promoted",
+        "reason": "candidate Recall@20 0.5123 >= serving 0.5051 - margin 0.005",
+        "candidate_version": model_update["version"],
+        "serving_version": parent,
+        "sessions_window": 50000,
+        "sessions_train": 45000,
+        "sessions_holdout": 5000,
+        "clicks_train": 312456,
+        "n_items": 43097,
+        "new_items": 211,
+        "epochs": 3,
+        "train_loss": 6.412,
+        "candidate_recall20": 0.5123,
+        "candidate_mrr20": 0.2087,
+        "candidate_dwell_mae_s": 38.4,
+        "serving_recall20": 0.5051,
+        "serving_mrr20": 0.2049,
+        "serving_dwell_mae_s": 39.1,
+    }
+    rejected = {
+        **promoted,
+        "run_id": "run-000013-1700007200",
+        "mode": "retrain",
+        "trigger": "time",
+        "result": "rejected",
+        "reason": "candidate Recall@20 0.4010 < serving 0.5123 - margin 0.005",
+        "candidate_version": None,
+        "serving_version": model_update["version"],
+        "new_items": 0,
+        "candidate_recall20": 0.401,
+        "candidate_mrr20": 0.15,
+        "candidate_dwell_mae_s": None,
+    }
+    failed = {
+        **promoted,
+        "run_id": "run-000014-1700010800",
+        "finished_ts": 1700010812.25,
+        "duration_s": 12.25,
+        "result": "failed",
+        "reason": "RuntimeError: CUDA out of memory",
+        "candidate_version": None,
+        "epochs": 0,
+        "train_loss": None,
+        "candidate_recall20": None,
+        "candidate_mrr20": None,
+        "candidate_dwell_mae_s": None,
+    }
+    initial = {
+        **promoted,
+        "run_id": "run-000001-1700000000",
+        "mode": "initial",
+        "serving_version": None,
+        "candidate_version": first_model["version"],
+        "reason": "no serving model",
+        "sessions_window": 5000,
+        "sessions_train": 4500,
+        "sessions_holdout": 500,
+        "new_items": 12050,
+        "n_items": 12050,
+        "serving_recall20": None,
+        "serving_mrr20": None,
+        "serving_dwell_mae_s": None,
+    }
+    for record, kind in (
+        (model_update, "model_update"),
+        (first_model, "model_update"),
+        (promoted, "training_metrics"),
+        (rejected, "training_metrics"),
+        (failed, "training_metrics"),
+        (initial, "training_metrics"),
+    ):
         assert list(record) == list(codec.RECORDS[kind][1:]), "samples in wire order"
     return {
         "request": [request, {**request, "position": 0, "items": items[:1], "ts": ts[:1], "event_ts": ts[0]}],
         "prediction": [prediction, unknown],
-        "training_log": [training_log, {**training_log, "close_reason": "idle"},
-                         {**training_log, "close_reason": "stream_time"}],
-        "dead_letter": [dead, {**dead, "key": None, "value": None, "reason": "undecodable"},
-                        {**dead, "reason": "late", "source_topic": "jump-clicks-rekeyed"},
-                        {**dead, "reason": "inference_failed", "source_topic": "jump-inference-requests",
-                         "detail": "inference failed: RuntimeError: CUDA error", "value": codec.encode("request", request)},
-                        {**dead, "reason": "bad_training_log", "source_topic": "jump-training-log", "key": sid.encode(),
-                         "detail": "not a schema-1 training_log record", "value": b"\xc1garbage"}],
+        "training_log": [
+            training_log,
+            {**training_log, "close_reason": "idle"},
+            {**training_log, "close_reason": "stream_time"},
+        ],
+        "dead_letter": [
+            dead,
+            {**dead, "key": None, "value": None, "reason": "undecodable"},
+            {**dead, "reason": "late", "source_topic": "jump-clicks-rekeyed"},
+            {
+                **dead,
+                "reason": "inference_failed",
+                "source_topic": "jump-inference-requests",
+                "detail": "inference failed: RuntimeError: CUDA error",
+                "value": codec.encode("request", request),
+            },
+            {
+                **dead,
+                "reason": "bad_training_log",
+                "source_topic": "jump-training-log",
+                "key": sid.encode(),
+                "detail": "not a schema-1 training_log record",
+                "value": b"\xc1garbage",
+            },
+        ],
         "tick": [{"tick": True, "wall_ts": 1700000005.0}],
         "model_update": [model_update, first_model],
         "training_metrics": [promoted, rejected, failed, initial],
@@ -274,7 +398,9 @@ def test_operations_reference_messages_of_their_channel():
         assert channel_ref.startswith("#/channels/"), name
         channel = resolve(channel_ref)
         for m in op.get("messages", []):
-            assert m["$ref"].startswith(channel_ref + "/messages/"), f"{name}: {m['$ref']} is not a message of its channel"
+            assert m["$ref"].startswith(channel_ref + "/messages/"), (
+                f"{name}: {m['$ref']} is not a message of its channel"
+            )
             assert deref(m) is deref(channel["messages"][m["$ref"].rsplit("/", 1)[1]])
             used.add(m["$ref"])
     # every message of every channel is sent or received by some operation
@@ -299,7 +425,8 @@ def test_documented_fields_equal_the_codecs(kind):
     props = schema_of(kind)["properties"]
     assert set(props) == set(codec.RECORDS[kind]), (
         f"{kind}: undocumented {sorted(set(codec.RECORDS[kind]) - set(props))}, "
-        f"not written by the codec {sorted(set(props) - set(codec.RECORDS[kind]))}")
+        f"not written by the codec {sorted(set(props) - set(codec.RECORDS[kind]))}"
+    )
 
 
 @pytest.mark.parametrize("kind", list(codec.RECORDS))
@@ -329,7 +456,7 @@ def test_click_required_fields():
     # one of user/session is required (and must not be null)
     assert sorted(tuple(alt["required"]) for alt in schema["anyOf"]) == [("session",), ("user",)]
     assert {"user", "session"} <= optional
-    assert schema["additionalProperties"] is True   # the decoder ignores unknown fields
+    assert schema["additionalProperties"] is True  # the decoder ignores unknown fields
 
 
 def test_schema_version_field():
@@ -346,8 +473,11 @@ def test_close_reasons():
     assert schema_of("training_log")["properties"]["close_reason"]["enum"] == ["gap", "stream_time", "idle"]
 
 
-TRAINING_METRICS_ENUMS = {"mode": ["finetune", "retrain", "initial"], "trigger": ["sessions", "time"],
-                          "result": ["promoted", "rejected", "failed"]}
+TRAINING_METRICS_ENUMS = {
+    "mode": ["finetune", "retrain", "initial"],
+    "trigger": ["sessions", "time"],
+    "result": ["promoted", "rejected", "failed"],
+}
 
 
 def test_training_metrics_enums():
@@ -379,8 +509,10 @@ def test_encoded_samples_match_the_documented_types(kind):
 
 
 def test_encoded_click_matches_the_documented_types():
-    for raw in (codec.encode_click("u-1", "i-9", 1700000000.5, event_id="e-1"),
-                codec.encode_click("s-1", "i-9", 1700000000, key_field="session", fmt="json")):
+    for raw in (
+        codec.encode_click("u-1", "i-9", 1700000000.5, event_id="e-1"),
+        codec.encode_click("s-1", "i-9", 1700000000, key_field="session", fmt="json"),
+    ):
         obj = json.loads(raw) if raw[:1] == b"{" else codec.unpack(raw)
         assert check(obj, schema_of("click")) == [], obj
         codec.decode_click(raw)
@@ -404,8 +536,9 @@ def test_the_checker_catches_a_wrongly_typed_field(kind):
 def test_the_checker_tells_integers_numbers_and_booleans_apart():
     assert check(True, {"type": "integer"}) and check(1, {"type": "boolean"}) and check(1.5, {"type": "integer"})
     assert not check(1, {"type": "number"}) and check(float("nan"), {"type": "number"})
-    assert check("x", {"type": "string", "format": "binary"}) and not check(b"x", {"type": ["string", "null"],
-                                                                                     "format": "binary"})
+    assert check("x", {"type": "string", "format": "binary"}) and not check(
+        b"x", {"type": ["string", "null"], "format": "binary"}
+    )
     assert check(True, {"type": "integer", "const": 1})
 
 
@@ -453,21 +586,26 @@ def test_sessionizer_records_match_the_documented_types():
 
     t0 = 1700000000.0
     core = SessionizerCore(Settings(), clock=lambda: t0 + 10_000)
-    clicks = [(b"u1", codec.encode_click("u1", "a", t0)),
-              (b"u1", codec.encode_click("u1", "b", t0 + 40, event_id="e2")),
-              (b"u1", codec.encode_click("u1", 7, t0 + 3000, fmt="json")),
-              (b"not-u2", codec.encode_click("u2", "a", t0 + 1)),            # wrong key: re-keyed
-              (None, b"\xc1garbage"),                                        # undecodable
-              (b"u3", codec.pack({"user": "u3", "item": "x", "ts": "yesterday"})),
-              (b"u1", codec.encode_click("u1", "c", t0 + 9000))]             # gap: closes u1's session
+    clicks = [
+        (b"u1", codec.encode_click("u1", "a", t0)),
+        (b"u1", codec.encode_click("u1", "b", t0 + 40, event_id="e2")),
+        (b"u1", codec.encode_click("u1", 7, t0 + 3000, fmt="json")),
+        (b"not-u2", codec.encode_click("u2", "a", t0 + 1)),  # wrong key: re-keyed
+        (None, b"\xc1garbage"),  # undecodable
+        (b"u3", codec.pack({"user": "u3", "item": "x", "ts": "yesterday"})),
+        (b"u1", codec.encode_click("u1", "c", t0 + 9000)),
+    ]  # gap: closes u1's session
     msgs = [Message(0, 1, off, key, value, t0 + off) for off, (key, value) in enumerate(clicks)]
     out = core.process(msgs)
     out = core.flush_all(out)
     assert len(out.requests) == 4 and len(out.rekeyed) == 1 and len(out.dead_letters) == 2
     assert len(out.training_log) == 2
     records = DOC["components"]["messages"]
-    for kind, triples in (("request", out.requests), ("training_log", out.training_log),
-                          ("dead_letter", out.dead_letters)):
+    for kind, triples in (
+        ("request", out.requests),
+        ("training_log", out.training_log),
+        ("dead_letter", out.dead_letters),
+    ):
         for _, key, value in triples:
             obj = codec.decode(kind, value)
             assert check(obj, schema_of(kind)) == [], obj

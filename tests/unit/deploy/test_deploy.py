@@ -6,6 +6,7 @@ is a function returning a list of problems; the real files must give none, and t
 tests feed a deliberately broken copy to each check to show that it can fail.
 When `kubectl` is installed, its built-in kustomize also renders the base and the CPU variant.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,12 +32,12 @@ CPU_PATCH = K8S / "patches" / "inference-cpu.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "jump-stream.json"
 PROCFILE = ROOT / "Procfile"
 
-COMPONENTS = {"sessionizer", "inference", "trainer"}      # the deployed process types
+COMPONENTS = {"sessionizer", "inference", "trainer"}  # the deployed process types
 NAME_LABEL, COMPONENT_LABEL = "app.kubernetes.io/name", "app.kubernetes.io/component"
-APP = "jump-stream"                                         # value of NAME_LABEL, and the scrape job
+APP = "jump-stream"  # value of NAME_LABEL, and the scrape job
 CONFIGMAP, SECRET, MODELS_PVC = "jump-stream-config", "jump-stream-kafka", "jump-models"
 COMPONENT_META = "__meta_kubernetes_pod_label_app_kubernetes_io_component"
-SETTINGS_ENV = {f.metadata["env"] for f in fields(Settings)}   # every JUMP_* and KAFKA_* variable
+SETTINGS_ENV = {f.metadata["env"] for f in fields(Settings)}  # every JUMP_* and KAFKA_* variable
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -46,8 +47,9 @@ def load_yaml_docs(path: Path) -> list[dict]:
 
 def manifest_files(directory: Path = K8S) -> list[Path]:
     """The resource files of the base: *.yaml except kustomization.yaml and *.example.yaml."""
-    return sorted(p for p in directory.glob("*.yaml")
-                  if p.name != "kustomization.yaml" and not p.name.endswith(".example.yaml"))
+    return sorted(
+        p for p in directory.glob("*.yaml") if p.name != "kustomization.yaml" and not p.name.endswith(".example.yaml")
+    )
 
 
 def load_manifests(directory: Path = K8S) -> list[dict]:
@@ -112,8 +114,7 @@ def kustomization_problems(directory: Path = K8S) -> list[str]:
 
 def configmap_problems(data: dict) -> list[str]:
     out = [f"not a Settings variable: {k}" for k in sorted(set(data) - SETTINGS_ENV)]
-    out += [f"{k}: value must be a string, got {type(v).__name__}" for k, v in data.items()
-            if not isinstance(v, str)]
+    out += [f"{k}: value must be a string, got {type(v).__name__}" for k, v in data.items() if not isinstance(v, str)]
     if not out:
         try:
             Settings.from_env(env=dict(data))
@@ -161,7 +162,9 @@ def pod_problems(docs: list[dict]) -> list[str]:
             if not any(r.get("configMapRef", {}).get("name") == CONFIGMAP for r in refs):
                 out.append(f"{where}: envFrom does not reference ConfigMap {CONFIGMAP}")
             for r in refs:
-                if "secretRef" in r and (r["secretRef"].get("name") != SECRET or r["secretRef"].get("optional") is not True):
+                if "secretRef" in r and (
+                    r["secretRef"].get("name") != SECRET or r["secretRef"].get("optional") is not True
+                ):
                     out.append(f"{where}: secretRef must be {SECRET} with optional: true, got {r['secretRef']}")
             if not (pod_nonroot or c.get("securityContext", {}).get("runAsNonRoot") is True):
                 out.append(f"{where}: runAsNonRoot is not set")
@@ -191,7 +194,10 @@ def scaling_problems(docs: list[dict]) -> list[str]:
         if not 1 <= spec.get("minReplicas", 1) <= spec["maxReplicas"]:
             out.append("HPA minReplicas not in 1..maxReplicas")
         names = [(m.get(m["type"].lower(), {}).get("metric") or {}).get("name") for m in spec.get("metrics", [])]
-        if "jump_consumer_lag_messages" not in names or not {m["type"] for m in spec["metrics"]} <= {"Pods", "External"}:
+        if "jump_consumer_lag_messages" not in names or not {m["type"] for m in spec["metrics"]} <= {
+            "Pods",
+            "External",
+        }:
             out.append(f"HPA metrics {names}: want a Pods/External metric jump_consumer_lag_messages")
     tr = deployment(docs, "trainer")
     if tr["spec"].get("replicas", 1) != 1:
@@ -248,8 +254,10 @@ def volume_problems(docs: list[dict]) -> list[str]:
     for component, read_only in (("trainer", False), ("inference", True)):
         ms = mounts(component, is_models)
         if [(m["mountPath"], bool(m.get("readOnly"))) for m in ms] != [(model_dir, read_only)]:
-            out.append(f"{component}: mounts {MODELS_PVC} as {[(m['mountPath'], m.get('readOnly')) for m in ms]}, "
-                       f"want {model_dir} {'read-only' if read_only else 'read-write'}")
+            out.append(
+                f"{component}: mounts {MODELS_PVC} as {[(m['mountPath'], m.get('readOnly')) for m in ms]}, "
+                f"want {model_dir} {'read-only' if read_only else 'read-write'}"
+            )
     if mounts("sessionizer", is_models):
         out.append(f"sessionizer mounts {MODELS_PVC}")
     if data_dir not in [m["mountPath"] for m in mounts("sessionizer", lambda v: "emptyDir" in v)]:
@@ -272,6 +280,7 @@ def procfile_commands(text: str) -> dict[str, str]:
 
 def cli_commands() -> set[str]:
     from pipeline.cli import build_parser
+
     parser = build_parser()
     return {c for a in parser._actions if isinstance(a, argparse._SubParsersAction) for c in a.choices}
 
@@ -307,8 +316,10 @@ def label_problems(docs: list[dict]) -> list[str]:
     for dep in of_kind(docs, "Deployment"):
         comp = component_of(dep)
         want = {NAME_LABEL: APP, COMPONENT_LABEL: comp}
-        for where, labels in (("selector", dep["spec"]["selector"]["matchLabels"]),
-                              ("pod", dep["spec"]["template"]["metadata"]["labels"])):
+        for where, labels in (
+            ("selector", dep["spec"]["selector"]["matchLabels"]),
+            ("pod", dep["spec"]["template"]["metadata"]["labels"]),
+        ):
             if {k: labels.get(k) for k in want} != want:
                 out.append(f"{dep['metadata']['name']}: {where} labels {labels}, want {want}")
         if comp not in COMPONENTS:
@@ -321,8 +332,10 @@ def label_problems(docs: list[dict]) -> list[str]:
             out.append(f"expected one metrics Service for {comp}, found {len(svc)}")
             continue
         spec = svc[0]["spec"]
-        if any(pods.get(comp, {}).get(k) != v for k, v in spec["selector"].items()) or \
-                spec["selector"].get(COMPONENT_LABEL) != comp:
+        if (
+            any(pods.get(comp, {}).get(k) != v for k, v in spec["selector"].items())
+            or spec["selector"].get(COMPONENT_LABEL) != comp
+        ):
             out.append(f"Service {svc[0]['metadata']['name']} does not select the {comp} pods")
         if [p.get("name") for p in spec["ports"]] != ["metrics"] or spec["ports"][0].get("targetPort") != "metrics":
             out.append(f"Service {svc[0]['metadata']['name']}: ports {spec['ports']}, want one named metrics")
@@ -344,8 +357,11 @@ def servicemonitor_problems(docs: list[dict]) -> list[str]:
     if spec.get("jobLabel") != NAME_LABEL:
         out.append(f"jobLabel {spec.get('jobLabel')!r}, want {NAME_LABEL} (job={APP})")
     sel = spec["selector"]["matchLabels"]
-    selected = {component_of(s) for s in of_kind(docs, "Service")
-                if all(s["metadata"]["labels"].get(k) == v for k, v in sel.items())}
+    selected = {
+        component_of(s)
+        for s in of_kind(docs, "Service")
+        if all(s["metadata"]["labels"].get(k) == v for k, v in sel.items())
+    }
     if selected != COMPONENTS:
         out.append(f"selects the Services of {sorted(c for c in selected if c)}, want {sorted(COMPONENTS)}")
     if not spec.get("endpoints"):
@@ -353,8 +369,12 @@ def servicemonitor_problems(docs: list[dict]) -> list[str]:
     for ep in spec.get("endpoints", []):
         if ep.get("port") != "metrics" or ep.get("path", "/metrics") != "/metrics":
             out.append(f"endpoint {ep.get('port')} {ep.get('path')}, want port metrics, /metrics")
-        if not any(r.get("sourceLabels") == [COMPONENT_META] and r.get("targetLabel") == "component"
-                   and r.get("action", "replace") == "replace" for r in ep.get("relabelings", [])):
+        if not any(
+            r.get("sourceLabels") == [COMPONENT_META]
+            and r.get("targetLabel") == "component"
+            and r.get("action", "replace") == "replace"
+            for r in ep.get("relabelings", [])
+        ):
             out.append(f"endpoint {ep.get('port')}: no relabeling {COMPONENT_META} -> component")
     return out
 
@@ -371,8 +391,11 @@ def strategic_merge(base, patch):
             else:
                 out[k] = strategic_merge(out[k], v) if k in out else v
         return out
-    named = isinstance(base, list) and isinstance(patch, list) and \
-        all(isinstance(x, dict) and "name" in x for x in base + patch)
+    named = (
+        isinstance(base, list)
+        and isinstance(patch, list)
+        and all(isinstance(x, dict) and "name" in x for x in base + patch)
+    )
     if named:
         out = [copy.deepcopy(x) for x in base]
         for p in patch:
@@ -387,8 +410,12 @@ def strategic_merge(base, patch):
 
 def with_cpu_patch(docs: list[dict]) -> list[dict]:
     (patch,) = load_yaml_docs(CPU_PATCH)
-    return [strategic_merge(d, patch) if (d["kind"], d["metadata"]["name"]) ==
-            (patch["kind"], patch["metadata"]["name"]) else d for d in docs]
+    return [
+        strategic_merge(d, patch)
+        if (d["kind"], d["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
+        else d
+        for d in docs
+    ]
 
 
 # -- Grafana ----------------------------------------------------------------------------------------
@@ -399,8 +426,11 @@ TARGET_LABELS = {"job", "component", "instance", "namespace", "pod", "container"
 
 def registry_series() -> dict[str, set[str]]:
     """Every series name the workers expose -> the label names it may carry."""
-    labels = {m._name: set(m._labelnames) for m in vars(metrics).values()
-              if isinstance(m, metrics.Counter | metrics.Gauge | metrics.Histogram)}
+    labels = {
+        m._name: set(m._labelnames)
+        for m in vars(metrics).values()
+        if isinstance(m, metrics.Counter | metrics.Gauge | metrics.Histogram)
+    }
     out = {}
     for fam in metrics.REGISTRY.collect():
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(fam.type, [""])
@@ -423,8 +453,11 @@ def expr_problems(expr: str, series: dict[str, set[str]]) -> list[str]:
             out.append(f'{name}: selector lacks job="{APP}"')
     allowed = TARGET_LABELS | {"le"} | set().union(*(series.get(n, set()) for n in used))
     for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
-        out += [f"grouping by unknown label {lab}" for lab in (g.strip() for g in group.split(","))
-                if lab and lab not in allowed]
+        out += [
+            f"grouping by unknown label {lab}"
+            for lab in (g.strip() for g in group.split(","))
+            if lab and lab not in allowed
+        ]
     if not used and "up{" not in expr:
         out.append(f"no jump metric in {expr!r}")
     return out
@@ -434,7 +467,7 @@ def all_panels(dash: dict) -> list[dict]:
     out = []
     for p in dash.get("panels", []):
         out.append(p)
-        out += p.get("panels", [])          # collapsed rows keep their panels inside
+        out += p.get("panels", [])  # collapsed rows keep their panels inside
     return out
 
 
@@ -482,8 +515,14 @@ def dash() -> dict:
 def test_kustomization_lists_exactly_the_manifests():
     assert kustomization_problems() == []
     assert {d["kind"] for d in load_manifests()} >= {
-        "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceMonitor",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
 
 
 def test_configmap_holds_valid_settings(docs):
@@ -496,9 +535,9 @@ def test_secret_example_overrides_validly(docs):
     (secret,) = load_yaml_docs(K8S / "secret-kafka.example.yaml")
     assert secret["metadata"]["name"] == SECRET
     assert configmap_problems(secret["stringData"]) == []
-    assert configmap_problems({**config(docs), **secret["stringData"]}) == []   # secretRef comes last
+    assert configmap_problems({**config(docs), **secret["stringData"]}) == []  # secretRef comes last
     assert "KAFKA_SASL_PASSWORD" in secret["stringData"] and "KAFKA_SASL_PASSWORD" not in config(docs)
-    for dep in of_kind(docs, "Deployment"):                                      # listed after the ConfigMap
+    for dep in of_kind(docs, "Deployment"):  # listed after the ConfigMap
         kinds = [next(iter(r)) for r in containers(dep)[0]["envFrom"]]
         assert kinds == ["configMapRef", "secretRef"], dep["metadata"]["name"]
 
@@ -541,15 +580,19 @@ def test_kustomize_renders_base_and_cpu_variant(tmp_path):
         r = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return [d for d in yaml.safe_load_all(r.stdout) if d]
+
     base = render(K8S)
-    overlay = tmp_path / "cpu"                      # kustomize wants relative paths to bases
+    overlay = tmp_path / "cpu"  # kustomize wants relative paths to bases
     overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "resources": [os.path.relpath(K8S, overlay)],
-        "components": [os.path.relpath(K8S / "patches", overlay)]}))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {"resources": [os.path.relpath(K8S, overlay)], "components": [os.path.relpath(K8S / "patches", overlay)]}
+        )
+    )
     cpu = render(overlay)
-    assert sorted((d["kind"], d["metadata"]["name"]) for d in base) == \
-        sorted((d["kind"], d["metadata"]["name"]) for d in load_manifests())
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in base) == sorted(
+        (d["kind"], d["metadata"]["name"]) for d in load_manifests()
+    )
     assert gpu_problems(base, cpu) == []
     # the in-test patch application agrees with kustomize's
     assert deployment(with_cpu_patch(load_manifests()), "inference") == deployment(cpu, "inference")
@@ -560,16 +603,32 @@ def test_dashboard(dash):
     exprs = dashboard_exprs(dash)
     for q in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({q}, sum by (le) (rate(jump_click_to_prediction_seconds_bucket" in exprs
-    for name in ("jump_clicks_consumed_total", "jump_clicks_accepted_total", "jump_dead_letters_total",
-                 "jump_duplicates_dropped_total", "jump_open_sessions", "jump_sessions_closed_total",
-                 "jump_session_length_clicks_bucket", "jump_predictions_total",
-                 "jump_inference_queue_wait_seconds_bucket", "jump_inference_compute_seconds_bucket",
-                 "jump_inference_batch_size_bucket", "jump_inference_failures_total", "jump_unknown_items_total",
-                 "jump_consumer_lag_messages", "jump_model_info", "jump_model_created_timestamp_seconds",
-                 "jump_model_reloads_total", "jump_model_refusals_total", "jump_trainer_runs_total",
-                 "jump_trainer_holdout_metric", "jump_trainer_window_sessions",
-                 "jump_trainer_train_loss_per_click", "jump_trainer_run_seconds_count",
-                 "jump_trainer_last_promotion_timestamp_seconds"):
+    for name in (
+        "jump_clicks_consumed_total",
+        "jump_clicks_accepted_total",
+        "jump_dead_letters_total",
+        "jump_duplicates_dropped_total",
+        "jump_open_sessions",
+        "jump_sessions_closed_total",
+        "jump_session_length_clicks_bucket",
+        "jump_predictions_total",
+        "jump_inference_queue_wait_seconds_bucket",
+        "jump_inference_compute_seconds_bucket",
+        "jump_inference_batch_size_bucket",
+        "jump_inference_failures_total",
+        "jump_unknown_items_total",
+        "jump_consumer_lag_messages",
+        "jump_model_info",
+        "jump_model_created_timestamp_seconds",
+        "jump_model_reloads_total",
+        "jump_model_refusals_total",
+        "jump_trainer_runs_total",
+        "jump_trainer_holdout_metric",
+        "jump_trainer_window_sessions",
+        "jump_trainer_train_loss_per_click",
+        "jump_trainer_run_seconds_count",
+        "jump_trainer_last_promotion_timestamp_seconds",
+    ):
         assert name in METRIC_RE.findall(exprs), name
     assert "time() - max(jump_model_created_timestamp_seconds" in exprs
     assert re.search(r'up\{job="jump-stream"', exprs)
@@ -580,8 +639,10 @@ def test_dashboard(dash):
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_dashboard_queries_parse(dash, tmp_path):
     """Every query is valid PromQL (promtool parses them as recording rules; $component -> .*)."""
-    rules = [{"record": f"jump:dashboard_query:{i}", "expr": t["expr"].replace("$component", ".*")}
-             for i, t in enumerate(t for p in all_panels(dash) for t in p.get("targets", []))]
+    rules = [
+        {"record": f"jump:dashboard_query:{i}", "expr": t["expr"].replace("$component", ".*")}
+        for i, t in enumerate(t for p in all_panels(dash) for t in p.get("targets", []))
+    ]
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     r = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
@@ -599,6 +660,7 @@ def _set(path_fn, value):
     def mutate(docs):
         obj, key = path_fn(docs)
         obj[key] = value
+
     return mutate
 
 
@@ -606,6 +668,7 @@ def _drop(path_fn):
     def mutate(docs):
         obj, key = path_fn(docs)
         del obj[key]
+
     return mutate
 
 
@@ -614,60 +677,122 @@ SYNTHETIC_PROCFILE = "broker: jump broker\n" + "".join(f"{c}: .venv/bin/jump {c}
 
 BREAKAGES = {
     # name: (mutation of the manifests, check that must notice)
-    "readiness on /healthz": (_set(lambda d: (_container(d, "inference")["readinessProbe"]["httpGet"], "path"),
-                                   "/healthz"), probe_problems),
-    "liveness on a numbered port": (_set(lambda d: (_container(d, "trainer")["livenessProbe"]["httpGet"], "port"),
-                                         9464), probe_problems),
+    "readiness on /healthz": (
+        _set(lambda d: (_container(d, "inference")["readinessProbe"]["httpGet"], "path"), "/healthz"),
+        probe_problems,
+    ),
+    "liveness on a numbered port": (
+        _set(lambda d: (_container(d, "trainer")["livenessProbe"]["httpGet"], "port"), 9464),
+        probe_problems,
+    ),
     "port renamed": (_set(lambda d: (_container(d, "sessionizer")["ports"][0], "name"), "http"), probe_problems),
-    "annotation port differs": (_set(lambda d: (deployment(d, "trainer")["spec"]["template"]["metadata"]
-                                                ["annotations"], "prometheus.io/port"), "9465"), probe_problems),
+    "annotation port differs": (
+        _set(
+            lambda d: (deployment(d, "trainer")["spec"]["template"]["metadata"]["annotations"], "prometheus.io/port"),
+            "9465",
+        ),
+        probe_problems,
+    ),
     "configmap port differs": (_set(lambda d: (config(d), "JUMP_METRICS_PORT"), "9465"), probe_problems),
     "no limits": (_drop(lambda d: (_container(d, "sessionizer")["resources"], "limits")), pod_problems),
     "no envFrom": (_drop(lambda d: (_container(d, "trainer"), "envFrom")), pod_problems),
-    "secret not optional": (_set(lambda d: (_container(d, "inference")["envFrom"][1]["secretRef"], "optional"),
-                                 False), pod_problems),
-    "root allowed": (lambda d: [c.get("securityContext", {}).pop("runAsNonRoot", None) for c in [
-        _container(d, "inference"), pod_spec(deployment(d, "inference"))]], pod_problems),
-    "short grace period": (_set(lambda d: (pod_spec(deployment(d, "sessionizer")), "terminationGracePeriodSeconds"),
-                                30), pod_problems),
-    "sessionizer above partitions": (_set(lambda d: (deployment(d, "sessionizer")["spec"], "replicas"), 13),
-                                     scaling_problems),
+    "secret not optional": (
+        _set(lambda d: (_container(d, "inference")["envFrom"][1]["secretRef"], "optional"), False),
+        pod_problems,
+    ),
+    "root allowed": (
+        lambda d: [
+            c.get("securityContext", {}).pop("runAsNonRoot", None)
+            for c in [_container(d, "inference"), pod_spec(deployment(d, "inference"))]
+        ],
+        pod_problems,
+    ),
+    "short grace period": (
+        _set(lambda d: (pod_spec(deployment(d, "sessionizer")), "terminationGracePeriodSeconds"), 30),
+        pod_problems,
+    ),
+    "sessionizer above partitions": (
+        _set(lambda d: (deployment(d, "sessionizer")["spec"], "replicas"), 13),
+        scaling_problems,
+    ),
     "fewer partitions": (_set(lambda d: (config(d), "JUMP_PARTITIONS"), "2"), scaling_problems),
-    "HPA above partitions": (_set(lambda d: (one(d, "HorizontalPodAutoscaler")["spec"], "maxReplicas"), 13),
-                             scaling_problems),
-    "HPA on CPU": (_set(lambda d: (one(d, "HorizontalPodAutoscaler")["spec"], "metrics"), [
-        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization",
-                                                                   "averageUtilization": 80}}}]),
-        scaling_problems),
+    "HPA above partitions": (
+        _set(lambda d: (one(d, "HorizontalPodAutoscaler")["spec"], "maxReplicas"), 13),
+        scaling_problems,
+    ),
+    "HPA on CPU": (
+        _set(
+            lambda d: (one(d, "HorizontalPodAutoscaler")["spec"], "metrics"),
+            [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }
+            ],
+        ),
+        scaling_problems,
+    ),
     "two trainers": (_set(lambda d: (deployment(d, "trainer")["spec"], "replicas"), 2), scaling_problems),
-    "rolling trainer": (_set(lambda d: (deployment(d, "trainer")["spec"], "strategy"), {"type": "RollingUpdate"}),
-                        scaling_problems),
-    "no GPU": (_drop(lambda d: (_container(d, "inference")["resources"]["limits"], "nvidia.com/gpu")),
-               lambda d: gpu_problems(d, with_cpu_patch(d))),
-    "GPU on the sessionizer": (_set(lambda d: (_container(d, "sessionizer")["resources"]["limits"],
-                                               "nvidia.com/gpu"), 1), lambda d: gpu_problems(d, with_cpu_patch(d))),
-    "models read-write in inference": (_drop(lambda d: (_container(d, "inference")["volumeMounts"][0], "readOnly")),
-                                       volume_problems),
-    "models read-only in trainer": (_set(lambda d: (_container(d, "trainer")["volumeMounts"][0], "readOnly"), True),
-                                    volume_problems),
+    "rolling trainer": (
+        _set(lambda d: (deployment(d, "trainer")["spec"], "strategy"), {"type": "RollingUpdate"}),
+        scaling_problems,
+    ),
+    "no GPU": (
+        _drop(lambda d: (_container(d, "inference")["resources"]["limits"], "nvidia.com/gpu")),
+        lambda d: gpu_problems(d, with_cpu_patch(d)),
+    ),
+    "GPU on the sessionizer": (
+        _set(lambda d: (_container(d, "sessionizer")["resources"]["limits"], "nvidia.com/gpu"), 1),
+        lambda d: gpu_problems(d, with_cpu_patch(d)),
+    ),
+    "models read-write in inference": (
+        _drop(lambda d: (_container(d, "inference")["volumeMounts"][0], "readOnly")),
+        volume_problems,
+    ),
+    "models read-only in trainer": (
+        _set(lambda d: (_container(d, "trainer")["volumeMounts"][0], "readOnly"), True),
+        volume_problems,
+    ),
     "models elsewhere": (_set(lambda d: (config(d), "JUMP_MODEL_DIR"), "/srv/models"), volume_problems),
-    "models RWO": (_set(lambda d: (one(d, "PersistentVolumeClaim")["spec"], "accessModes"), ["ReadWriteOnce"]),
-                   volume_problems),
+    "models RWO": (
+        _set(lambda d: (one(d, "PersistentVolumeClaim")["spec"], "accessModes"), ["ReadWriteOnce"]),
+        volume_problems,
+    ),
     "faust data dir not mounted": (_set(lambda d: (config(d), "JUMP_DATA_DIR"), "/data"), volume_problems),
-    "trainer runs `jump train`": (_set(lambda d: (_container(d, "trainer"), "command"), ["jump", "train"]),
-                                  lambda d: command_problems(d, SYNTHETIC_PROCFILE, cli_commands())),
-    "component label wrong": (_set(lambda d: (deployment(d, "inference")["spec"]["template"]["metadata"]["labels"],
-                                              COMPONENT_LABEL), "gpu"), label_problems),
-    "name label missing": (_drop(lambda d: (one(d, "PersistentVolumeClaim")["metadata"]["labels"], NAME_LABEL)),
-                           label_problems),
-    "service port renamed": (_set(lambda d: ([s for s in of_kind(d, "Service") if component_of(s) == "trainer"][0]
-                                             ["spec"]["ports"][0], "name"), "http"), label_problems),
-    "monitor on port http": (_set(lambda d: (one(d, "ServiceMonitor")["spec"]["endpoints"][0], "port"), "http"),
-                             servicemonitor_problems),
-    "monitor relabels to comp": (_set(lambda d: (one(d, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"][0],
-                                                 "targetLabel"), "comp"), servicemonitor_problems),
-    "monitor job from the component": (_set(lambda d: (one(d, "ServiceMonitor")["spec"], "jobLabel"),
-                                            COMPONENT_LABEL), servicemonitor_problems),
+    "trainer runs `jump train`": (
+        _set(lambda d: (_container(d, "trainer"), "command"), ["jump", "train"]),
+        lambda d: command_problems(d, SYNTHETIC_PROCFILE, cli_commands()),
+    ),
+    "component label wrong": (
+        _set(lambda d: (deployment(d, "inference")["spec"]["template"]["metadata"]["labels"], COMPONENT_LABEL), "gpu"),
+        label_problems,
+    ),
+    "name label missing": (
+        _drop(lambda d: (one(d, "PersistentVolumeClaim")["metadata"]["labels"], NAME_LABEL)),
+        label_problems,
+    ),
+    "service port renamed": (
+        _set(
+            lambda d: (
+                [s for s in of_kind(d, "Service") if component_of(s) == "trainer"][0]["spec"]["ports"][0],
+                "name",
+            ),
+            "http",
+        ),
+        label_problems,
+    ),
+    "monitor on port http": (
+        _set(lambda d: (one(d, "ServiceMonitor")["spec"]["endpoints"][0], "port"), "http"),
+        servicemonitor_problems,
+    ),
+    "monitor relabels to comp": (
+        _set(lambda d: (one(d, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"][0], "targetLabel"), "comp"),
+        servicemonitor_problems,
+    ),
+    "monitor job from the component": (
+        _set(lambda d: (one(d, "ServiceMonitor")["spec"], "jobLabel"), COMPONENT_LABEL),
+        servicemonitor_problems,
+    ),
 }
 
 
@@ -679,8 +804,15 @@ def test_manifest_checks_catch(name, docs):
     assert check(docs), f"{name} went unnoticed"
 
 
-@pytest.mark.parametrize("data", [{"JUMP_NOT_A_SETTING": "1"}, {"JUMP_PARTITIONS": "zero"},
-                                  {"JUMP_TRAINER_MODE": "sometimes"}, {"JUMP_PARTITIONS": 12}])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"JUMP_NOT_A_SETTING": "1"},
+        {"JUMP_PARTITIONS": "zero"},
+        {"JUMP_TRAINER_MODE": "sometimes"},
+        {"JUMP_PARTITIONS": 12},
+    ],
+)
 def test_configmap_check_catches(data, docs):
     assert configmap_problems({**config(docs), **data})
 
@@ -706,16 +838,19 @@ def test_procfile_check_catches(docs):
     assert command_problems(docs, SYNTHETIC_PROCFILE, cli - {"sessionizer"})
 
 
-@pytest.mark.parametrize("expr", [
-    'rate(jump_predictions{job="jump-stream"}[5m])',                       # a counter without _total
-    'rate(jump_click_to_prediction_seconds_total{job="jump-stream"}[5m])',  # a histogram as a counter
-    'jump_consumer_lag{job="jump-stream"}',                                 # no such metric
-    'jump_open_sessions_total{job="jump-stream"}',                          # a gauge as a counter
-    'sum by (reasn) (rate(jump_dead_letters_total{job="jump-stream"}[5m]))',  # unknown label
-    'jump_trainer_holdout_metric{job="jump-stream", metrc="mrr_at_20"}',   # unknown label
-    'jump_open_sessions',                                                   # no job selector
-    'jump_open_sessions{job="jump_stream"}',                                # wrong job
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        'rate(jump_predictions{job="jump-stream"}[5m])',  # a counter without _total
+        'rate(jump_click_to_prediction_seconds_total{job="jump-stream"}[5m])',  # a histogram as a counter
+        'jump_consumer_lag{job="jump-stream"}',  # no such metric
+        'jump_open_sessions_total{job="jump-stream"}',  # a gauge as a counter
+        'sum by (reasn) (rate(jump_dead_letters_total{job="jump-stream"}[5m]))',  # unknown label
+        'jump_trainer_holdout_metric{job="jump-stream", metrc="mrr_at_20"}',  # unknown label
+        "jump_open_sessions",  # no job selector
+        'jump_open_sessions{job="jump_stream"}',  # wrong job
+    ],
+)
 def test_expr_check_catches(expr):
     assert expr_problems(expr, registry_series())
 

@@ -9,6 +9,7 @@ replaced by a file_sd_configs that hands Prometheus the same `__meta_kubernetes_
 repository's relabel_configs run unchanged in a real Prometheus. Every address the Prometheus
 servers of these tests scrape is on the loopback interface.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,9 @@ RULES_TEST = PROM_DIR / "rules" / "jump-alerts.test.yml"
 ENSURE = ROOT / "scripts" / "ensure-prometheus.sh"
 
 COMPONENTS = ("sessionizer", "inference", "trainer")
-TARGET_LABELS = {"job", "component", "namespace", "pod", "instance", "node"}   # what relabelling leaves
+TARGET_LABELS = {"job", "component", "namespace", "pod", "instance", "node"}  # what relabelling leaves
 SEVERITIES = {"critical", "warning", "info"}
-NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"   # promtool/prometheus built without it (Debian)
+NO_KUBERNETES_SD = "field kubernetes_sd_configs not found"  # promtool/prometheus built without it (Debian)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +62,14 @@ def run_promtool(promtool: str, *args, cwd=PROM_DIR) -> subprocess.CompletedProc
 
 # -- static checks: promtool ---------------------------------------------------------------------------
 
+
 def test_promtool_check_config_as_written(promtool):
     r = run_promtool(promtool, "check", "config", CONFIG.name)
     if r.returncode and NO_KUBERNETES_SD in r.stdout + r.stderr:
-        pytest.skip("this promtool is built without Kubernetes service discovery (Debian's package); "
-                    "test_promtool_check_config_with_file_discovery checks everything else")
+        pytest.skip(
+            "this promtool is built without Kubernetes service discovery (Debian's package); "
+            "test_promtool_check_config_with_file_discovery checks everything else"
+        )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout + r.stderr
 
@@ -85,8 +89,9 @@ def test_local_variant_is_a_valid_config(promtool, tmp_path):
     keeps the label contract (job jump-stream, a component label on every target)."""
     text = CONFIG.read_text()
     block = re.search(r"^# BEGIN LOCAL\n(.*?)^# END LOCAL$", text, re.S | re.M).group(1)
-    local = yaml.safe_load("\n".join(line[2:] if line.startswith("# ") else line.lstrip("#")
-                                     for line in block.splitlines()))
+    local = yaml.safe_load(
+        "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines())
+    )
     config = load_config()
     config["scrape_configs"] = local["scrape_configs"]
     config["rule_files"] = [str(PROM_DIR / f) for f in config["rule_files"]]
@@ -112,10 +117,12 @@ def test_promtool_rule_unit_tests(promtool):
 
 # -- static checks: the rules against the code -----------------------------------------------------------
 
+
 def exported_names() -> dict[str, set[str]]:
     """Sample names the metrics of pipeline.metrics expose (counters: _total; histograms: _bucket,
     _sum, _count; gauges: the name) -> their label names."""
     from pipeline import metrics
+
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     out = {}
     for family in metrics.REGISTRY.collect():
@@ -127,6 +134,7 @@ def exported_names() -> dict[str, set[str]]:
 
 def family_names() -> set[str]:
     from pipeline import metrics
+
     return {family.name for family in metrics.REGISTRY.collect()}
 
 
@@ -154,7 +162,7 @@ def test_rules_reference_only_exported_metrics_and_labels():
     known = exported_names()
     rules = load_rules()
     text = "\n".join(r["expr"] for r in rules)
-    assert len(set(_NAME.findall(text))) >= 10                     # the check does look at something
+    assert len(set(_NAME.findall(text))) >= 10  # the check does look at something
     assert unknown_metric_names(text, set(known)) == set()
     assert unknown_selector_labels(text, known) == set()
     # annotations (runbook hints) may name a histogram by its family name
@@ -162,8 +170,10 @@ def test_rules_reference_only_exported_metrics_and_labels():
     assert unknown_metric_names(notes, set(known) | family_names()) == set()
     # the unit tests' input series and expressions too (a test on a wrong name proves nothing)
     tests = yaml.safe_load(RULES_TEST.read_text())["tests"]
-    test_text = "\n".join([s["series"] for t in tests for s in t.get("input_series", [])]
-                          + [e["expr"] for t in tests for e in t.get("promql_expr_test", [])])
+    test_text = "\n".join(
+        [s["series"] for t in tests for s in t.get("input_series", [])]
+        + [e["expr"] for t in tests for e in t.get("promql_expr_test", [])]
+    )
     assert unknown_metric_names(test_text, set(known)) == set()
     assert unknown_selector_labels(test_text, known) == set()
 
@@ -171,22 +181,34 @@ def test_rules_reference_only_exported_metrics_and_labels():
 def test_name_check_catches_wrong_names():
     """Negative control: a misspelt metric, a wrong suffix for its type, a label the metric lacks."""
     known = exported_names()
-    assert unknown_metric_names('rate(jump_clicks_consumed_total[5m])', set(known)) == set()
-    assert unknown_metric_names('rate(jump_click_consumed_total[5m])', set(known)) == {"jump_click_consumed_total"}
-    assert unknown_metric_names('jump_predictions_count + jump_model_info_total', set(known)) == \
-        {"jump_predictions_count", "jump_model_info_total"}
-    assert unknown_metric_names('jump:dead_letter_ratio:rate5m > 0.05', set(known)) == set()
+    assert unknown_metric_names("rate(jump_clicks_consumed_total[5m])", set(known)) == set()
+    assert unknown_metric_names("rate(jump_click_consumed_total[5m])", set(known)) == {"jump_click_consumed_total"}
+    assert unknown_metric_names("jump_predictions_count + jump_model_info_total", set(known)) == {
+        "jump_predictions_count",
+        "jump_model_info_total",
+    }
+    assert unknown_metric_names("jump:dead_letter_ratio:rate5m > 0.05", set(known)) == set()
     assert unknown_selector_labels('jump_dead_letters_total{job="jump-stream",reason="late"}', known) == set()
-    assert unknown_selector_labels('jump_dead_letters_total{result="late"}', known) == \
-        {("jump_dead_letters_total", "result")}
+    assert unknown_selector_labels('jump_dead_letters_total{result="late"}', known) == {
+        ("jump_dead_letters_total", "result")
+    }
 
 
 def test_every_alert_has_severity_summary_description_runbook():
     alerts = [r for r in load_rules() if "alert" in r]
     assert {a["alert"] for a in alerts} == {
-        "JumpConsumerLagHigh", "JumpConsumerLagGrowing", "JumpDeadLetterRatioHigh", "JumpClickToPredictionP99High",
-        "JumpInferenceFailures", "JumpModelStale", "JumpModelRefused", "JumpTrainerFailing",
-        "JumpTrainerNotPromoting", "JumpWorkerDown", "JumpComponentAbsent"}
+        "JumpConsumerLagHigh",
+        "JumpConsumerLagGrowing",
+        "JumpDeadLetterRatioHigh",
+        "JumpClickToPredictionP99High",
+        "JumpInferenceFailures",
+        "JumpModelStale",
+        "JumpModelRefused",
+        "JumpTrainerFailing",
+        "JumpTrainerNotPromoting",
+        "JumpWorkerDown",
+        "JumpComponentAbsent",
+    }
     for a in alerts:
         assert a["labels"]["severity"] in SEVERITIES, a["alert"]
         for key in ("summary", "description", "runbook"):
@@ -214,13 +236,16 @@ def test_every_rule_is_unit_tested_firing_and_not_firing():
     alerts = {r["alert"] for r in rules if "alert" in r}
     assert alerts - fired == set(), "alerts never fired by a unit test"
     assert alerts - quiet == set(), "alerts without a healthy (not firing) unit test"
-    for c in cases:                                                  # fired alerts are checked in full
+    for c in cases:  # fired alerts are checked in full
         for exp in c.get("exp_alerts") or []:
             assert exp["exp_labels"]["severity"] in SEVERITIES
             assert {"summary", "description", "runbook"} <= set(exp["exp_annotations"])
-    for component in COMPONENTS:                                     # one absent-alert per component
-        assert any(c["alertname"] == "JumpComponentAbsent" and any(
-            e["exp_labels"].get("component") == component for e in c.get("exp_alerts") or []) for c in cases)
+    for component in COMPONENTS:  # one absent-alert per component
+        assert any(
+            c["alertname"] == "JumpComponentAbsent"
+            and any(e["exp_labels"].get("component") == component for e in c.get("exp_alerts") or [])
+            for c in cases
+        )
     records = {r["record"] for r in rules if "record" in r}
     tested = " ".join(e["expr"] for t in tests["tests"] for e in t.get("promql_expr_test", []))
     assert records and {r for r in records if r not in tested} == set(), "recording rules without a test"
@@ -229,6 +254,7 @@ def test_every_rule_is_unit_tested_firing_and_not_firing():
 def test_config_loads_the_rules_file_but_not_its_tests():
     config = load_config()
     import glob
+
     loaded = {Path(p).resolve() for pattern in config["rule_files"] for p in glob.glob(str(PROM_DIR / pattern))}
     assert loaded == {RULES.resolve()}
     job = jump_job(config)
@@ -237,6 +263,7 @@ def test_config_loads_the_rules_file_but_not_its_tests():
 
 
 # -- the install script and the Makefile ---------------------------------------------------------------
+
 
 def test_make_test_runs_the_install_script_non_fatally_before_pytest():
     makefile = (ROOT / "Makefile").read_text()
@@ -254,8 +281,9 @@ def test_install_script_never_fails(tmp_path):
     bin_dir.mkdir()
     for tool in ("bash", "id", "date", "head"):
         os.symlink(shutil.which(tool), bin_dir / tool)
-    r = subprocess.run([str(bin_dir / "bash"), str(ENSURE)], env={"PATH": str(bin_dir)}, capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [str(bin_dir / "bash"), str(ENSURE)], env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1 and "will be skipped" in lines[0], r.stdout
@@ -269,39 +297,56 @@ def test_install_script_is_idempotent(promtool, prometheus_bin):
 
 # -- a real Prometheus ----------------------------------------------------------------------------------
 
+
 def test_relabelling_keeps_the_jump_pods_and_applies_the_label_contract(prometheus_bin, tmp_path):
     """The repository's relabel_configs in a real Prometheus, fed the labels Kubernetes pod discovery
     gives: the three components' pods become targets with job/component/namespace/pod labels at the
     annotated port and path; other pods, opted-out, pending and init containers are dropped.
     Loopback addresses only; nothing listens there (the scrape interval is long)."""
     from pipeline.devtools.broker import free_port
+
     ports = [free_port() for _ in range(3)]
-    good = [pod("127.0.0.1", ports[0], "sessionizer", "jump-sessionizer-0"),
-            pod("127.0.0.2", ports[1], "inference", "jump-inference-7f9c-abcde",
-                pod_annotation_prometheus_io_path="/custom/metrics"),
-            pod("::1", ports[2], "trainer", "jump-trainer-0", pod_annotation_prometheus_io_path=None,
-                pod_node_name=None)]
-    dropped = [pod("127.0.0.3", ports[0], "sessionizer", "opted-out", pod_annotation_prometheus_io_scrape="false"),
-               pod("127.0.0.3", ports[0], "sessionizer", "no-annotation", pod_annotation_prometheus_io_scrape=None),
-               pod("127.0.0.4", ports[0], "inference", "other-app", pod_label_app_kubernetes_io_name="other"),
-               pod("127.0.0.5", ports[0], "broker", "unknown-component"),
-               pod("127.0.0.6", ports[0], "inference", "pending", pod_phase="Pending"),
-               pod("127.0.0.7", ports[0], "inference", "init", pod_container_init="true")]
+    good = [
+        pod("127.0.0.1", ports[0], "sessionizer", "jump-sessionizer-0"),
+        pod(
+            "127.0.0.2",
+            ports[1],
+            "inference",
+            "jump-inference-7f9c-abcde",
+            pod_annotation_prometheus_io_path="/custom/metrics",
+        ),
+        pod("::1", ports[2], "trainer", "jump-trainer-0", pod_annotation_prometheus_io_path=None, pod_node_name=None),
+    ]
+    dropped = [
+        pod("127.0.0.3", ports[0], "sessionizer", "opted-out", pod_annotation_prometheus_io_scrape="false"),
+        pod("127.0.0.3", ports[0], "sessionizer", "no-annotation", pod_annotation_prometheus_io_scrape=None),
+        pod("127.0.0.4", ports[0], "inference", "other-app", pod_label_app_kubernetes_io_name="other"),
+        pod("127.0.0.5", ports[0], "broker", "unknown-component"),
+        pod("127.0.0.6", ports[0], "inference", "pending", pod_phase="Pending"),
+        pod("127.0.0.7", ports[0], "inference", "init", pod_container_init="true"),
+    ]
     (tmp_path / "targets.json").write_text(json.dumps(good + dropped))
     config = file_sd_variant(tmp_path / "targets.json")
     jump_job(config)["scrape_interval"] = "1h"
     prom = Prometheus(prometheus_bin, config, tmp_path)
     try:
         prom.wait_ready()
-        data = prom.wait("the targets to be discovered",
-                         lambda: (d := prom.get("/api/v1/targets")) and
-                         len(d["activeTargets"]) + len(d["droppedTargets"]) == len(good) + len(dropped) and d,
-                         timeout_s=30)
+        data = prom.wait(
+            "the targets to be discovered",
+            lambda: (
+                (d := prom.get("/api/v1/targets"))
+                and len(d["activeTargets"]) + len(d["droppedTargets"]) == len(good) + len(dropped)
+                and d
+            ),
+            timeout_s=30,
+        )
         active = {t["labels"]["pod"]: t for t in data["activeTargets"]}
         assert set(active) == {"jump-sessionizer-0", "jump-inference-7f9c-abcde", "jump-trainer-0"}
-        expect = {"jump-sessionizer-0": ("sessionizer", f"http://127.0.0.1:{ports[0]}/metrics"),
-                  "jump-inference-7f9c-abcde": ("inference", f"http://127.0.0.2:{ports[1]}/custom/metrics"),
-                  "jump-trainer-0": ("trainer", f"http://[::1]:{ports[2]}/metrics")}
+        expect = {
+            "jump-sessionizer-0": ("sessionizer", f"http://127.0.0.1:{ports[0]}/metrics"),
+            "jump-inference-7f9c-abcde": ("inference", f"http://127.0.0.2:{ports[1]}/custom/metrics"),
+            "jump-trainer-0": ("trainer", f"http://[::1]:{ports[2]}/metrics"),
+        }
         for name, (component, url) in expect.items():
             t = active[name]
             assert t["labels"]["job"] == JOB and t["labels"]["component"] == component

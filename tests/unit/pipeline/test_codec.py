@@ -1,5 +1,6 @@
 """pipeline.codec: click decoding (every branch and dead-letter reason), record encode/decode, and the
 property that no input bytes make decode_click raise anything but BadInput."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ from pipeline import codec
 from pipeline.codec import REASONS, BadInput, Click, decode_click
 
 T = 1700000000.5
-PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples=300,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    derandomize=True, database=None, deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def mp(obj) -> bytes:
@@ -43,8 +45,11 @@ def test_decodes_both_formats(enc):
 
 
 def test_format_is_detected_per_message():
-    raws = [codec.encode_click("u1", "a", T), codec.encode_click("u1", "b", T + 1, fmt="json"),
-            codec.encode_click("u1", "c", T + 2)]
+    raws = [
+        codec.encode_click("u1", "a", T),
+        codec.encode_click("u1", "b", T + 1, fmt="json"),
+        codec.encode_click("u1", "c", T + 2),
+    ]
     assert [decode_click(r).item for r in raws] == ["a", "b", "c"]
     assert raws[0][:1] != b"{" and raws[1][:1] == b"{"
 
@@ -67,49 +72,79 @@ def test_empty_value_is_undecodable(raw):
     assert reason_of(raw) == "undecodable"
 
 
-@pytest.mark.parametrize("raw", [
-    b"\xc1",                                   # a byte msgpack never uses
-    b"\x85\xa4user",                           # truncated msgpack map
-    mp({"user": "u"}) + b"\x00",               # trailing bytes after a msgpack value
-    b"{not json",                              # looks like JSON, is not
-    b'{"user": "u", "item": "i", "ts": 1',     # truncated JSON
-    b'{"user": "\xff\xfe", "item": "i"}',      # JSON that is not UTF-8
-    b"\xff" * 32,
-    b"{" * 3,
-], ids=["c1", "truncated-msgpack", "extra-data", "bad-json", "truncated-json", "not-utf8", "ff", "braces"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xc1",  # a byte msgpack never uses
+        b"\x85\xa4user",  # truncated msgpack map
+        mp({"user": "u"}) + b"\x00",  # trailing bytes after a msgpack value
+        b"{not json",  # looks like JSON, is not
+        b'{"user": "u", "item": "i", "ts": 1',  # truncated JSON
+        b'{"user": "\xff\xfe", "item": "i"}',  # JSON that is not UTF-8
+        b"\xff" * 32,
+        b"{" * 3,
+    ],
+    ids=["c1", "truncated-msgpack", "extra-data", "bad-json", "truncated-json", "not-utf8", "ff", "braces"],
+)
 def test_garbage_is_undecodable(raw):
     assert reason_of(raw) == "undecodable"
 
 
-@pytest.mark.parametrize("obj", [[1, 2], ["user", "u"], "a string", 42, None, 1.5, b"bytes"],
-                         ids=["list", "list2", "str", "int", "nil", "float", "bin"])
+@pytest.mark.parametrize(
+    "obj",
+    [[1, 2], ["user", "u"], "a string", 42, None, 1.5, b"bytes"],
+    ids=["list", "list2", "str", "int", "nil", "float", "bin"],
+)
 def test_a_msgpack_non_map_is_not_a_map(obj):
     assert reason_of(mp(obj)) == "not_a_map"
 
 
 # -- missing_field -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("obj", [
-    {"item": "i", "ts": T},                                 # no key field
-    {"user": None, "session": None, "item": "i", "ts": T},  # null counts as absent
-    {"uid": "u", "item": "i", "ts": T},                     # a field that is not a key field
-    {"user": "u", "ts": T},
-    {"user": "u", "item": None, "ts": T},
-    {"user": "u", "item": "i"},
-    {"user": "u", "item": "i", "ts": None},
-    {},
-], ids=["no-key", "null-keys", "other-key", "no-item", "null-item", "no-ts", "null-ts", "empty-map"])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"item": "i", "ts": T},  # no key field
+        {"user": None, "session": None, "item": "i", "ts": T},  # null counts as absent
+        {"uid": "u", "item": "i", "ts": T},  # a field that is not a key field
+        {"user": "u", "ts": T},
+        {"user": "u", "item": None, "ts": T},
+        {"user": "u", "item": "i"},
+        {"user": "u", "item": "i", "ts": None},
+        {},
+    ],
+    ids=["no-key", "null-keys", "other-key", "no-item", "null-item", "no-ts", "null-ts", "empty-map"],
+)
 def test_missing_field(obj):
     for enc in (mp, js):
         assert reason_of(enc(obj)) == "missing_field"
 
 
 # -- wrong_type ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("patch", [
-    {"ts": True}, {"ts": False}, {"ts": "1700000000"}, {"ts": [T]}, {"ts": {"s": T}},
-    {"item": {"id": 1}}, {"item": ["i"]}, {"item": 1.5}, {"item": True}, {"item": ""}, {"item": "x" * 257},
-    {"user": True}, {"user": 2.0}, {"user": ["u"]}, {"user": ""},
-    {"event_id": True}, {"event_id": 1.5}, {"event_id": {"id": 1}}, {"event_id": ["e"]},
-], ids=lambda p: f"{next(iter(p))}={next(iter(p.values()))!r:.12}")
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"ts": True},
+        {"ts": False},
+        {"ts": "1700000000"},
+        {"ts": [T]},
+        {"ts": {"s": T}},
+        {"item": {"id": 1}},
+        {"item": ["i"]},
+        {"item": 1.5},
+        {"item": True},
+        {"item": ""},
+        {"item": "x" * 257},
+        {"user": True},
+        {"user": 2.0},
+        {"user": ["u"]},
+        {"user": ""},
+        {"event_id": True},
+        {"event_id": 1.5},
+        {"event_id": {"id": 1}},
+        {"event_id": ["e"]},
+    ],
+    ids=lambda p: f"{next(iter(p))}={next(iter(p.values()))!r:.12}",
+)
 def test_wrong_type(patch):
     obj = {"user": "u", "item": "i", "ts": T, **patch}
     for enc in (mp, js):
@@ -150,12 +185,12 @@ def test_zero_and_integer_timestamps_are_fine():
 def test_future_timestamp():
     now = 1_000_000.0
     raw = lambda ts: mp({"user": "u", "item": "i", "ts": ts})  # noqa: E731
-    assert decode_click(raw(now + 300), now=now).ts == now + 300          # the bound is inclusive
+    assert decode_click(raw(now + 300), now=now).ts == now + 300  # the bound is inclusive
     assert reason_of(raw(now + 300.5), now=now) == "future_timestamp"
     assert reason_of(raw(now + 11), now=now, max_future_s=10) == "future_timestamp"
     assert decode_click(raw(now + 9), now=now, max_future_s=10).ts == now + 9
-    assert decode_click(raw(now + 1e9)).ts == now + 1e9                  # no `now`: no check
-    assert decode_click(raw(now - 1e5), now=now).ts == now - 1e5         # the past is fine here
+    assert decode_click(raw(now + 1e9)).ts == now + 1e9  # no `now`: no check
+    assert decode_click(raw(now - 1e5), now=now).ts == now - 1e5  # the past is fine here
 
 
 def test_checks_run_in_order():
@@ -175,7 +210,8 @@ def test_unsupported_schema(schema):
 
 def test_schema_is_optional_and_1_is_accepted():
     assert decode_click(mp({"user": "u", "item": "i", "ts": T})) == decode_click(
-        mp({"schema": 1, "user": "u", "item": "i", "ts": T}))
+        mp({"schema": 1, "user": "u", "item": "i", "ts": T})
+    )
 
 
 def test_boolean_schema_is_unsupported():
@@ -203,7 +239,7 @@ def test_integer_ids_become_strings():
     click = decode_click(mp({"user": 42, "item": 7, "ts": T, "event_id": 99}))
     assert click == Click("42", "7", T, "99")
     assert decode_click(js({"session": -3, "item": 0, "ts": T})) == Click("-3", "0", T, None)
-    assert decode_click(mp({"user": 2**63, "item": -2**63, "ts": T})).item == str(-2**63)
+    assert decode_click(mp({"user": 2**63, "item": -(2**63), "ts": T})).item == str(-(2**63))
 
 
 def test_event_id_is_optional_and_null_is_absent():
@@ -243,7 +279,7 @@ def test_encode_adds_schema_and_round_trips(kind):
     assert obj == {"schema": codec.SCHEMA, **rec}
     assert list(obj)[0] == "schema"
     assert codec.decode(kind, raw) == obj
-    assert codec.encode(kind, {"schema": 1, **rec}) == raw   # an explicit schema 1 is the same
+    assert codec.encode(kind, {"schema": 1, **rec}) == raw  # an explicit schema 1 is the same
 
 
 @pytest.mark.parametrize("kind", [k for k in codec.RECORDS if k != "click"])
@@ -266,12 +302,20 @@ def test_bytes_travel_as_msgpack_bin():
     raw = codec.encode("dead_letter", rec)
     obj = codec.decode("dead_letter", raw)
     assert obj["key"] == b"\x00k" and obj["value"] == b"\xc1raw"
-    assert b"\xc4\x02\x00k" in raw                     # bin 8 header, not a str
+    assert b"\xc4\x02\x00k" in raw  # bin 8 header, not a str
 
 
-@pytest.mark.parametrize("raw", [mp({"schema": 2, "tick": True, "wall_ts": T}), mp({"tick": True, "wall_ts": T}),
-                                 mp({"schema": "1"}), mp([1, "tick"]), mp(None)],
-                         ids=["schema2", "no-schema", "str-schema", "list", "nil"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        mp({"schema": 2, "tick": True, "wall_ts": T}),
+        mp({"tick": True, "wall_ts": T}),
+        mp({"schema": "1"}),
+        mp([1, "tick"]),
+        mp(None),
+    ],
+    ids=["schema2", "no-schema", "str-schema", "list", "nil"],
+)
 def test_decode_rejects_foreign_records(raw):
     with pytest.raises(ValueError):
         codec.decode("tick", raw)
@@ -301,20 +345,35 @@ def _outcome(raw: bytes, **kw):
 
 
 FIELDS = list(codec.RECORDS["click"]) + ["other"]
-_scalars = (st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**64 - 1)
-            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=300)
-            | st.sampled_from([0, 1, 2, T, "1", "", "u", "i"]))
-_values = _scalars | st.binary(max_size=8) | st.lists(_scalars, max_size=3) | st.dictionaries(
-    st.text(max_size=3), _scalars, max_size=2)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=300)
+    | st.sampled_from([0, 1, 2, T, "1", "", "u", "i"])
+)
+_values = (
+    _scalars
+    | st.binary(max_size=8)
+    | st.lists(_scalars, max_size=3)
+    | st.dictionaries(st.text(max_size=3), _scalars, max_size=2)
+)
 _click_maps = st.dictionaries(st.sampled_from(FIELDS), _values, max_size=len(FIELDS))
 # valid clicks, and valid clicks with one field replaced by an assorted value, so that every branch
 # (and a Click) is reached, not only the first checks
 _valid_clicks = st.fixed_dictionaries(
-    {"user": st.text(min_size=1, max_size=5) | st.integers(-5, 5),
-     "item": st.text(min_size=1, max_size=5) | st.integers(0, 10**6),
-     "ts": st.floats(0, 2e9) | st.integers(0, 2**40)},
-    optional={"session": st.text(min_size=1, max_size=5) | st.integers(0, 9) | st.none(),
-              "schema": st.just(1), "event_id": st.text(max_size=5) | st.integers(0, 9) | st.none()})
+    {
+        "user": st.text(min_size=1, max_size=5) | st.integers(-5, 5),
+        "item": st.text(min_size=1, max_size=5) | st.integers(0, 10**6),
+        "ts": st.floats(0, 2e9) | st.integers(0, 2**40),
+    },
+    optional={
+        "session": st.text(min_size=1, max_size=5) | st.integers(0, 9) | st.none(),
+        "schema": st.just(1),
+        "event_id": st.text(max_size=5) | st.integers(0, 9) | st.none(),
+    },
+)
 _near_clicks = _valid_clicks | st.builds(lambda d, k, v: {**d, k: v}, _valid_clicks, st.sampled_from(FIELDS), _values)
 
 
@@ -333,8 +392,11 @@ def test_arbitrary_bytes_after_a_brace_give_a_click_or_bad_input(raw):
 
 
 @PROPERTY
-@given(_click_maps | _near_clicks, st.sampled_from([("session", "user"), ("user",), ("session",)]),
-       st.one_of(st.none(), st.floats(0, 2e9)))
+@given(
+    _click_maps | _near_clicks,
+    st.sampled_from([("session", "user"), ("user",), ("session",)]),
+    st.one_of(st.none(), st.floats(0, 2e9)),
+)
 def test_arbitrary_msgpack_maps_give_a_click_or_bad_input(obj, key_fields, now):
     raw = mp(obj)
     _outcome(raw, key_fields=key_fields, now=now)
@@ -346,13 +408,13 @@ def test_arbitrary_msgpack_maps_give_a_click_or_bad_input(obj, key_fields, now):
 @PROPERTY
 @given(_click_maps | _near_clicks)
 def test_arbitrary_json_objects_give_a_click_or_bad_input(obj):
-    obj = {k: v for k, v in obj.items() if not isinstance(v, bytes)}   # JSON has no bytes
+    obj = {k: v for k, v in obj.items() if not isinstance(v, bytes)}  # JSON has no bytes
     try:
         raw = json.dumps(obj).encode()
     except (TypeError, ValueError):
         return
     result = _outcome(raw, now=2e9)
-    if isinstance(result, Click):   # the same object as msgpack decodes to the same click
+    if isinstance(result, Click):  # the same object as msgpack decodes to the same click
         assert decode_click(mp(obj)) == result
 
 

@@ -1,4 +1,5 @@
 """pipeline.config: environment parsing, validation, derived settings, Kafka client kwargs, help tables."""
+
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, fields
@@ -10,12 +11,18 @@ from pipeline.config import Settings, settings_help, settings_markdown
 FIELDS = fields(Settings)
 ENV = {f.name: f.metadata["env"] for f in FIELDS}
 #: a valid non-default raw value per field kind (fields with a closed set of values get their own)
-SPECIAL = {"security_protocol": ("SASL_SSL", "SASL_SSL"), "session_key_field": ("session", "session"),
-           "inference_runtime": ("faust", "faust"),
-           "sasl_mechanism": ("SCRAM-SHA-512", "SCRAM-SHA-512"), "trainer_mode": ("retrain", "retrain"),
-           "trainer_window_sessions": ("700", 700), "trainer_min_sessions": ("70", 70),
-           "trainer_holdout_fraction": ("0.25", 0.25), "trainer_margin": ("0.25", 0.25),
-           "trainer_keep": ("7", 7)}
+SPECIAL = {
+    "security_protocol": ("SASL_SSL", "SASL_SSL"),
+    "session_key_field": ("session", "session"),
+    "inference_runtime": ("faust", "faust"),
+    "sasl_mechanism": ("SCRAM-SHA-512", "SCRAM-SHA-512"),
+    "trainer_mode": ("retrain", "retrain"),
+    "trainer_window_sessions": ("700", 700),
+    "trainer_min_sessions": ("70", 70),
+    "trainer_holdout_fraction": ("0.25", 0.25),
+    "trainer_margin": ("0.25", 0.25),
+    "trainer_keep": ("7", 7),
+}
 BY_KIND = {int: ("7", 7), float: ("2.5", 2.5), bool: ("no", False), str: ("some-value", "some-value")}
 
 
@@ -49,9 +56,18 @@ def test_every_field_parses_from_its_variable(f):
 
 
 def test_a_full_environment():
-    env = {"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9093", "JUMP_PARTITIONS": "12", "JUMP_SESSION_GAP_S": "1800",
-           "JUMP_GRACE_S": "0", "JUMP_CREATE_TOPICS": "false", "JUMP_TOPIC_CLICKS": "raw-clicks",
-           "JUMP_C1": "1e3", "JUMP_MAX_WAIT_S": "0", "JUMP_SESSION_KEY_FIELD": "user", "JUMP_METRICS_PORT": "0"}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9093",
+        "JUMP_PARTITIONS": "12",
+        "JUMP_SESSION_GAP_S": "1800",
+        "JUMP_GRACE_S": "0",
+        "JUMP_CREATE_TOPICS": "false",
+        "JUMP_TOPIC_CLICKS": "raw-clicks",
+        "JUMP_C1": "1e3",
+        "JUMP_MAX_WAIT_S": "0",
+        "JUMP_SESSION_KEY_FIELD": "user",
+        "JUMP_METRICS_PORT": "0",
+    }
     s = Settings.from_env(env=env)
     assert s.bootstrap_servers == "k1:9092,k2:9093" and s.partitions == 12
     assert s.session_gap_s == 1800.0 and type(s.session_gap_s) is float and s.grace_s == 0.0
@@ -92,31 +108,57 @@ def test_empty_string_means_default():
     assert from_env(JUMP_PARTITIONS="", JUMP_SESSION_GAP_S="", JUMP_CREATE_TOPICS="").partitions == 4
 
 
-@pytest.mark.parametrize("env, raw", [
-    ("JUMP_PARTITIONS", "four"), ("JUMP_PARTITIONS", "4.0"), ("JUMP_PARTITIONS", "0x10"),
-    ("JUMP_TOP_K", "1e3"), ("JUMP_METRICS_PORT", "port"),
-    ("JUMP_SESSION_GAP_S", "1h"), ("JUMP_GRACE_S", "sixty"), ("JUMP_C1", "2,000"),
-])
+@pytest.mark.parametrize(
+    "env, raw",
+    [
+        ("JUMP_PARTITIONS", "four"),
+        ("JUMP_PARTITIONS", "4.0"),
+        ("JUMP_PARTITIONS", "0x10"),
+        ("JUMP_TOP_K", "1e3"),
+        ("JUMP_METRICS_PORT", "port"),
+        ("JUMP_SESSION_GAP_S", "1h"),
+        ("JUMP_GRACE_S", "sixty"),
+        ("JUMP_C1", "2,000"),
+    ],
+)
 def test_unparsable_values_name_the_variable(env, raw):
     with pytest.raises(ValueError, match=env) as e:
         from_env(**{env: raw})
     assert repr(raw) in str(e.value)
 
 
-@pytest.mark.parametrize("env, raw", [
-    ("JUMP_PARTITIONS", "0"), ("JUMP_PARTITIONS", "-2"),
-    ("JUMP_SESSION_GAP_S", "0"), ("JUMP_SESSION_GAP_S", "-60"), ("JUMP_SESSION_GAP_S", "inf"),
-    ("JUMP_SESSION_GAP_S", "nan"),
-    ("JUMP_GRACE_S", "-1"), ("JUMP_GRACE_S", "nan"),
-    ("JUMP_TICK_INTERVAL_S", "0"), ("JUMP_TICK_INTERVAL_S", "-5"),
-    ("JUMP_MAX_SESSION_CLICKS", "0"),
-    ("JUMP_C1", "0"), ("JUMP_C1", "-2000"),
-    ("JUMP_MAX_BATCH", "0"), ("JUMP_MAX_WAIT_S", "-0.01"), ("JUMP_TOP_K", "0"),
-    ("KAFKA_SECURITY_PROTOCOL", "FOO"), ("KAFKA_SECURITY_PROTOCOL", "TLS"),
-    ("JUMP_TRAINER_MODE", "online"), ("JUMP_TRAINER_MIN_SESSIONS", "1"), ("JUMP_TRAINER_MIN_SESSIONS", "60000"),
-    ("JUMP_TRAINER_HOLDOUT_FRACTION", "0"), ("JUMP_TRAINER_HOLDOUT_FRACTION", "1"), ("JUMP_TRAINER_MARGIN", "-0.1"),
-    ("JUMP_TRAINER_KEEP", "1"), ("JUMP_TRAINER_EPOCHS", "0"), ("JUMP_HEALTH_STALE_S", "0"),
-])
+@pytest.mark.parametrize(
+    "env, raw",
+    [
+        ("JUMP_PARTITIONS", "0"),
+        ("JUMP_PARTITIONS", "-2"),
+        ("JUMP_SESSION_GAP_S", "0"),
+        ("JUMP_SESSION_GAP_S", "-60"),
+        ("JUMP_SESSION_GAP_S", "inf"),
+        ("JUMP_SESSION_GAP_S", "nan"),
+        ("JUMP_GRACE_S", "-1"),
+        ("JUMP_GRACE_S", "nan"),
+        ("JUMP_TICK_INTERVAL_S", "0"),
+        ("JUMP_TICK_INTERVAL_S", "-5"),
+        ("JUMP_MAX_SESSION_CLICKS", "0"),
+        ("JUMP_C1", "0"),
+        ("JUMP_C1", "-2000"),
+        ("JUMP_MAX_BATCH", "0"),
+        ("JUMP_MAX_WAIT_S", "-0.01"),
+        ("JUMP_TOP_K", "0"),
+        ("KAFKA_SECURITY_PROTOCOL", "FOO"),
+        ("KAFKA_SECURITY_PROTOCOL", "TLS"),
+        ("JUMP_TRAINER_MODE", "online"),
+        ("JUMP_TRAINER_MIN_SESSIONS", "1"),
+        ("JUMP_TRAINER_MIN_SESSIONS", "60000"),
+        ("JUMP_TRAINER_HOLDOUT_FRACTION", "0"),
+        ("JUMP_TRAINER_HOLDOUT_FRACTION", "1"),
+        ("JUMP_TRAINER_MARGIN", "-0.1"),
+        ("JUMP_TRAINER_KEEP", "1"),
+        ("JUMP_TRAINER_EPOCHS", "0"),
+        ("JUMP_HEALTH_STALE_S", "0"),
+    ],
+)
 def test_validate_rejects_bad_values(env, raw):
     with pytest.raises(ValueError, match=env):
         from_env(**{env: raw})
@@ -125,30 +167,43 @@ def test_validate_rejects_bad_values(env, raw):
 def test_validate_catches_overrides_and_direct_construction():
     with pytest.raises(ValueError, match="JUMP_PARTITIONS"):
         Settings.from_env(env={}, partitions=0)
-    s = Settings(session_gap_s=0.0)           # the constructor does not validate ...
+    s = Settings(session_gap_s=0.0)  # the constructor does not validate ...
     with pytest.raises(ValueError, match="JUMP_SESSION_GAP_S"):
-        s.validate()                          # ... validate() does
+        s.validate()  # ... validate() does
     Settings().validate()
 
 
 def test_validate_covers_the_paired_checks():
     """Fields checked together with another one are rejected (under the pair's variable today)."""
-    for override in ({"output_partitions": 0}, {"context_clicks": 0}, {"c2": 0.0}, {"sessionizer_batch": 0},
-                     {"sessionizer_wait_s": -1.0}):
+    for override in (
+        {"output_partitions": 0},
+        {"context_clicks": 0},
+        {"c2": 0.0},
+        {"sessionizer_batch": 0},
+        {"sessionizer_wait_s": -1.0},
+    ):
         with pytest.raises(ValueError):
             Settings.from_env(env={}, **override)
 
 
-@pytest.mark.parametrize("env, raw", [("JUMP_OUTPUT_PARTITIONS", "0"), ("JUMP_CONTEXT_CLICKS", "0"),
-                                      ("JUMP_C2", "0"), ("JUMP_SESSIONIZER_BATCH", "0"),
-                                      ("JUMP_SESSIONIZER_WAIT_S", "-1")])
+@pytest.mark.parametrize(
+    "env, raw",
+    [
+        ("JUMP_OUTPUT_PARTITIONS", "0"),
+        ("JUMP_CONTEXT_CLICKS", "0"),
+        ("JUMP_C2", "0"),
+        ("JUMP_SESSIONIZER_BATCH", "0"),
+        ("JUMP_SESSIONIZER_WAIT_S", "-1"),
+    ],
+)
 def test_validate_names_the_offending_variable(env, raw):
     with pytest.raises(ValueError, match=env):
         from_env(**{env: raw})
 
 
-@pytest.mark.parametrize("env, raw", [("JUMP_IDLE_CLOSE_S", "nan"), ("JUMP_MAX_FUTURE_S", "-1"),
-                                      ("JUMP_MAX_FUTURE_S", "nan")])
+@pytest.mark.parametrize(
+    "env, raw", [("JUMP_IDLE_CLOSE_S", "nan"), ("JUMP_MAX_FUTURE_S", "-1"), ("JUMP_MAX_FUTURE_S", "nan")]
+)
 def test_validate_rejects_unchecked_values(env, raw):
     with pytest.raises(ValueError, match=env):
         from_env(**{env: raw})
@@ -165,23 +220,30 @@ def test_idle_close_defaults_to_gap_plus_grace():
     assert from_env(JUMP_SESSION_GAP_S="1800", JUMP_GRACE_S="30").idle_close == 1830.0
     assert from_env(JUMP_IDLE_CLOSE_S="120").idle_close == 120.0
     assert from_env(JUMP_IDLE_CLOSE_S="0").idle_close == 0.0
-    assert from_env(JUMP_IDLE_CLOSE_S="-5", JUMP_GRACE_S="0").idle_close == 3600.0   # any negative: default
+    assert from_env(JUMP_IDLE_CLOSE_S="-5", JUMP_GRACE_S="0").idle_close == 3600.0  # any negative: default
 
 
-@pytest.mark.parametrize("field, expected", [("auto", ("session", "user")), ("user", ("user",)),
-                                             ("session", ("session",)), ("visitor_id", ("visitor_id",))])
+@pytest.mark.parametrize(
+    "field, expected",
+    [("auto", ("session", "user")), ("user", ("user",)), ("session", ("session",)), ("visitor_id", ("visitor_id",))],
+)
 def test_key_fields(field, expected):
     assert from_env(JUMP_SESSION_KEY_FIELD=field).key_fields == expected
 
 
 def test_key_fields_match_the_codec_default():
     from pipeline.codec import decode_click
+
     assert decode_click.__defaults__[0] == Settings().key_fields
 
 
 # -- Kafka client settings -------------------------------------------------------------------------------------------
-SECRETS = {"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "jump", "KAFKA_SASL_PASSWORD": "s3cret",
-           "KAFKA_SSL_CAFILE": "/etc/ca.pem"}
+SECRETS = {
+    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+    "KAFKA_SASL_USERNAME": "jump",
+    "KAFKA_SASL_PASSWORD": "s3cret",
+    "KAFKA_SSL_CAFILE": "/etc/ca.pem",
+}
 
 
 def test_kafka_kwargs_plaintext():
@@ -191,30 +253,49 @@ def test_kafka_kwargs_plaintext():
 
 def test_kafka_kwargs_sasl_ssl():
     kw = Settings.from_env(env={"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", **SECRETS}).kafka_python_kwargs()
-    assert kw == {"bootstrap_servers": ["127.0.0.1:9092"], "security_protocol": "SASL_SSL",
-                  "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": "jump", "sasl_plain_password": "s3cret",
-                  "ssl_cafile": "/etc/ca.pem"}
+    assert kw == {
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": "jump",
+        "sasl_plain_password": "s3cret",
+        "ssl_cafile": "/etc/ca.pem",
+    }
 
 
 def test_kafka_kwargs_sasl_mechanism_defaults_to_plain():
-    kw = from_env(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_USERNAME="u",
-                  KAFKA_SSL_CAFILE="/etc/ca.pem").kafka_python_kwargs()
+    kw = from_env(
+        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_USERNAME="u", KAFKA_SSL_CAFILE="/etc/ca.pem"
+    ).kafka_python_kwargs()
     assert kw["sasl_mechanism"] == "PLAIN" and kw["sasl_plain_username"] == "u"
-    assert "ssl_cafile" not in kw                       # no TLS on SASL_PLAINTEXT
+    assert "ssl_cafile" not in kw  # no TLS on SASL_PLAINTEXT
 
 
 def test_kafka_kwargs_ssl_with_client_certificate():
-    kw = from_env(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CERTFILE="/c.pem", KAFKA_SSL_KEYFILE="/k.pem",
-                  KAFKA_SASL_USERNAME="ignored").kafka_python_kwargs()
-    assert kw == {"bootstrap_servers": ["127.0.0.1:9092"], "security_protocol": "SSL", "ssl_certfile": "/c.pem",
-                  "ssl_keyfile": "/k.pem"}
+    kw = from_env(
+        KAFKA_SECURITY_PROTOCOL="SSL",
+        KAFKA_SSL_CERTFILE="/c.pem",
+        KAFKA_SSL_KEYFILE="/k.pem",
+        KAFKA_SASL_USERNAME="ignored",
+    ).kafka_python_kwargs()
+    assert kw == {
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "security_protocol": "SSL",
+        "ssl_certfile": "/c.pem",
+        "ssl_keyfile": "/k.pem",
+    }
 
 
 def test_faust_credentials():
     import faust
+
     assert Settings().faust_broker_credentials() is None
-    c = from_env(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
-                 KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD="p").faust_broker_credentials()
+    c = from_env(
+        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        KAFKA_SASL_USERNAME="u",
+        KAFKA_SASL_PASSWORD="p",
+    ).faust_broker_credentials()
     assert isinstance(c, faust.SASLCredentials) and c.username == "u" and c.password == "p"
     assert c.mechanism.value == "SCRAM-SHA-512" and c.protocol.value == "SASL_PLAINTEXT"
     c = from_env(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_USERNAME="u").faust_broker_credentials()
@@ -250,6 +331,7 @@ def test_settings_markdown_has_one_row_per_field():
 def test_readme_documents_every_setting():
     from dataclasses import fields as dc_fields
     from pathlib import Path
+
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     missing = [f.metadata["env"] for f in dc_fields(Settings) if f"`{f.metadata['env']}`" not in readme]
     assert not missing, f"README configuration table lacks {missing}"

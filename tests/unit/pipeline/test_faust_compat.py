@@ -13,6 +13,7 @@ What each test pins down:
   to pick the changelog partition of a write;
 - `Consumer._read_offset`: the mapping of the last offset handed to the streams.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,6 +55,7 @@ class AnApp:
 
 # --------------------------------------------------------------------------- the version guard
 
+
 def test_tested_versions_are_the_pins_of_requirements_txt():
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements.txt").read_text(), re.M))
     assert {name: pins[name] for name in faust_compat.TESTED} == faust_compat.TESTED
@@ -74,16 +76,21 @@ def test_another_version_is_refused_with_one_clear_line(monkeypatch, name, other
     assert f"{name} {other} is installed, tested with {faust_compat.TESTED[name]}" in msg
     assert f"{name}=={faust_compat.TESTED[name]}" in msg and "requirements.txt" in msg
     with pytest.raises(RuntimeError, match=re.escape(f"{name} {other} is installed")):
-        base_app(settings(), "refused")                    # no Faust app is built on it
+        base_app(settings(), "refused")  # no Faust app is built on it
 
 
 def test_jump_sessionizer_refuses_another_faust_version_in_one_stderr_line(monkeypatch, capsys):
     from pipeline import cli
-    monkeypatch.setattr(faust_compat, "installed_versions",
-                        lambda: {**faust_compat.TESTED, "faust-streaming": "0.16.0"})
-    monkeypatch.setattr(sys, "argv", list(sys.argv))      # cmd_sessionizer rewrites it for faust.Worker
-    for var, value in (("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"), ("JUMP_CREATE_TOPICS", "false"),
-                       ("JUMP_METRICS_PORT", "0")):
+
+    monkeypatch.setattr(
+        faust_compat, "installed_versions", lambda: {**faust_compat.TESTED, "faust-streaming": "0.16.0"}
+    )
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # cmd_sessionizer rewrites it for faust.Worker
+    for var, value in (
+        ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ("JUMP_CREATE_TOPICS", "false"),
+        ("JUMP_METRICS_PORT", "0"),
+    ):
         monkeypatch.setenv(var, value)
     assert cli.main(["sessionizer"]) == 2
     err = capsys.readouterr().err
@@ -93,6 +100,7 @@ def test_jump_sessionizer_refuses_another_faust_version_in_one_stderr_line(monke
 
 # --------------------------------------------------------------------------- installation
 
+
 def test_patches_are_installed_once_and_idempotently():
     faust_compat.install()
     create, highwaters = Thread._create_worker_consumer, Thread._highwaters
@@ -101,7 +109,7 @@ def test_patches_are_installed_once_and_idempotently():
     assert Thread._create_worker_consumer is create and Thread._highwaters is highwaters
     for patched in (create, highwaters):
         assert patched.jump_patched
-        assert not getattr(patched.jump_original, "jump_patched", False)   # Faust's own, never a patch of a patch
+        assert not getattr(patched.jump_original, "jump_patched", False)  # Faust's own, never a patch of a patch
 
 
 def test_settings_are_kept_per_app_not_on_the_app():
@@ -114,10 +122,11 @@ def test_settings_are_kept_per_app_not_on_the_app():
     faust_compat.configure(key, fetch_max_wait_ms=5, kafka_kwargs=None)
     assert len(faust_compat._options) == n + 1
     del key
-    assert len(faust_compat._options) == n                 # held weakly: a dropped app takes its settings along
+    assert len(faust_compat._options) == n  # held weakly: a dropped app takes its settings along
 
 
 # --------------------------------------------------------------------------- 1. fetch wait
+
 
 def test_create_worker_consumer_keeps_its_shape_and_its_hard_coded_wait():
     original = Thread._create_worker_consumer.jump_original
@@ -162,7 +171,7 @@ def test_aiokafka_stores_fetch_max_wait_ms_privately_and_start_hands_it_to_the_f
 def test_the_patched_worker_consumer_gets_the_apps_fetch_wait(configured, want):
     app = base_app(settings(fetch_max_wait_ms=configured or 50), "fetch-wait")
     if configured is None:
-        faust_compat._options.pop(app)                     # an app nobody configured: Faust's default
+        faust_compat._options.pop(app)  # an app nobody configured: Faust's default
 
     async def main():
         consumer = app.consumer._thread._create_worker_consumer(app.transport)
@@ -175,6 +184,7 @@ def test_the_patched_worker_consumer_gets_the_apps_fetch_wait(configured, want):
 
 
 # --------------------------------------------------------------------------- 2. recovery end offsets
+
 
 def test_highwaters_keeps_its_shape_and_is_what_consumer_highwaters_calls():
     original = Thread._highwaters.jump_original
@@ -204,6 +214,7 @@ def test_the_patched_highwaters_takes_the_larger_of_list_offsets_and_the_fetch(m
     async def fetch(kwargs, partitions, reported):
         calls.append((kwargs, partitions, reported))
         return {tp: max(reported[tp], 7) for tp in partitions}
+
     monkeypatch.setattr(faust_compat, "fetch_highwaters", fetch)
     app = AnApp()
     faust_compat.configure(app, fetch_max_wait_ms=None, kafka_kwargs=kafka_kwargs)
@@ -214,16 +225,18 @@ def test_the_patched_highwaters_takes_the_larger_of_list_offsets_and_the_fetch(m
 
 def test_fetch_highwaters_falls_back_to_list_offsets_when_the_fetch_fails():
     from pipeline.devtools.broker import free_port
+
     tp = faust.types.TP("changelog", 1)
-    got = asyncio.run(faust_compat.fetch_highwaters({"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}, [tp],
-                                                    {tp: 5}))
+    got = asyncio.run(faust_compat.fetch_highwaters({"bootstrap_servers": [f"127.0.0.1:{free_port()}"]}, [tp], {tp: 5}))
     assert got == {tp: 5}
 
 
 # --------------------------------------------------------------------------- 3. Table writes
 
+
 def test_current_event_is_the_context_variable_that_tables_read():
     from faust.tables import base as table_base
+
     assert isinstance(faust.streams._current_event, contextvars.ContextVar)
     assert table_base.current_event is faust.streams.current_event
     event = Event(1)
@@ -242,6 +255,7 @@ def test_write_table_attributes_each_write_to_its_event_and_restores_the_current
 
     class Probe:
         """Records, per write, the changelog partition Faust's Table would send it to."""
+
         data = {b"gone": b"x"}
 
         def __setitem__(self, key, value):
@@ -255,25 +269,27 @@ def test_write_table_attributes_each_write_to_its_event_and_restores_the_current
     try:
         faust_compat.write_table(Probe(), Event(1), b"k", b"v")
         faust_compat.write_table(Probe(), Event(1), b"gone", None)
-        faust_compat.write_table(Probe(), Event(1), b"absent", None)       # deleting a missing key: no write
+        faust_compat.write_table(Probe(), Event(1), b"absent", None)  # deleting a missing key: no write
         assert faust.streams.current_event() is outer
     finally:
         faust.streams._current_event.reset(token)
     assert seen == [("set", b"k", 1), ("del", b"gone", 1)]
-    with pytest.raises(TypeError, match="outside of stream"):              # why write_table exists
+    with pytest.raises(TypeError, match="outside of stream"):  # why write_table exists
         table.partition_for_key(b"k")
 
 
 # --------------------------------------------------------------------------- 4. consumer lag
+
 
 def test_faust_consumer_keeps_the_last_read_offset_per_partition():
     app = base_app(settings(), "lag")
     consumer = app.consumer
     assert isinstance(consumer, driver.Consumer)
     from faust.transport.consumer import Consumer as FaustConsumer
+
     assert "_read_offset" in FaustConsumer.__annotations__
     tp = faust.types.TP("requests", 0)
     assert faust_compat.read_offset(consumer, tp) is None
-    consumer._read_offset[tp] = 41                         # as Faust's fetch loop sets it
+    consumer._read_offset[tp] = 41  # as Faust's fetch loop sets it
     assert faust_compat.read_offset(consumer, tp) == 41
     assert "set_read_offset(tp, offset)" in inspect.getsource(type(consumer)._drain_messages)

@@ -1,4 +1,5 @@
 """The inference engine: cached incremental steps == the full pass == offline live rows."""
+
 from __future__ import annotations
 
 import random
@@ -41,9 +42,19 @@ def requests_for(sess, context=100):
     reqs = []
     for sid, clicks in sess.items():
         for k in range(len(clicks)):
-            window = clicks[max(0, k + 1 - context):k + 1]
-            reqs.append({"session_key": sid[:-2], "session_id": sid, "position": k, "items": [c[0] for c in window],
-                         "ts": [c[1] for c in window], "event_ts": clicks[k][1], "ingest_ts": 0.0, "partition": 0})
+            window = clicks[max(0, k + 1 - context) : k + 1]
+            reqs.append(
+                {
+                    "session_key": sid[:-2],
+                    "session_id": sid,
+                    "position": k,
+                    "items": [c[0] for c in window],
+                    "ts": [c[1] for c in window],
+                    "event_ts": clicks[k][1],
+                    "ingest_ts": 0.0,
+                    "partition": 0,
+                }
+            )
     return reqs
 
 
@@ -65,7 +76,7 @@ def interleave(reqs, seed):
 def run(engine, reqs, batch):
     out = []
     for i in range(0, len(reqs), batch):
-        out += engine.predict(reqs[i:i + batch])[0]
+        out += engine.predict(reqs[i : i + batch])[0]
     return {(p["session_id"], p["position"]): p for p in out}
 
 
@@ -87,16 +98,16 @@ def test_cached_steps_equal_full_pass(ckpt, batch):
     st = cached_engine.stats
     assert st["cached"] + st["full"] == len(reqs)
     if batch == 1:
-        assert st["cached"] > 0.8 * len(reqs)                      # in-order requests hit the cache
+        assert st["cached"] > 0.8 * len(reqs)  # in-order requests hit the cache
     else:
-        assert st["full"] > 0                                      # same-session backlogs: one pass each
+        assert st["full"] > 0  # same-session backlogs: one pass each
 
 
 def test_resent_windowed_and_evicted_requests_fall_back_correctly(ckpt):
     reqs = interleave(requests_for(sessions(seed=3), context=4), seed=5)
-    reqs = reqs + reqs[:40]                                          # at-least-once re-sends
+    reqs = reqs + reqs[:40]  # at-least-once re-sends
     full = run(InferenceEngine(ckpt, "cpu", cache_sessions=0), reqs, 16)
-    tiny = InferenceEngine(ckpt, "cpu", cache_sessions=3)            # constant eviction
+    tiny = InferenceEngine(ckpt, "cpu", cache_sessions=3)  # constant eviction
     same(run(tiny, reqs, 16), full)
     assert tiny.stats["full"] > 0 and tiny.stats["cached"] > 0
 

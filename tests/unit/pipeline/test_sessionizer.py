@@ -2,6 +2,7 @@
 
 (The same core runs inside the Faust agent; tests/integration/test_pipeline.py drives it through a real broker.)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -80,7 +81,7 @@ def test_context_cap_keeps_most_recent_clicks():
 def test_stream_time_closes_after_gap_plus_grace():
     f = Feed()
     out = f.core.process([f.msg("u", "a", 100.0), f.msg("v", "x", 100.0 + 3600 + 60)])
-    assert logs(out) == []                            # not yet: stream time == deadline
+    assert logs(out) == []  # not yet: stream time == deadline
     out = f.core.process([f.msg("v", "y", 100.0 + 3600 + 61)])
     (log,) = logs(out)
     assert log["session_key"] == "u" and log["close_reason"] == "stream_time"
@@ -89,9 +90,9 @@ def test_stream_time_closes_after_gap_plus_grace():
 def test_out_of_order_within_grace_is_inserted_later_is_late():
     f = Feed()
     f.core.process([f.msg("u", "a", 100.0), f.msg("u", "c", 200.0)])
-    out = f.core.process([f.msg("u", "b", 150.0)])                   # 50 s behind, grace 60
+    out = f.core.process([f.msg("u", "b", 150.0)])  # 50 s behind, grace 60
     assert requests(out)[0]["items"] == ["a", "b"] and requests(out)[0]["position"] == 2
-    f.core.process([f.msg("w", "q", 250.0)])                         # stream time 250: 120 is 130 s behind
+    f.core.process([f.msg("w", "q", 250.0)])  # stream time 250: 120 is 130 s behind
     late = f.msg("u", "z", 120.0)
     out = f.core.process([late])
     (dead,) = [codec.decode("dead_letter", v) for _, _, v in out.dead_letters]
@@ -102,10 +103,16 @@ def test_out_of_order_within_grace_is_inserted_later_is_late():
 
 def test_duplicate_event_ids_dropped_and_counts_add_up():
     f = Feed(settings(max_session_clicks=3))
-    batch = [f.msg("u", "a", 1.0, "e1"), f.msg("u", "a", 1.0, "e1"), f.msg("u", "b", 2.0, "e2"),
-             f.msg("u", "c", 3.0, "e3"), f.msg("u", "d", 4.0, "e4"),           # 4th click: too long
-             f.msg(None, None, 0, raw=b"\xc1garbage", msg_key=b"k"),
-             f.msg("u", "x", float("nan"), "e5"), f.msg("v", "y", 5.0, msg_key=b"not-v")]
+    batch = [
+        f.msg("u", "a", 1.0, "e1"),
+        f.msg("u", "a", 1.0, "e1"),
+        f.msg("u", "b", 2.0, "e2"),
+        f.msg("u", "c", 3.0, "e3"),
+        f.msg("u", "d", 4.0, "e4"),  # 4th click: too long
+        f.msg(None, None, 0, raw=b"\xc1garbage", msg_key=b"k"),
+        f.msg("u", "x", float("nan"), "e5"),
+        f.msg("v", "y", 5.0, msg_key=b"not-v"),
+    ]
     out = f.core.process(batch)
     c = out.counts
     assert c["duplicates"] == 1 and c["rekeyed"] == 1 and c["accepted"] == 3
@@ -118,7 +125,7 @@ def test_idle_tick_closes_partition_sessions():
     f = Feed()
     f.core.process([f.msg("u", "a", 1.0), f.msg("v", "b", 2.0, partition=1)])
     f.clock[0] += 5
-    assert logs(f.core.process([f.tick(0)])) == []                   # idle 5 s < 10 s
+    assert logs(f.core.process([f.tick(0)])) == []  # idle 5 s < 10 s
     f.clock[0] += 6
     out = f.core.process([f.tick(0)])
     assert [g["session_key"] for g in logs(out)] == ["u"] and logs(out)[0]["close_reason"] == "idle"
@@ -147,8 +154,8 @@ def test_restart_reprocessing_neither_loses_nor_duplicates():
     table[b"u"] = out2.state[b"u"][1].pack()
     restarted = SessionizerCore(f.s, clock=lambda: NOW)
     restarted.load(table.items())
-    out = restarted.process(msgs[8:])                                # re-delivered from offset 8
-    assert out.counts["replayed"] == 3                               # u's clicks of batch 2
+    out = restarted.process(msgs[8:])  # re-delivered from offset 8
+    assert out.counts["replayed"] == 3  # u's clicks of batch 2
     log = logs(restarted.flush_all())
     clean = SessionizerCore(f.s, clock=lambda: NOW)
     clean.process(msgs)
@@ -169,7 +176,7 @@ def _stream(core_settings, clicks, batch=257):
     f = Feed(core_settings, partitions=1)
     logs_ = []
     for i in range(0, len(clicks), batch):
-        out = f.core.process([f.msg(k, it, ts) for k, it, ts in clicks[i:i + batch]])
+        out = f.core.process([f.msg(k, it, ts) for k, it, ts in clicks[i : i + batch]])
         assert not out.dead_letters, [codec.decode("dead_letter", v)["detail"] for _, _, v in out.dead_letters]
         logs_ += logs(out)
     return logs_ + logs(f.core.flush_all())
@@ -198,6 +205,6 @@ def test_reload_keeps_partitions_owned_through_a_rebalance():
     stale = {}
     _persist(stale, first)
     f.core.process([f.msg("u", "c", 3.0, partition=0), f.msg("v", "d", 4.0, partition=1)])
-    f.core.load(stale.items(), keep={0})                       # partition 0 kept, partition 1 newly assigned
-    assert f.core.sessions[b"u"].items == ["a", "c"]           # in-memory state kept
-    assert f.core.sessions[b"v"].items == ["b"]                # taken from the Table
+    f.core.load(stale.items(), keep={0})  # partition 0 kept, partition 1 newly assigned
+    assert f.core.sessions[b"u"].items == ["a", "c"]  # in-memory state kept
+    assert f.core.sessions[b"v"].items == ["b"]  # taken from the Table

@@ -3,6 +3,7 @@ rejected / failed runs, records that fit the codec and the AsyncAPI schemas.
 
 The trainer and inference processes on a broker are tests/integration/test_trainer_loop.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -22,9 +23,17 @@ SESSIONS = [s for s in logged_sessions() if len(s.items) > 1]
 
 
 def msgs(records, topic="jump-training-log", start=0):
-    return [Msg(topic, 0, start + k, (r.get("session_id") or "x").encode() if isinstance(r, dict) else None,
-                codec.encode("training_log", r) if isinstance(r, dict) else r, 0.0)
-            for k, r in enumerate(records)]
+    return [
+        Msg(
+            topic,
+            0,
+            start + k,
+            (r.get("session_id") or "x").encode() if isinstance(r, dict) else None,
+            codec.encode("training_log", r) if isinstance(r, dict) else r,
+            0.0,
+        )
+        for k, r in enumerate(records)
+    ]
 
 
 def counter(c, *labels) -> float:
@@ -46,17 +55,25 @@ def core(tmp_path):
 
 
 def test_ingest_counts_add_up_and_bad_records_are_dead_lettered(core):
-    before = [counter(metrics.trainer_consumed), counter(metrics.trainer_windowed),
-              counter(metrics.trainer_skipped, "duplicate"), counter(metrics.trainer_skipped, "too_short"),
-              counter(metrics.dead_letters, "bad_training_log")]
+    before = [
+        counter(metrics.trainer_consumed),
+        counter(metrics.trainer_windowed),
+        counter(metrics.trainer_skipped, "duplicate"),
+        counter(metrics.trainer_skipped, "too_short"),
+        counter(metrics.dead_letters, "bad_training_log"),
+    ]
     single = next(s for s in logged_sessions() if len(s.items) == 1)
     good = [as_record(s) for s in SESSIONS[:50]]
     broken = {**good[0], "session_id": "broken", "tau": good[0]["tau"][:-1]}
     batch = msgs(good + good[:5] + [as_record(single), broken]) + [Msg("t", 1, 9, None, b"\xc1junk", 0.0)]
     dead = core.ingest(batch)
-    after = [counter(metrics.trainer_consumed), counter(metrics.trainer_windowed),
-             counter(metrics.trainer_skipped, "duplicate"), counter(metrics.trainer_skipped, "too_short"),
-             counter(metrics.dead_letters, "bad_training_log")]
+    after = [
+        counter(metrics.trainer_consumed),
+        counter(metrics.trainer_windowed),
+        counter(metrics.trainer_skipped, "duplicate"),
+        counter(metrics.trainer_skipped, "too_short"),
+        counter(metrics.dead_letters, "bad_training_log"),
+    ]
     consumed, windowed, dup, short, bad = (a - b for a, b in zip(after, before))
     assert (consumed, windowed, dup, short, bad) == (58, 50, 5, 1, 2)
     assert consumed == windowed + dup + short + bad
@@ -70,15 +87,15 @@ def test_ingest_counts_add_up_and_bad_records_are_dead_lettered(core):
 
 def test_runs_are_triggered_by_new_sessions_or_by_time(core):
     core.ingest(msgs([as_record(s) for s in SESSIONS[:399]]))
-    assert core.due() is None                                   # below JUMP_TRAINER_MIN_SESSIONS
+    assert core.due() is None  # below JUMP_TRAINER_MIN_SESSIONS
     core.ingest(msgs([as_record(s) for s in SESSIONS[399:700]]))
-    assert core.due() is None                                   # 700 new < 800, and no time passed
+    assert core.due() is None  # 700 new < 800, and no time passed
     core.clock.t += 3600
     assert core.due() == "time"
     core.ingest(msgs([as_record(s) for s in SESSIONS[700:800]]))
     assert core.due() == "sessions"
     core.new_sessions = 0
-    assert core.due() is None                                   # nothing new: no run, however long ago
+    assert core.due() is None  # nothing new: no run, however long ago
 
 
 def test_a_first_run_promotes_then_a_worse_candidate_is_rejected(core):
@@ -96,20 +113,26 @@ def test_a_first_run_promotes_then_a_worse_candidate_is_rejected(core):
     assert update2 is None and rec2["result"] == "rejected" and rec2["candidate_version"] is None
     assert rec2["candidate_recall20"] < rec2["serving_recall20"] - core.s.trainer_margin
     assert core.store.current() == update and [seq for seq, _ in core.store.checkpoints()] == [1]
-    assert check(codec.decode("training_metrics", codec.encode("training_metrics", rec2)),
-                 schema_of("training_metrics")) == []
+    assert (
+        check(codec.decode("training_metrics", codec.encode("training_metrics", rec2)), schema_of("training_metrics"))
+        == []
+    )
 
 
 def test_a_failed_run_is_reported_and_changes_nothing(core, monkeypatch):
     import pipeline.core.trainer as trainer
+
     core.ingest(msgs([as_record(s) for s in SESSIONS[:500]]))
     failed = counter(metrics.trainer_runs, "failed")
 
     def boom(*a, **k):
         raise RuntimeError("CUDA out of memory (simulated)")
+
     monkeypatch.setattr(trainer, "train_candidate", boom)
     update, rec = core.run("sessions")
     assert update is None and rec["result"] == "failed" and "out of memory" in rec["reason"]
     assert counter(metrics.trainer_runs, "failed") == failed + 1 and core.store.current() is None
-    assert check(codec.decode("training_metrics", codec.encode("training_metrics", rec)),
-                 schema_of("training_metrics")) == []
+    assert (
+        check(codec.decode("training_metrics", codec.encode("training_metrics", rec)), schema_of("training_metrics"))
+        == []
+    )

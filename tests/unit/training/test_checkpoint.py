@@ -1,4 +1,5 @@
 """Checkpoint round trip and refusal of corrupt or mismatched checkpoints."""
+
 import pytest
 import torch
 
@@ -33,7 +34,7 @@ def test_round_trip_gives_identical_predictions(saved):
         assert torch.equal(want.scores, got.scores) and torch.equal(want.dwell.median, got.dwell.median)
     assert meta2["dataset_fingerprint"] == "fp123" and meta2["items"] == ITEMS
     assert meta2["train"]["best_epoch"] == 3 and meta2["code_version"]
-    assert not list(path.parent.glob("*.tmp"))               # atomic write left nothing behind
+    assert not list(path.parent.glob("*.tmp"))  # atomic write left nothing behind
 
 
 def test_truncated_file_is_refused(saved, tmp_path):

@@ -1,5 +1,6 @@
 """jump_core.training.continual (window, split, vocabulary growth, one training run, promotion rule) and
 jump_core.artifacts.model_store (atomic versioned checkpoints, verification against the announcement)."""
+
 from __future__ import annotations
 
 import json
@@ -48,11 +49,17 @@ def test_session_from_record_accepts_a_logged_session_and_rejects_malformed_ones
     s = logged_sessions()[10]
     assert session_from_record(as_record(s)) == s
     good = as_record(s)
-    bad = [{**good, "items": good["items"][:-1]}, {**good, "items": [1] * len(good["items"])},
-           {**good, "ts": good["ts"][::-1]} if len(good["ts"]) > 1 and good["ts"][0] != good["ts"][-1] else None,
-           {**good, "delta": [2] * len(good["delta"])}, {**good, "tau": [float("nan")] * len(good["tau"])},
-           {**good, "session_id": ""}, {k: v for k, v in good.items() if k != "tau"}, {**good, "items": []},
-           {**good, "ts": "not a list"}]
+    bad = [
+        {**good, "items": good["items"][:-1]},
+        {**good, "items": [1] * len(good["items"])},
+        {**good, "ts": good["ts"][::-1]} if len(good["ts"]) > 1 and good["ts"][0] != good["ts"][-1] else None,
+        {**good, "delta": [2] * len(good["delta"])},
+        {**good, "tau": [float("nan")] * len(good["tau"])},
+        {**good, "session_id": ""},
+        {k: v for k, v in good.items() if k != "tau"},
+        {**good, "items": []},
+        {**good, "ts": "not a list"},
+    ]
     for b in bad:
         if b is None:
             continue
@@ -68,8 +75,8 @@ def test_window_deduplicates_skips_single_clicks_and_keeps_the_newest():
     assert w.add(sess("one", ["1"], 5)) == "duplicate"
     for k, t0 in enumerate((100, 50, 200)):
         assert w.add(sess(f"s{k}", ["1", "2", "3"], t0)) == "added"
-    assert len(w) == 3                                   # "a" evicted (oldest arrival)
-    assert [s.session_id for s in w.snapshot()] == ["s1", "s0", "s2"]   # by end time
+    assert len(w) == 3  # "a" evicted (oldest arrival)
+    assert [s.session_id for s in w.snapshot()] == ["s1", "s0", "s2"]  # by end time
 
 
 def test_split_holds_out_the_most_recent_sessions():
@@ -106,7 +113,7 @@ def test_grown_vocabulary_scores_the_old_items_exactly_as_before():
     s_new, (med_new, _, _) = grown.predict(batch, "live")
     assert s_new.shape[1] == 16
     assert torch.allclose(s_new[:, :11], s_old, atol=1e-6) and torch.allclose(med_new, med_old)
-    assert not torch.equal(grown.item_emb.weight[11:], torch.zeros(5, 8))   # new rows initialised
+    assert not torch.equal(grown.item_emb.weight[11:], torch.zeros(5, 8))  # new rows initialised
     with pytest.raises(ValueError):
         grow_vocabulary(old, 5)
 
@@ -122,17 +129,18 @@ def test_first_run_trains_from_scratch_and_promotes(first_run):
     sessions, r = first_run
     assert r.mode == "initial" and r.promote and r.serving is None and r.reason == "no serving model yet"
     assert r.model.config.n_items == len(r.items) + 1 and r.items == r.new_items
-    assert all(math.isfinite(h["train_loss_per_click"]) for h in r.summary["history"])   # OOV clicks left out
+    assert all(math.isfinite(h["train_loss_per_click"]) for h in r.summary["history"])  # OOV clicks left out
     assert r.sessions_train + r.sessions_holdout <= 1500 and r.candidate["n_predictions"] > 0
 
 
 def test_a_better_candidate_is_promoted_and_new_items_enter_the_vocabulary(first_run):
     sessions, r = first_run
-    window = sessions[:3500]                       # later sessions bring items the first model lacks
+    window = sessions[:3500]  # later sessions bring items the first model lacks
     r2 = train_candidate(window, (r.model, r.items), CFG, log=lambda *_: None)
-    assert r2.mode == "finetune" and r2.new_items and r2.items[:len(r.items)] == r.items
-    assert r2.serving["recall@20"] == pytest.approx(holdout_metrics(r.model, r.items, split_window(
-        window, CFG.holdout_fraction)[1])["recall@20"])
+    assert r2.mode == "finetune" and r2.new_items and r2.items[: len(r.items)] == r.items
+    assert r2.serving["recall@20"] == pytest.approx(
+        holdout_metrics(r.model, r.items, split_window(window, CFG.holdout_fraction)[1])["recall@20"]
+    )
     assert r2.candidate["recall@20"] > r2.serving["recall@20"] + CFG.margin
     assert r2.promote and ">=" in r2.reason
 
@@ -140,8 +148,9 @@ def test_a_better_candidate_is_promoted_and_new_items_enter_the_vocabulary(first
 def test_a_worse_candidate_is_refused(first_run):
     sessions, r = first_run
     window = sessions[:1500]
-    good = train_candidate(window, (r.model, r.items), ContinualConfig(**{**CFG.__dict__, "epochs": 3}),
-                           log=lambda *_: None)
+    good = train_candidate(
+        window, (r.model, r.items), ContinualConfig(**{**CFG.__dict__, "epochs": 3}), log=lambda *_: None
+    )
     # A retrain with a learning rate too small to learn anything: an untrained model, honestly evaluated.
     bad_cfg = ContinualConfig(**{**CFG.__dict__, "mode": "retrain", "lr": 1e-9, "epochs": 1})
     bad = train_candidate(window, (good.model, good.items), bad_cfg, log=lambda *_: None)
@@ -155,8 +164,9 @@ def test_the_margin_decides(first_run):
     window = sessions[:1500]
     untrained = {**CFG.__dict__, "mode": "retrain", "lr": 1e-9, "epochs": 1}
     for margin in (0.0, 0.99):
-        out = train_candidate(window, (r.model, r.items), ContinualConfig(**{**untrained, "margin": margin}),
-                              log=lambda *_: None)
+        out = train_candidate(
+            window, (r.model, r.items), ContinualConfig(**{**untrained, "margin": margin}), log=lambda *_: None
+        )
         assert out.candidate["recall@20"] < out.serving["recall@20"]
         assert out.promote == (margin == 0.99)
         assert out.promote == (out.candidate["recall@20"] >= out.serving["recall@20"] - margin)
@@ -167,8 +177,9 @@ def test_a_serving_model_with_other_censoring_thresholds_is_not_fine_tuned(first
     other = grow_vocabulary(r.model, r.model.config.n_items)
     other.config.c2 = 60.0
     msgs = []
-    out = train_candidate(sessions[:600], (other, r.items), ContinualConfig(**{**CFG.__dict__, "epochs": 1}),
-                          log=msgs.append)
+    out = train_candidate(
+        sessions[:600], (other, r.items), ContinualConfig(**{**CFG.__dict__, "epochs": 1}), log=msgs.append
+    )
     assert out.mode == "retrain" and out.model.config.c2 == CFG.c2 and any("c2=60.0" in m for m in msgs)
 
 
@@ -190,7 +201,7 @@ def test_publish_writes_versioned_checkpoints_and_the_current_pointer(tmp_path):
     assert store.current() == r2 == json.loads((tmp_path / "models" / "jump-v000002.json").read_text())
     assert r2["version"].startswith("jump-v000002:") and r2["file_sha256"] == sha256_files(r2["path"])
     assert r1["recall20"] == 0.5 and r1["sessions_used"] == 10
-    assert not list((tmp_path / "models").glob("*.tmp"))            # nothing half-written left behind
+    assert not list((tmp_path / "models").glob("*.tmp"))  # nothing half-written left behind
     model, meta = store.verify(r1)
     assert meta["items"] == ITEMS and torch.equal(model.item_emb.weight, small_model(1).item_emb.weight)
 
@@ -208,8 +219,12 @@ def test_prune_keeps_the_newest_and_never_the_current(tmp_path):
 def test_verify_refuses_what_disagrees_with_the_announcement(tmp_path):
     store = ModelStore(tmp_path)
     rec = store.publish(small_model(), ITEMS, "fp")
-    cases = {"vocab_mismatch": {**rec, "n_items": 4}, "config_mismatch": {**rec, "config_sha256": "0" * 64},
-             "checksum": {**rec, "state_sha256": "1" * 64}, "missing_file": {**rec, "path": "jump-v000099.ckpt"}}
+    cases = {
+        "vocab_mismatch": {**rec, "n_items": 4},
+        "config_mismatch": {**rec, "config_sha256": "0" * 64},
+        "checksum": {**rec, "state_sha256": "1" * 64},
+        "missing_file": {**rec, "path": "jump-v000099.ckpt"},
+    }
     for reason, bad in cases.items():
         with pytest.raises(CheckpointError) as e:
             store.verify(bad)
@@ -232,7 +247,7 @@ def test_smoke_test_refuses_non_finite_weights(tmp_path):
         smoke_test(model)
     assert e.value.reason == "smoke_test"
     store = ModelStore(tmp_path)
-    rec = store.publish(model, ITEMS, "fp")            # consistent checksums, unusable weights
+    rec = store.publish(model, ITEMS, "fp")  # consistent checksums, unusable weights
     with pytest.raises(CheckpointError, match="not finite"):
         store.verify(rec)
 
@@ -241,6 +256,7 @@ def test_checkpoint_errors_carry_a_reason(tmp_path):
     path = tmp_path / "x.ckpt"
     path.write_bytes(b"garbage")
     from jump_core.artifacts.checkpoint import load_checkpoint
+
     with pytest.raises(CheckpointError) as e:
         load_checkpoint(path)
     assert e.value.reason == "unreadable"

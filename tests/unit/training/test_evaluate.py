@@ -1,4 +1,5 @@
 """Metrics against hand-computed examples; the evaluation path on a tiny dataset."""
+
 import math
 
 import numpy as np
@@ -11,10 +12,14 @@ from jump_core.training.evaluate import bucket_of, evaluate, pessimistic_ranks, 
 
 
 def test_pessimistic_ranks_hand_computed():
-    scores = torch.tensor([[-math.inf, 0.9, 0.5, 0.5, 0.1],
-                           [-math.inf, 0.9, 0.5, 0.5, 0.1],
-                           [-math.inf, 0.2, 0.2, 0.2, 0.2],
-                           [-math.inf, 0.9, 0.5, 0.5, 0.1]])
+    scores = torch.tensor(
+        [
+            [-math.inf, 0.9, 0.5, 0.5, 0.1],
+            [-math.inf, 0.9, 0.5, 0.5, 0.1],
+            [-math.inf, 0.2, 0.2, 0.2, 0.2],
+            [-math.inf, 0.9, 0.5, 0.5, 0.1],
+        ]
+    )
     targets = torch.tensor([1, 2, 4, 0])
     # target 1 best -> 1; target 2 tied with 3 -> ranked below it -> 3; all tied -> last (4);
     # unknown item 0 -> never ranked (a miss)
@@ -36,15 +41,25 @@ def test_ranking_metrics_hand_computed():
 
 
 def test_buckets():
-    assert bucket_of(np.array([2, 6, 7, 10, 30, 31, 150, 151, 1000])).tolist() == \
-        ["2-6", "2-6", "7-9", "10-30", "10-30", "31-150", "31-150", ">150", ">150"]
+    assert bucket_of(np.array([2, 6, 7, 10, 30, 31, 150, 151, 1000])).tolist() == [
+        "2-6",
+        "2-6",
+        "7-9",
+        "10-30",
+        "10-30",
+        "31-150",
+        "31-150",
+        ">150",
+        ">150",
+    ]
 
 
 class Oracle(FittedModel):
     """Knows the next item: scores it 1, everything else 0; predicts a dwell of 10 s everywhere."""
+
     name = "oracle"
     ranks_clicks = predicts_dwell = True
-    config = None                                  # nothing to configure
+    config = None  # nothing to configure
 
     def predict(self, batch: SessionBatch, protocol="paper"):
         check_protocol(protocol)
@@ -58,16 +73,20 @@ class Oracle(FittedModel):
 
 def test_evaluate_counts_every_position_and_uncensored_dwell():
     # sessions: [1,2,3] and [4,0,5]: 0 is an unseen item -> its position as target is a miss
-    data = SessionSet(items=np.array([1, 2, 3, 4, 0, 5]), ts=np.arange(6.0),
-                      tau=np.array([12.0, 7.0, 30.0, 10.0, 2000.0, 30.0]),
-                      delta=np.array([0, 0, 1, 0, 1, 1], dtype=np.uint8),
-                      offsets=np.array([0, 3, 6]), session_ids=np.array([b"a", b"b"]))
+    data = SessionSet(
+        items=np.array([1, 2, 3, 4, 0, 5]),
+        ts=np.arange(6.0),
+        tau=np.array([12.0, 7.0, 30.0, 10.0, 2000.0, 30.0]),
+        delta=np.array([0, 0, 1, 0, 1, 1], dtype=np.uint8),
+        offsets=np.array([0, 3, 6]),
+        session_ids=np.array([b"a", b"b"]),
+    )
     assert isinstance(Oracle(), SessionModel)
     r = evaluate(Oracle(), data, "paper")
     assert r["n_predictions"] == 4 and r["n_oov_targets"] == 1
-    assert r["recall@20"] == pytest.approx(3 / 4)          # the unseen target counts as a miss
+    assert r["recall@20"] == pytest.approx(3 / 4)  # the unseen target counts as a miss
     assert r["mrr@20"] == pytest.approx(3 / 4)
-    assert r["n_dwell"] == 3                                # uncensored clicks only
+    assert r["n_dwell"] == 3  # uncensored clicks only
     assert r["dwell_mae_s"] == pytest.approx((2 + 3 + 0) / 3)
     assert r["by_length"]["2-6"]["n_predictions"] == 4 and r["by_length"]["10-30"]["n_predictions"] == 0
     assert {"recall@20", "mrr@20", "ndcg@20", "dwell_mae_s", "by_length", "protocol", "n_predictions"} <= set(r)

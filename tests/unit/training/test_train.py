@@ -1,4 +1,5 @@
 """Training end to end on synthetic data: JUMP must beat the simple baselines, deterministically."""
+
 import json
 
 import pytest
@@ -20,15 +21,22 @@ CSV_OPTS = {"session_col": "session_id", "item_col": "item_id", "time_col": "tim
 def synthetic(tmp_path_factory):
     d = tmp_path_factory.mktemp("synth")
     write_csv(SynthConfig(clicks=40_000, seed=5), d / "clicks.csv")
-    prepare(PrepareConfig("csv", [str(d / "clicks.csv")], str(d / "data"), reader_options=CSV_OPTS),
-            log=lambda *_: None)
+    prepare(
+        PrepareConfig("csv", [str(d / "clicks.csv")], str(d / "data"), reader_options=CSV_OPTS), log=lambda *_: None
+    )
     return d, load_prepared(d / "data")
 
 
 @pytest.mark.slow
 def test_jump_beats_popularity_on_recall(synthetic):
     d, data = synthetic
-    train(data, str(d / "jump.ckpt"), TrainConfig(epochs=3, lr=3e-3, model={"dim": 48}), progress=False, log=lambda *_: None)
+    train(
+        data,
+        str(d / "jump.ckpt"),
+        TrainConfig(epochs=3, lr=3e-3, model={"dim": 48}),
+        progress=False,
+        log=lambda *_: None,
+    )
     model, _ = load_checkpoint(d / "jump.ckpt", expect_items=data.items)
     pop = Popularity(PopularityConfig(data.n_items)).fit(data.train)
     for protocol in ("paper", "live"):
@@ -44,8 +52,13 @@ def test_jump_beats_global_median_on_dwell_mae_at_sigma_1(synthetic):
     # Fig. 5's trade-off: a large 1/sigma^2 favours dwell prediction. At the paper's sigma = 10
     # the censored terms bias mu upwards and the median loses to the global median (README).
     d, data = synthetic
-    train(data, str(d / "jump_s1.ckpt"), TrainConfig(epochs=3, lr=3e-3, model={"dim": 48, "sigma": 1.0}), progress=False,
-          log=lambda *_: None)
+    train(
+        data,
+        str(d / "jump_s1.ckpt"),
+        TrainConfig(epochs=3, lr=3e-3, model={"dim": 48, "sigma": 1.0}),
+        progress=False,
+        log=lambda *_: None,
+    )
     model, _ = load_checkpoint(d / "jump_s1.ckpt")
     r_jump = evaluate(model, data.test, "live")
     r_med = evaluate(Popularity(PopularityConfig(data.n_items)).fit(data.train), data.test, "live")
@@ -71,11 +84,30 @@ def test_cli_evaluate_writes_json_markdown_and_figures(tmp_path, synthetic):
     d, data = synthetic
     small = data.train.subset(range(200))
     data_small = type(data)(small, data.test.subset(range(60)), data.items, data.meta)
-    train(data_small, str(tmp_path / "m.ckpt"), TrainConfig(epochs=1, model={"dim": 16}), progress=False,
-          log=lambda *_: None)
+    train(
+        data_small,
+        str(tmp_path / "m.ckpt"),
+        TrainConfig(epochs=1, model={"dim": 16}),
+        progress=False,
+        log=lambda *_: None,
+    )
     out = tmp_path / "rep" / "live.json"
-    assert main(["evaluate", "--data", str(d / "data"), "--model", str(tmp_path / "m.ckpt"), "--protocol", "live",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(d / "data"),
+                "--model",
+                str(tmp_path / "m.ckpt"),
+                "--protocol",
+                "live",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert {"recall@20", "mrr@20", "ndcg@20", "dwell_mae_s", "by_length", "protocol", "n_predictions"} <= set(r)
     assert r["protocol"] == "live" and r["baselines"]["pop"]["n_predictions"] == r["n_predictions"]
