@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= runs/demo
 DEMO_CLICKS ?= 60000
 
-.PHONY: demo test bench benchmark benchmark-scale clean venv
+.PHONY: demo test lint format bench benchmark benchmark-scale clean venv
 
 venv: $(STAMP)
 
@@ -18,9 +18,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $@
 
-test: $(STAMP)
+# `make test` lints first: a style or pyflakes error (an undefined name, an unused variable) fails it.
+test: lint
 	-@bash scripts/ensure-prometheus.sh
 	$(PY) -m pytest -q -ra
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Rewrites files: ruff's safe fixes, then its formatter.
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The offline half is file targets: a second `make demo` reuses the data and the trained models.
 $(DEMO)/clicks.csv: | $(STAMP)

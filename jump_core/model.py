@@ -80,11 +80,7 @@ class JumpConfig:
     @property
     def time_rows(self) -> int:  # rows of T: floor(tau) for tau in [0, max(c1, c2)] (or its log buckets)
         top = max(self.c1, self.c2)
-        return (
-            int(math.floor(top)) + 1
-            if self.time_buckets == "second"
-            else 2 + int(math.floor(2 * math.log2(max(top, 1.0))))
-        )
+        return math.floor(top) + 1 if self.time_buckets == "second" else 2 + math.floor(2 * math.log2(max(top, 1.0)))
 
     def to_dict(self) -> dict:
         return asdict(self)

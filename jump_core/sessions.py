@@ -38,7 +38,7 @@ def session_starts(keys: np.ndarray, ts: np.ndarray, gap: float | None) -> np.nd
 
 def session_id(key: str, start_ts: float) -> str:
     """Stable id of a session: its key and the millisecond Unix time of its first click."""
-    return f"{key}@{int(round(start_ts * 1000))}"
+    return f"{key}@{round(start_ts * 1000)}"
 
 
 def split_sessions(timestamps: Sequence[float], gap: float | None) -> list[tuple[int, int]]:

@@ -77,10 +77,8 @@ def load_checkpoint(path: str | Path, map_location="cpu", expect_items: list[str
             f"{path}: not a readable JUMP checkpoint ({type(e).__name__}: {str(e)[:200]})", "unreadable"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: not a JUMP checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r})",
-            "format",
-        )
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{path}: not a JUMP checkpoint (format {found!r})", "format")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {payload.get('format_version')} is not supported "

@@ -80,7 +80,7 @@ class ModelStore:
     def next_seq(self) -> int:
         seqs = [seq for seq, _ in self.checkpoints()]
         cur = self.current()
-        return max(seqs + [int(cur["seq"]) if cur else 0]) + 1
+        return max([*seqs, int(cur["seq"]) if cur else 0]) + 1
 
     def publish(
         self,
@@ -165,7 +165,7 @@ class ModelStore:
         cur = self.current()
         current_name = Path(cur["path"]).name if cur else None
         removed = []
-        for seq, path in self.checkpoints()[: -self.keep]:
+        for _seq, path in self.checkpoints()[: -self.keep]:
             if path.name == current_name:
                 continue
             path.unlink(missing_ok=True)

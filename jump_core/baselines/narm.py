@@ -19,7 +19,8 @@ Documented choices where the paper is silent or differs from the authors' code
     query positions (`attn_chunk` elements), recomputed in backward (activation checkpointing)
     when more than one chunk is needed, so memory stays bounded on long sessions.
   * Default embedding and hidden size 100 (the JUMP paper sets 100 for every model; NARM's own
-    experiments used 50 / 100); `hidden` defaults to `dim`, so a dimension sweep moves both. Init: PyTorch defaults, embeddings N(0, 0.1^2).
+    experiments used 50 / 100); `hidden` defaults to `dim`, so a dimension sweep moves both.
+    Init: PyTorch defaults, embeddings N(0, 0.1^2).
 Dwell-blind: predict ignores the protocol and returns dwell None.
 """
 

@@ -19,8 +19,8 @@ Common to both (as in session-rec unless said otherwise):
   * score(i) = sum over neighbours n containing i of w_n. Items of the prefix itself are scored
     too (session-rec: sknn has no reminder filter; vsknn default remind=True). Items no neighbour
     contains score 0 < every scored item, so they tie at the bottom (evaluation ranks ties
-    pessimistically; V-SKNN with weighting_score='linear' adds 0 from step 10 on). session-rec's final `normalize` (divide by the row max) is omitted: it does
-    not change a ranking. Column 0 (unknown item) is -inf.
+    pessimistically; V-SKNN with weighting_score='linear' adds 0 from step 10 on). session-rec's
+    final `normalize` (divide by the row max) is omitted: it does not change a ranking. Column 0 (unknown item) is -inf.
   * An unknown item (0) in the prefix matches no training session but keeps its place in the
     click sequence (V-SKNN positions and steps count it); it is left out of the prefix item set.
 
@@ -60,6 +60,7 @@ column order are in recency order); one more sparse product (P, S) @ (S, n_items
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -214,7 +215,7 @@ class SessionKNN(FittedModel):
         P, j, pre_row, pre_item, pre_t = self._prefixes(batch)
         scores = np.empty((P, self.config.n_items), dtype=np.float32)  # (P, n)
         bounds = np.searchsorted(pre_row, np.arange(0, P + self.chunk, self.chunk).clip(max=P))
-        for c, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):  # rows are independent:
+        for c, (a, b) in enumerate(itertools.pairwise(bounds)):  # rows are independent:
             rows = slice(c * self.chunk, min((c + 1) * self.chunk, P))  # chunks bound memory
             scores[rows] = self._score_rows(j[rows], pre_row[a:b] - rows.start, pre_item[a:b], pre_t[a:b])
         scores[:, 0] = -np.inf

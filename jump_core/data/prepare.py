@@ -134,7 +134,7 @@ def _split(sessions: SessionSet, cfg: PrepareConfig) -> tuple[np.ndarray, np.nda
     n = len(sessions)
     if cfg.split == "random":
         perm = np.random.default_rng(cfg.seed).permutation(n)
-        n_test = int(round(n * cfg.test_fraction))
+        n_test = round(n * cfg.test_fraction)
         test = np.sort(perm[:n_test])
     elif cfg.split == "temporal":
         start = sessions.ts[sessions.offsets[:-1]]
@@ -179,7 +179,7 @@ def format_table1(t: dict) -> str:
         ("max uncensored dwell (s)", f"{t['max_uncensored_dwell_s']:,.1f}"),
     ]
     w = max(len(r[0]) for r in rows)
-    return "\n".join(f"| {a:<{w}} | {b:>14} |" for a, b in [("dataset", "value"), ("-" * w, "-" * 14)] + rows)
+    return "\n".join(f"| {a:<{w}} | {b:>14} |" for a, b in [("dataset", "value"), ("-" * w, "-" * 14), *rows])
 
 
 def prepare(cfg: PrepareConfig, log=print) -> dict:

@@ -387,7 +387,7 @@ def _row_parser(fmt: _Format, header: list[str] | None, where: str) -> Callable[
 
 def _open_text(path: str) -> IO[str]:
     """Open ``path`` for csv reading; ``.gz`` files are decompressed transparently."""
-    kwargs = dict(encoding="utf-8-sig", errors="replace", newline="")
+    kwargs = {"encoding": "utf-8-sig", "errors": "replace", "newline": ""}
     if path.endswith(".gz"):
         return gzip.open(path, "rt", **kwargs)
     return open(path, **kwargs)

@@ -349,8 +349,8 @@ class _Users:
 # ==========================================================================================
 def _length_params(mean: float) -> tuple[float, float]:
     """(q, p_geom): heavy-tail probability and geometric parameter giving mean `mean`."""
-    l = np.arange(1, MAX_SESSION_LEN + 1, dtype=np.float64)
-    e_heavy = float(np.minimum(1.0, (HEAVY_XM / l) ** HEAVY_ALPHA).sum())  # E[min(floor X, cap)]
+    length = np.arange(1, MAX_SESSION_LEN + 1, dtype=np.float64)
+    e_heavy = float(np.minimum(1.0, (HEAVY_XM / length) ** HEAVY_ALPHA).sum())  # E[min(floor X, cap)]
     q = HEAVY_SHARE * mean / e_heavy
     m_geom = mean * (1.0 - HEAVY_SHARE) / (1.0 - q)
     if m_geom < 1.0:
@@ -526,10 +526,10 @@ def _chunks(config: SynthConfig) -> Iterator[_Chunk]:
     cat = _Cat(config)
     users = _Users(config, cat)
     planner = _Planner(config, users)
-    start_ms = int(round(config.start_ts * 1000.0))
+    start_ms = round(config.start_ts * 1000.0)
     gap_x = config.session_gap_s * 1000.0
-    within_max = int(math.ceil(gap_x)) - 1  # every within-session gap < session_gap_s
-    between_min = int(math.floor(gap_x)) + 1  # every between-session gap > session_gap_s
+    within_max = math.ceil(gap_x) - 1  # every within-session gap < session_gap_s
+    between_min = math.floor(gap_x) + 1  # every between-session gap > session_gap_s
     dwell_max = max(1, within_max)
     dis_lo = int(C1_S * 1000) + 1
     dis_hi = min(int(DISTRACTION_MAX_S * 1000), within_max)

@@ -216,7 +216,8 @@ def run_model(
     }
     log(
         f"[{name}] test (live): Recall@20 {fmt_number(out[f'recall@{K}'])}  MRR@20 {fmt_number(out[f'mrr@{K}'])}  "
-        f"dwell MAE {fmt_number(out['dwell_mae_s'])} s  (train {out['train_seconds']:.1f} s, eval {out['eval_seconds']:.1f} s)"
+        f"dwell MAE {fmt_number(out['dwell_mae_s'])} s  "
+        f"(train {out['train_seconds']:.1f} s, eval {out['eval_seconds']:.1f} s)"
     )
     return out
 

@@ -21,13 +21,15 @@ def fmt_number(x, digits=4):
 def markdown_table(results: dict[str, dict], k: int = 20) -> str:
     """results: row label -> evaluate() output. One row per model/protocol."""
     lines = [
-        f"| model / protocol | Recall@{k} | MRR@{k} | NDCG@{k} | dwell MAE (s) | dwell log-lik | predictions | OOV targets |",
+        f"| model / protocol | Recall@{k} | MRR@{k} | NDCG@{k} | dwell MAE (s) | dwell log-lik | predictions "
+        "| OOV targets |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, r in results.items():
         lines.append(
-            f"| {label} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
-            f"{fmt_number(r['dwell_mae_s'], 2)} | {fmt_number(r.get('dwell_loglik'), 3)} | {r['n_predictions']:,} | "
+            f"| {label} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | "
+            f"{fmt_number(r[f'ndcg@{k}'])} | {fmt_number(r['dwell_mae_s'], 2)} | "
+            f"{fmt_number(r.get('dwell_loglik'), 3)} | {r['n_predictions']:,} | "
             f"{r.get('n_oov_targets', 0):,} |"
         )
     lines += [
@@ -103,7 +105,7 @@ def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 2
 def _protocol_rows(result: dict) -> list[tuple[str, str, dict, dict]]:
     """(label, protocol, model entry, evaluate() output) for every click model; dwell-aware models get two rows."""
     rows = []
-    for name, m in result["models"].items():
+    for m in result["models"].values():
         if not m["clicks"]:
             continue
         for protocol in ("paper", "live") if m["dwell_aware"] else ("live",):
@@ -135,8 +137,9 @@ def benchmark_markdown(result: dict) -> str:
         )
         + ".",
         f"- Tuning budget, the same for every model (`{result['config_file']}`): {b['trials']} configurations "
-        f"(the defaults + seeded draws from the model's grid), each ≤ {b['epochs']} epochs and ≤ {b['time_budget_s']} s "
-        f"of training, early stopping on validation Recall@{k} (patience {b.get('patience', 2)}); all fit on the same "
+        f"(the defaults + seeded draws from the model's grid), each ≤ {b['epochs']} epochs and "
+        f"≤ {b['time_budget_s']} s of training, early stopping on validation Recall@{k} "
+        f"(patience {b.get('patience', 2)}); all fit on the same "
         f"{1 - b.get('val_fraction', 0.1):.0%} of the training sessions and selected on the other "
         f"{b.get('val_fraction', 0.1):.0%} (live protocol); the test split is scored once per model.",
         "- Metrics: full-catalogue ranking, pessimistic ties, every position of every test session; "
@@ -145,14 +148,15 @@ def benchmark_markdown(result: dict) -> str:
         "",
         "## Next click (Table 3 shape)",
         "",
-        f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | all trials s | eval s | selected parameters |",
+        f"| model | protocol | Recall@{k} | MRR@{k} | NDCG@{k} | train s | all trials s | eval s "
+        "| selected parameters |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, protocol, m, r in _protocol_rows(result):
         lines.append(
-            f"| {label} | {protocol} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | {fmt_number(r[f'ndcg@{k}'])} | "
-            f"{m['train_seconds']:.1f} | {m.get('tune_seconds', 0):.1f} | {r.get('eval_wall_seconds', 0):.1f} | "
-            f"{_params(m['params'])} |"
+            f"| {label} | {protocol} | {fmt_number(r[f'recall@{k}'])} | {fmt_number(r[f'mrr@{k}'])} | "
+            f"{fmt_number(r[f'ndcg@{k}'])} | {m['train_seconds']:.1f} | {m.get('tune_seconds', 0):.1f} | "
+            f"{r.get('eval_wall_seconds', 0):.1f} | {_params(m['params'])} |"
         )
     lines += [
         "",
@@ -164,7 +168,7 @@ def benchmark_markdown(result: dict) -> str:
         "| model | dwell MAE (s) | dwell log-lik | clicks | train s |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, m in result["models"].items():
+    for m in result["models"].values():
         if m["dwell"]:
             r = m["protocols"]["live"]
             lines.append(
@@ -178,7 +182,7 @@ def benchmark_markdown(result: dict) -> str:
         "| model | " + " | ".join(n for n, _, _ in BUCKETS) + " |",
         "|---|" + "---:|" * len(BUCKETS),
     ]
-    for name, m in result["models"].items():
+    for m in result["models"].values():
         if m["clicks"]:
             bl = m["protocols"]["live"]["by_length"]
             lines.append(
@@ -216,8 +220,8 @@ def benchmark_markdown(result: dict) -> str:
         ]
         for p in result["sweep_sigma"]:
             lines.append(
-                f"| {p['inv_sigma2']:g} | {p['sigma']:.3g} | {fmt_number(p[f'recall@{k}'])} | {fmt_number(p['paper_recall@20'])} | "
-                f"{fmt_number(p['dwell_mae_s'], 2)} | {p['best_epoch']} |"
+                f"| {p['inv_sigma2']:g} | {p['sigma']:.3g} | {fmt_number(p[f'recall@{k}'])} | "
+                f"{fmt_number(p['paper_recall@20'])} | {fmt_number(p['dwell_mae_s'], 2)} | {p['best_epoch']} |"
             )
     if result.get("sweep_dim"):
         lines += [

@@ -23,6 +23,7 @@ exactly as offline preparation does, so they train without any recomputation.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
@@ -75,7 +76,7 @@ def session_from_record(rec: dict) -> LoggedSession:
         raise ValueError("ts and tau must be numbers") from None
     if not all(math.isfinite(t) for t in ts_f + tau_f) or min(tau_f) < 0:
         raise ValueError("ts and tau must be finite, tau non-negative")
-    if any(b < a for a, b in zip(ts_f, ts_f[1:])):
+    if any(b < a for a, b in itertools.pairwise(ts_f)):
         raise ValueError("ts must be in time order")
     if not all(d in (0, 1) for d in delta):
         raise ValueError("delta must be 0 or 1")
@@ -140,7 +141,7 @@ def split_window(
 ) -> tuple[list[LoggedSession], list[LoggedSession]]:
     """(train, holdout): the most recent sessions (by end time) are held out; at least one each."""
     ordered = sorted(sessions, key=lambda s: (s.end_ts, s.session_id))
-    n_hold = min(len(ordered) - 1, max(1, int(round(len(ordered) * holdout_fraction))))
+    n_hold = min(len(ordered) - 1, max(1, round(len(ordered) * holdout_fraction)))
     return ordered[:-n_hold], ordered[-n_hold:]
 
 

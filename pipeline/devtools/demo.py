@@ -229,7 +229,8 @@ def cmd_demo(a) -> int:
         from .. import codec
         from ..runtime.kafka import produce_records
 
-        ts = [float(r["ts"]) for r in csv.DictReader(open(heldout))]
+        with open(heldout) as f:
+            ts = [float(r["ts"]) for r in csv.DictReader(f)]
         produce_records(
             s,
             s.topic_clicks,

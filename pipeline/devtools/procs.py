@@ -7,6 +7,7 @@ stop escalates to SIGKILL after a grace period).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,8 +25,7 @@ def start_worker(
     """Launch `jump <role>` (sessionizer or inference) with `settings`; output to log_path."""
     env = {**os.environ, **settings_env(settings), **(extra_env or {})}
     env.setdefault("PYTHONUNBUFFERED", "1")
-    log = open(log_path, "ab")
-    try:
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli", role],
             env=env,
@@ -33,8 +33,6 @@ def start_worker(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    finally:
-        log.close()
 
 
 def stop(proc: subprocess.Popen | None, grace_s: float = 5.0, sig=signal.SIGTERM) -> None:
@@ -47,10 +45,8 @@ def stop(proc: subprocess.Popen | None, grace_s: float = 5.0, sig=signal.SIGTERM
     except (subprocess.TimeoutExpired, ProcessLookupError):
         pass
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=10)
 
 

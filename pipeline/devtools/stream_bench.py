@@ -20,6 +20,7 @@ and writes it all as JSON when asked. No assertions: figures only (the target is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -71,10 +72,8 @@ def _cpu_s(pid: int | None) -> float | None:
             parts = stat[stat.rindex(")") + 2 :].split()
             total += (int(parts[11]) + int(parts[12])) / tick  # utime, stime
             for task in Path(f"/proc/{p}/task").iterdir():
-                try:
+                with contextlib.suppress(OSError):
                     stack.extend(int(c) for c in (task / "children").read_text().split())
-                except OSError:
-                    pass
         except (OSError, ValueError):
             if p == pid:
                 return None
@@ -90,7 +89,7 @@ def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    i = min(len(s) - 1, max(0, int(round(q / 100.0 * (len(s) - 1)))))
+    i = min(len(s) - 1, max(0, round(q / 100.0 * (len(s) - 1))))
     return s[i]
 
 
@@ -340,7 +339,7 @@ def _faust_passthrough(
 
 
 def _cpu_delta(before, after, *names) -> dict:
-    labels = list(names) + ["broker", "bench"]
+    labels = [*list(names), "broker", "bench"]
     out = {}
     for label, a, b in zip(labels, before, after):
         if a is not None and b is not None:
@@ -379,7 +378,7 @@ def _hist(samples_before: dict, samples_after: dict, name: str) -> dict:
     buckets, prev = {}, 0.0
     for le, c in zip(les, cum):
         label = "+Inf" if le == float("inf") else f"<={le:g}"
-        buckets[label] = int(round(c - prev))
+        buckets[label] = round(c - prev)
         prev = c
     from .procs import metric_sum
 
@@ -452,7 +451,7 @@ def _pipeline(
         _produce(s, s.topic_clicks, warm)
 
         def warmed():
-            for p, proc, lp in ((sess_port, sess, log_sess), (inf_port, inf, log_inf)):
+            for _p, proc, lp in ((sess_port, sess, log_sess), (inf_port, inf, log_inf)):
                 if proc.poll() is not None:
                     raise RuntimeError(
                         f"worker exited with {proc.returncode}; log {lp}:\n{lp.read_text(errors='replace')[-2000:]}"
@@ -729,7 +728,7 @@ def _print(res: dict) -> None:
             f"(jump_sessionizer_batch_seconds)"
         )
     print("\ndefinitions:")
-    for k, d in res["definitions"].items():
+    for _k, d in res["definitions"].items():
         print(f"  {d}")
     print("  x (a), x (b): events/s divided by that of (a), (b)")
     for name, t in res.get("target", {}).items():

@@ -16,6 +16,7 @@ nothing here relies on those.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from typing import TYPE_CHECKING
@@ -206,10 +207,8 @@ def stop_on_signals(stop: asyncio.Event | None = None) -> asyncio.Event:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
     return stop
 
 

@@ -30,8 +30,8 @@ def _in_thread(fn, *args) -> asyncio.Future:
     def target():
         try:
             result = fn(*args)
-        except BaseException:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+        except BaseException as exc:  # bound now: `exc` is unset once the except block ends
+            loop.call_soon_threadsafe(lambda e=exc: fut.done() or fut.set_exception(e))
         else:
             loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))
 

@@ -21,38 +21,38 @@ from pipeline.runtime.kafka import ensure_topics
 from tests.helpers.kafka import consume_all
 
 #: the trainer settings of the trainer tests (small, fast runs)
-TRAINER = dict(
-    trainer_every_sessions=800,
-    trainer_min_sessions=400,
-    trainer_window_sessions=3000,
-    trainer_epochs=1,
-    trainer_dim=16,
-    trainer_lr=0.003,
-    trainer_time_budget_s=60.0,
-    trainer_every_s=3600.0,
-)
+TRAINER = {
+    "trainer_every_sessions": 800,
+    "trainer_min_sessions": 400,
+    "trainer_window_sessions": 3000,
+    "trainer_epochs": 1,
+    "trainer_dim": 16,
+    "trainer_lr": 0.003,
+    "trainer_time_budget_s": 60.0,
+    "trainer_every_s": 3600.0,
+}
 
 
 def make_settings(bootstrap: str, tag: str, tmp: Path, **kw) -> Settings:
     token = f"{tag}-{uuid.uuid4().hex[:8]}"
     topics = {f.name: f"{f.default}-{token}" for f in fields(Settings) if f.name.startswith("topic_")}
-    base = dict(
-        bootstrap_servers=bootstrap,
-        app_id=f"jump-test-{token}",
-        partitions=2,
-        output_partitions=2,
-        tick_interval_s=1.0,
-        idle_close_s=3.0,
-        context_clicks=100,
-        max_session_clicks=100,
-        checkpoint=str(tmp / "model.ckpt"),
-        model_dir=str(tmp / "models"),
-        device="cpu",
-        data_dir=str(tmp / "faust"),
-        top_k=20,
-        max_future_s=300.0,
-        reload_check_s=1.0,
-    )
+    base = {
+        "bootstrap_servers": bootstrap,
+        "app_id": f"jump-test-{token}",
+        "partitions": 2,
+        "output_partitions": 2,
+        "tick_interval_s": 1.0,
+        "idle_close_s": 3.0,
+        "context_clicks": 100,
+        "max_session_clicks": 100,
+        "checkpoint": str(tmp / "model.ckpt"),
+        "model_dir": str(tmp / "models"),
+        "device": "cpu",
+        "data_dir": str(tmp / "faust"),
+        "top_k": 20,
+        "max_future_s": 300.0,
+        "reload_check_s": 1.0,
+    }
     base.update(kw)
     return Settings.from_env(env={}, **topics, **base)
 

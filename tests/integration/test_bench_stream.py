@@ -1,4 +1,6 @@
-"""Smoke test of `jump bench stream` (pipeline.devtools.stream_bench.bench_stream) on the test broker: small N, one dim."""
+"""Smoke test of `jump bench stream` (pipeline.devtools.stream_bench.bench_stream) on the test broker.
+
+Small N, one dim."""
 
 from __future__ import annotations
 

@@ -149,7 +149,10 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(stream):
     now = time.time()
     last_ts = src.last_ts  # the replay's stream time
     cap = pipe.s.max_session_clicks
-    good = lambda key, item, ts, eid=None: (key.encode(), codec.encode_click(key, item, ts, eid))
+
+    def good(key, item, ts, eid=None):
+        return (key.encode(), codec.encode_click(key, item, ts, eid))
+
     bad = [
         (b"k1", b"\xc1\x00 not msgpack"),  # undecodable
         (b"k2", b'{"user": "k2", "item": "a"'),  # truncated JSON
@@ -210,7 +213,7 @@ def test_bad_input_is_dead_lettered_and_counts_add_up(stream):
 
 
 def test_hot_reload_swaps_models_and_refuses_a_corrupt_checkpoint(stream):
-    pipe, model, items, src = stream
+    pipe, _model, items, src = stream
     pipe.wait_count(pipe.s.topic_predictions, "prediction", src.n)
     ckpt = Path(pipe.s.checkpoint)
     old = procs.scrape(pipe.ports["inference"])

@@ -188,7 +188,7 @@ def test_hot_reload_under_a_steady_replay_loses_and_duplicates_nothing(kafka_boo
                 (4, False, ("loaded", 2)),
             ):
                 announce(seq, corrupt)
-                procs.wait_for(lambda: reloads(result) >= n, 30, what=f"model {seq} to be {result}")
+                procs.wait_for(lambda result=result, n=n: reloads(result) >= n, 30, what=f"model {seq} to be {result}")
                 assert not done.is_set(), "the replay ended before the swaps: slow it down"
         finally:
             sender.join()

@@ -34,8 +34,8 @@ def imported_modules(path: Path) -> set[str]:
                 base = list(package[: len(package) - node.level + 1])
                 if node.module:
                     base.append(node.module)
-                names = [".".join(base + [alias.name]) for alias in node.names]
-                out.update(names if not node.module else [".".join(base)] + names)
+                names = [".".join([*base, alias.name]) for alias in node.names]
+                out.update(names if not node.module else [".".join(base), *names])
             else:
                 out.add(node.module)
                 out.update(f"{node.module}.{alias.name}" for alias in node.names)

@@ -19,7 +19,7 @@ SESSIONS = {
 
 def make_model(seed=0, **kw):
     torch.manual_seed(seed)
-    cfg = dict(n_items=12, dim=8, z=60.0, max_fast_steps=8)
+    cfg = {"n_items": 12, "dim": 8, "z": 60.0, "max_fast_steps": 8}
     cfg.update(kw)
     model = Jump(JumpConfig(**cfg))
     with torch.no_grad():  # non-trivial batch-norm statistics for eval mode
@@ -204,7 +204,9 @@ def test_log_time_buckets_share_rows_on_a_log_scale():
 
 
 def _pad_more(b: SessionBatch, extra: int) -> SessionBatch:
-    pad = lambda t, v: torch.nn.functional.pad(t, (0, extra), value=v)
+    def pad(t, v):
+        return torch.nn.functional.pad(t, (0, extra), value=v)
+
     return SessionBatch(pad(b.items, 0), pad(b.tau, 777.0), pad(b.delta, True), b.lengths)
 
 
@@ -248,7 +250,7 @@ def test_live_features_equal_prefix_with_unknown_last_dwell():
     live = scores_of(model, b, "live")  # (L-1, n_items)
     items, tau = SESSIONS["items"][2], SESSIONS["tau"][2]
     for j in range(1, len(items)):
-        prefix = SessionBatch.from_sessions([items[:j]], [tau[: j - 1] + [model.config.c2]], [[0] * (j - 1) + [1]])
+        prefix = SessionBatch.from_sessions([items[:j]], [[*tau[: j - 1], model.config.c2]], [[0] * (j - 1) + [1]])
         v, _, _ = model.features(prefix)
         torch.testing.assert_close(live[j - 1], model.click_logits(v[0, -1]), rtol=1e-5, atol=1e-5)
     # and the paper protocol uses the true dwell of the last context click
@@ -310,13 +312,13 @@ def test_predict_is_one_pass_of_both_heads():
 # -- ablations (jump benchmark --ablations): every variant keeps the model contract -----------------
 
 ABLATIONS = [
-    dict(recurrent="rh"),
-    dict(recurrent="gru"),
-    dict(attention=False),
-    dict(time_embedding=False),
-    dict(dwell_loss=False),
-    dict(dwell_head="shared"),
-    dict(time_buckets="log"),
+    {"recurrent": "rh"},
+    {"recurrent": "gru"},
+    {"attention": False},
+    {"time_embedding": False},
+    {"dwell_loss": False},
+    {"dwell_head": "shared"},
+    {"time_buckets": "log"},
 ]
 
 

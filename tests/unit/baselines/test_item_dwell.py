@@ -86,7 +86,7 @@ def test_item_lognormal_censored_loglik_matches_scipy():
     # the evaluation path (dwell_sigma + mu through eq. 10) gives the same mean
     assert evaluate(m, TINY, "live")["dwell_loglik"] == pytest.approx(by_scipy.mean(), abs=1e-4)
     # and the fit is the MAP of the objective written independently with scipy
-    mu, sigma, best = scipy_map(TINY, 6, 2.0)
+    mu, sigma, _best = scipy_map(TINY, 6, 2.0)
     assert m.dwell_sigma == pytest.approx(sigma, rel=1e-3)
     assert m.mu.double().numpy()[1:5] == pytest.approx(mu[1:5], abs=2e-3)
     assert float(m.mu[0]) == pytest.approx(m.global_mu, abs=1e-6)  # unknown item -> global mu

@@ -36,7 +36,10 @@ def test_density_integrates_to_one_and_median_halves_survival(a, w_raw):
     with torch.no_grad():
         m.w_raw.fill_(w_raw)
     a_t = torch.tensor(a, dtype=torch.float64)
-    f = lambda u: math.exp(float(m.log_density(a_t, torch.tensor(u, dtype=torch.float64))))
+
+    def f(u):
+        return math.exp(float(m.log_density(a_t, torch.tensor(u, dtype=torch.float64))))
+
     total, _ = integrate.quad(f, 0.0, np.inf, limit=500)
     assert total == pytest.approx(1.0, abs=1e-6)
     med = m.median(a_t)
@@ -53,7 +56,7 @@ def test_density_integrates_to_one_and_median_halves_survival(a, w_raw):
 def test_dwell_and_loglik_by_hand():
     m = fresh()
     batch = SessionBatch.from_sessions(ITEMS, TAU, DELTA)
-    scores, (median, mu, ll) = m.predict(batch, "paper")
+    _scores, (median, mu, ll) = m.predict(batch, "paper")
     a = m.intensity_base(m.states(batch)).double()  # (B, L)
     w = float(m.w)
     # closed-form median in seconds and its survival 1/2

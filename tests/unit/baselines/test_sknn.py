@@ -134,7 +134,7 @@ def test_unknown_items_in_prefix():
 
 def reference_scores(train, prefix, n_items, kind, k, sample_size, weighting="div", weighting_score="div"):
     bounds = list(zip(train.offsets[:-1], train.offsets[1:]))
-    sets = [set(int(i) for i in train.items[a:b] if i > 0) for a, b in bounds]
+    sets = [{int(i) for i in train.items[a:b] if i > 0} for a, b in bounds]
     last_ts = [train.ts[b - 1] for a, b in bounds]
     recency = sorted(range(len(sets)), key=lambda s: (-last_ts[s], -s))
     rank = {s: r for r, s in enumerate(recency)}

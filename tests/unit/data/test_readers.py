@@ -327,7 +327,7 @@ def test_stats_accumulate_over_files(tmp_path):
     a = write(tmp_path, "a.csv", "sid,item,t\ns,i,1\ns,i,x\n")
     b = write(tmp_path, "b.csv.gz", "sid,item,t\nz,j,2\n")
     stats = ReadStats()
-    opts = dict(session_col="sid", item_col="item", time_col="t")
+    opts = {"session_col": "sid", "item_col": "item", "time_col": "t"}
     assert list(read_clicks("csv", [a, b], skip_bad=True, stats=stats, **opts)) == [("s", "i", 1.0), ("z", "j", 2.0)]
     assert (stats.rows, stats.skipped) == (3, 1)
     with pytest.raises(MalformedRowError, match=r"a\.csv:3:"):
@@ -351,7 +351,7 @@ def test_csv_project_synthetic_format(tmp_path):
     clicks = list(read_clicks("csv", path, session_col="session_id", item_col="item_id", time_col="timestamp"))
     assert clicks == [("7", "42", 1600000000.5), ("7", "43", 1600000030.0), ("8", "42", 1600009000.0)]
     assert default_gap("csv", session_col="session_id", item_col="item_id", time_col="timestamp") is None
-    assert list(read_clicks("csv", path, user_col="user_id", item_col="item_id", time_col="timestamp"))[0] == (
+    assert next(iter(read_clicks("csv", path, user_col="user_id", item_col="item_id", time_col="timestamp"))) == (
         "3",
         "42",
         1600000000.5,
@@ -362,7 +362,7 @@ def test_csv_project_synthetic_format(tmp_path):
 
 def test_csv_without_header_uses_indices(tmp_path):
     path = write(tmp_path, "nh.tsv", "1500\tA\tu1\textra\n2500\tB\tu1\textra\n")
-    opts = dict(delimiter="\t", user_col=2, item_col=1, time_col=0, time_unit="ms", header=False)
+    opts = {"delimiter": "\t", "user_col": 2, "item_col": 1, "time_col": 0, "time_unit": "ms", "header": False}
     assert list(read_clicks("csv", path, **opts)) == [("u1", "A", 1.5), ("u1", "B", 2.5)]
     as_strings = dict(opts, user_col="2", item_col="1", time_col="0", delimiter="tab")
     assert list(read_clicks("csv", path, **as_strings)) == [("u1", "A", 1.5), ("u1", "B", 2.5)]
@@ -373,7 +373,7 @@ def test_csv_without_header_uses_indices(tmp_path):
         list(read_clicks("csv", short, **opts))
 
 
-@pytest.mark.parametrize("cols", [dict(), dict(session_col="s", user_col="u")])
+@pytest.mark.parametrize("cols", [{}, {"session_col": "s", "user_col": "u"}])
 def test_csv_needs_exactly_one_key_column(tmp_path, cols):
     path = write(tmp_path, "c.csv", "s,u,i,t\n1,2,3,4\n")
     with pytest.raises(ValueError, match="exactly one of session_col"):

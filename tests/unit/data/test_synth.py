@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import tracemalloc
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_header_row_count_and_format(data):
 def test_generate_matches_csv(data):
     rows = list(generate(CFG))
     assert len(rows) == CFG.clicks
-    text = "".join("%d,%d,%d,%.3f\n" % r for r in rows)
+    text = "".join(f"{s:d},{u:d},{i:d},{t:.3f}\n" for s, u, i, t in rows)
     assert data["path"].read_text() == HEADER + "\n" + text
 
 
@@ -85,7 +86,7 @@ def test_generate_matches_csv(data):
 def test_exact_row_count_edge_configs(cfg, tmp_path):
     path = tmp_path / "e.csv"
     stats = write_csv(cfg, path)
-    sid, uid, item, ts = _load(path)
+    sid, uid, item, _ts = _load(path)
     assert len(sid) == stats["clicks"] == cfg.clicks
     assert item.min() >= 0 and item.max() < cfg.n_items
     assert stats["sessions"] == len(np.unique(sid))
@@ -102,12 +103,12 @@ def test_zero_clicks_writes_header_only(tmp_path):
 
 def test_invalid_config_rejected():
     for bad in (
-        dict(clicks=-1),
-        dict(n_items=0),
-        dict(mean_session_len=0.5),
-        dict(distraction_p=1.5),
-        dict(session_gap_s=0.0),
-        dict(n_users=0),
+        {"clicks": -1},
+        {"n_items": 0},
+        {"mean_session_len": 0.5},
+        {"distraction_p": 1.5},
+        {"session_gap_s": 0.0},
+        {"n_users": 0},
     ):
         with pytest.raises(ValueError):
             SynthConfig(**bad)
@@ -214,7 +215,7 @@ def test_dwell_signals_next_click(data):
     order = np.argsort(cur[ok], kind="stable")
     c_sorted, d_sorted = cur[ok][order], dt[ok][order]
     bounds = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1], True])
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         emp[c_sorted[a]] = np.median(d_sorted[a:b])
     long_emp = dt > emp[cur]
     assert stay[ok & long_emp].mean() - stay[ok & ~long_emp].mean() >= 0.2
@@ -243,7 +244,7 @@ def test_big_user_split_across_chunks(tmp_path):
     cfg = SynthConfig(clicks=300_000, n_users=1, seed=2)
     path = tmp_path / "u.csv"
     stats = write_csv(cfg, path)
-    sid, uid, item, ts = _load(path)
+    sid, _uid, _item, ts = _load(path)
     assert len(sid) == cfg.clicks and stats["users"] == 1
     dt = np.diff(ts)
     assert (dt > 0).all()

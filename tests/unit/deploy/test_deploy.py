@@ -774,7 +774,7 @@ BREAKAGES = {
     "service port renamed": (
         _set(
             lambda d: (
-                [s for s in of_kind(d, "Service") if component_of(s) == "trainer"][0]["spec"]["ports"][0],
+                next(s for s in of_kind(d, "Service") if component_of(s) == "trainer")["spec"]["ports"][0],
                 "name",
             ),
             "http",
@@ -832,7 +832,7 @@ def test_procfile_check_catches(docs):
     assert procfile_commands("# c\nweb: A=1 .venv/bin/jump inference --x\n") == {"web": "inference"}
     cli = cli_commands()
     assert command_problems(docs, SYNTHETIC_PROCFILE, cli) == []
-    without_trainer = "\n".join(l for l in SYNTHETIC_PROCFILE.splitlines() if not l.startswith("trainer:"))
+    without_trainer = "\n".join(ln for ln in SYNTHETIC_PROCFILE.splitlines() if not ln.startswith("trainer:"))
     assert command_problems(docs, without_trainer, cli)
     assert command_problems(docs, SYNTHETIC_PROCFILE.replace("jump trainer", "jump train --data d"), cli)
     assert command_problems(docs, SYNTHETIC_PROCFILE, cli - {"sessionizer"})

@@ -252,7 +252,7 @@ def test_unknown_fields_are_ignored():
     assert decode_click(mp(obj)) == Click("u", "i", T, None)
 
 
-# -- BadInput ---------------------------------------------------------------------------------------------------------------
+# -- BadInput ----------------------------------------------------------------------------------------------------------
 def test_bad_input():
     e = BadInput("late", "3 s behind")
     assert isinstance(e, ValueError) and e.reason == "late" and e.detail == "3 s behind"
@@ -266,7 +266,7 @@ def test_reasons_are_unique_identifiers():
     assert all(r.isidentifier() and r == r.lower() for r in REASONS)
 
 
-# -- encode / decode of the records the stream writes ------------------------------------------------------------------------
+# -- encode / decode of the records the stream writes ------------------------------------------------------------------
 def _record(kind: str) -> dict:
     return {name: f"v-{name}" for name in codec.RECORDS[kind] if name != "schema"}
 
@@ -277,7 +277,7 @@ def test_encode_adds_schema_and_round_trips(kind):
     raw = codec.encode(kind, rec)
     obj = codec.unpack(raw)
     assert obj == {"schema": codec.SCHEMA, **rec}
-    assert list(obj)[0] == "schema"
+    assert next(iter(obj)) == "schema"
     assert codec.decode(kind, raw) == obj
     assert codec.encode(kind, {"schema": 1, **rec}) == raw  # an explicit schema 1 is the same
 
@@ -326,7 +326,7 @@ def test_is_tick():
     assert not codec.is_tick(None) and not codec.is_tick(b"") and not codec.is_tick(b"u1")
 
 
-# -- properties: nothing but a Click or BadInput ---------------------------------------------------------------------------------
+# -- properties: nothing but a Click or BadInput -----------------------------------------------------------------------
 def _outcome(raw: bytes, **kw):
     """decode_click's result; any exception other than BadInput fails the test."""
     try:
@@ -344,7 +344,7 @@ def _outcome(raw: bytes, **kw):
     return click
 
 
-FIELDS = list(codec.RECORDS["click"]) + ["other"]
+FIELDS = [*list(codec.RECORDS["click"]), "other"]
 _scalars = (
     st.none()
     | st.booleans()
@@ -433,7 +433,7 @@ def test_json_and_msgpack_agree(obj):
     assert a == b
 
 
-# -- known holes (see the report): inputs that escape as other exceptions ------------------------------------------------------
+# -- known holes (see the report): inputs that escape as other exceptions ----------------------------------------------
 def test_huge_json_integer_timestamp_is_bad_timestamp():
     assert reason_of(b'{"user": "u", "item": "i", "ts": 1' + b"0" * 400 + b"}") == "bad_timestamp"
 

@@ -303,7 +303,7 @@ def test_faust_credentials():
     assert isinstance(from_env(KAFKA_SECURITY_PROTOCOL="SSL").faust_broker_credentials(), faust.SSLCredentials)
 
 
-# -- help tables ------------------------------------------------------------------------------------------------------------
+# -- help tables -------------------------------------------------------------------------------------------------------
 def test_settings_help_mentions_every_variable():
     text = settings_help()
     lines = text.splitlines()

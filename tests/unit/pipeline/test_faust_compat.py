@@ -24,6 +24,7 @@ import sys
 import weakref
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import faust
 import faust.streams
@@ -256,7 +257,7 @@ def test_write_table_attributes_each_write_to_its_event_and_restores_the_current
     class Probe:
         """Records, per write, the changelog partition Faust's Table would send it to."""
 
-        data = {b"gone": b"x"}
+        data: ClassVar[dict] = {b"gone": b"x"}
 
         def __setitem__(self, key, value):
             seen.append(("set", key, table.partition_for_key(key)))

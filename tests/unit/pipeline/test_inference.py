@@ -33,7 +33,7 @@ def sessions(seed=0, n=30):
         t, clicks = 1000.0 * s, []
         for _ in range(rng.randint(1, 12)):
             t += rng.choice([1.0, 20.0, 90.0, 700.0, 2500.0])
-            clicks.append((rng.choice(ITEMS + ["unknown-item"]), t))
+            clicks.append((rng.choice([*ITEMS, "unknown-item"]), t))
         out[f"s{s}@0"] = clicks
     return out
 
@@ -122,7 +122,7 @@ def test_stream_rows_equal_offline_live_rows(ckpt):
     taus = [censor([t for _, t in c], None, 2000.0, 30.0) for c in sess.values()]
     batch = SessionBatch.from_sessions(ids, [t for t, _ in taus], [d for _, d in taus])
     scores, (median, _, _) = engine.model.predict(batch, "live")
-    top_s, top_i = scores.topk(20, dim=1)
+    _top_s, top_i = scores.topk(20, dim=1)
     row = 0
     for b, (sid, clicks) in enumerate(sess.items()):
         for j in range(len(clicks)):

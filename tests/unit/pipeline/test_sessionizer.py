@@ -22,7 +22,13 @@ NOW = 2_000_000_000.0
 
 
 def settings(**kw):
-    base = dict(session_gap_s=3600.0, grace_s=60.0, idle_close_s=10.0, max_session_clicks=1000, context_clicks=50)
+    base = {
+        "session_gap_s": 3600.0,
+        "grace_s": 60.0,
+        "idle_close_s": 10.0,
+        "max_session_clicks": 1000,
+        "context_clicks": 50,
+    }
     base.update(kw)
     return Settings.from_env(env={}, **base)
 
@@ -147,7 +153,7 @@ def test_restart_reprocessing_neither_loses_nor_duplicates():
     table: dict = {}
     out1 = f.core.process(msgs[:8])
     _persist(table, out1)
-    for p, (key, raw) in out1.meta.items():
+    for _p, (key, raw) in out1.meta.items():
         table[key] = raw
     out2 = f.core.process(msgs[8:16])
     # crash: only the state of key u from batch 2 reached the changelog, not its meta record

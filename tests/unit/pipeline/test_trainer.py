@@ -65,7 +65,7 @@ def test_ingest_counts_add_up_and_bad_records_are_dead_lettered(core):
     single = next(s for s in logged_sessions() if len(s.items) == 1)
     good = [as_record(s) for s in SESSIONS[:50]]
     broken = {**good[0], "session_id": "broken", "tau": good[0]["tau"][:-1]}
-    batch = msgs(good + good[:5] + [as_record(single), broken]) + [Msg("t", 1, 9, None, b"\xc1junk", 0.0)]
+    batch = [*msgs(good + good[:5] + [as_record(single), broken]), Msg("t", 1, 9, None, b"\xc1junk", 0.0)]
     dead = core.ingest(batch)
     after = [
         counter(metrics.trainer_consumed),
@@ -78,7 +78,7 @@ def test_ingest_counts_add_up_and_bad_records_are_dead_lettered(core):
     assert (consumed, windowed, dup, short, bad) == (58, 50, 5, 1, 2)
     assert consumed == windowed + dup + short + bad
     assert len(core.window) == 50 and len(dead) == 2
-    for topic, key, value, partition in dead:
+    for topic, _key, value, _partition in dead:
         rec = codec.decode("dead_letter", value)
         assert topic == core.s.topic_dead_letters and rec["reason"] == "bad_training_log"
         assert check(rec, schema_of("dead_letter")) == []
@@ -136,3 +136,21 @@ def test_a_failed_run_is_reported_and_changes_nothing(core, monkeypatch):
         check(codec.decode("training_metrics", codec.encode("training_metrics", rec)), schema_of("training_metrics"))
         == []
     )
+
+
+def test_training_thread_passes_its_exception_to_the_loop():
+    """A failing training run must fail the awaiting loop, not leave it waiting forever."""
+    import asyncio
+
+    from pipeline.runtime.trainer import _in_thread
+
+    def boom():
+        raise ValueError("bad run")
+
+    async def main():
+        ok = await asyncio.wait_for(_in_thread(lambda x: x + 1, 41), 10)
+        with pytest.raises(ValueError, match="bad run"):
+            await asyncio.wait_for(_in_thread(boom), 10)
+        return ok
+
+    assert asyncio.run(main()) == 42

@@ -26,7 +26,7 @@ def _batch():
 
 
 def test_round_trip_gives_identical_predictions(saved):
-    model, path, meta = saved
+    model, path, _meta = saved
     loaded, meta2 = load_checkpoint(path, expect_items=ITEMS)
     b = _batch()
     for protocol in ("paper", "live"):

@@ -126,7 +126,7 @@ def first_run():
 
 
 def test_first_run_trains_from_scratch_and_promotes(first_run):
-    sessions, r = first_run
+    _sessions, r = first_run
     assert r.mode == "initial" and r.promote and r.serving is None and r.reason == "no serving model yet"
     assert r.model.config.n_items == len(r.items) + 1 and r.items == r.new_items
     assert all(math.isfinite(h["train_loss_per_click"]) for h in r.summary["history"])  # OOV clicks left out

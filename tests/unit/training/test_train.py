@@ -1,6 +1,7 @@
 """Training end to end on synthetic data: JUMP must beat the simple baselines, deterministically."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,5 +113,5 @@ def test_cli_evaluate_writes_json_markdown_and_figures(tmp_path, synthetic):
     assert {"recall@20", "mrr@20", "ndcg@20", "dwell_mae_s", "by_length", "protocol", "n_predictions"} <= set(r)
     assert r["protocol"] == "live" and r["baselines"]["pop"]["n_predictions"] == r["n_predictions"]
     for f in r["figures"].values():
-        assert open(f, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert Path(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| JUMP (live) |" in (tmp_path / "rep" / "live.md").read_text()
