@@ -10,6 +10,7 @@ like the paper's Tables 2 and 3, and PNG figures.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -314,25 +315,20 @@ def benchmark(
     out = Path(out_json)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
+    # every run of this benchmark fits and scores on the same splits, config, seed and device
+    run = functools.partial(
+        run_model, data=data, tr=tr, val=val, test=test, cfg=cfg, seed=seed, device=dev, progress=progress, log=log
+    )
     for name in models:
-        result["models"][name] = run_model(name, data, tr, val, test, cfg, seed, dev, progress, log)
+        result["models"][name] = run(name)
         partial.write_text(json.dumps(result, indent=2, default=str))  # a long run keeps what it measured
     jump_params = result["models"].get("jump", {}).get("params")
     if ablations:
         result["ablations"] = {}
         for abl, override in (cfg.get("ablations") or {}).items():
             log(f"[ablation] {abl}: {override}")
-            r = run_model(
+            r = run(
                 "jump",
-                data,
-                tr,
-                val,
-                test,
-                cfg,
-                seed,
-                dev,
-                progress,
-                log,
                 params_override={**jump_params, **override},
                 protocols=("paper", "live"),
             )
@@ -346,17 +342,8 @@ def benchmark(
         for inv in sw.get("inv_sigma2", []):
             sigma = float(inv) ** -0.5
             log(f"[sweep] 1/sigma^2 = {inv:g} (sigma = {sigma:.4g})")
-            r = run_model(
+            r = run(
                 "jump",
-                data,
-                tr,
-                val,
-                test,
-                cfg,
-                seed,
-                dev,
-                progress,
-                log,
                 params_override={**jump_params, "sigma": sigma},
                 budget_override=sweep_budget,
                 protocols=("paper", "live"),
@@ -376,17 +363,8 @@ def benchmark(
             points = []
             for d in sw.get("dims", []):
                 log(f"[sweep] {name} dim = {d}")
-                r = run_model(
+                r = run(
                     name,
-                    data,
-                    tr,
-                    val,
-                    test,
-                    cfg,
-                    seed,
-                    dev,
-                    progress,
-                    log,
                     params_override={**base, "dim": int(d)},
                     budget_override=sweep_budget,
                 )
