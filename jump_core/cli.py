@@ -139,57 +139,94 @@ def cmd_prepare(a) -> int:
 
 
 def _add_train(sub):
+    from dataclasses import MISSING, fields
+
+    from .model import DWELL_POINTS, OBJECTIVES, SIGMA_MODES, JumpConfig
+    from .training.train import LR_SCHEDULES, TrainConfig
+
     p = sub.add_parser(
         "train",
         help="train JUMP on a prepared dataset",
-        description="Maximise the joint log-likelihood (eq. 17-18) with Adam; early stopping on "
-        "validation loss; writes the best checkpoint.",
+        description="Maximise the joint log-likelihood (eq. 17-18) with Adam, the next-click term taken from "
+        "the live representation the stream serves; early stopping on validation live Recall@20; writes "
+        "the best checkpoint. Defaults: TrainConfig and JumpConfig (shown below); --paper for the paper's.",
     )
     p.add_argument("--data", required=True, help="prepared dataset directory")
     p.add_argument("--out", required=True, help="checkpoint path")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=2)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    p.add_argument("--max-len", type=int, default=200, help="training window length for long sessions")
-    p.add_argument("--time-budget", type=float, default=None, help="stop training after this many seconds")
-    p.add_argument("--dim", type=int, default=100)
-    p.add_argument("--z", type=float, default=60.0, help="fast-step scale (s): ceil(tau/z) fast cells per click")
-    p.add_argument("--max-fast-steps", type=int, default=8)
-    p.add_argument("--sigma", type=float, default=10.0, help="log-dwell sigma of eq. 10")
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's settings (sigma 10 fixed, paper objective, median dwell, Adam 1e-3, 10 epochs, "
+        "selection by likelihood); explicit flags still override them",
+    )
+    # every default is the dataclasses' own (one place); an option given on the command line overrides it
+    tc = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    mc = {f.name: f.default for f in fields(JumpConfig) if f.default is not MISSING}
+    train_opts = (
+        ("epochs", int, "epoch cap"),
+        ("batch_size", int, None),
+        ("lr", float, "Adam learning rate"),
+        ("lr_schedule", LR_SCHEDULES, "plateau: halve the rate after an epoch without validation improvement"),
+        ("weight_decay", float, "Adam weight decay"),
+        ("patience", int, "epochs without validation improvement before stopping"),
+        ("select", ("val_recall", "val_loss"), "the best epoch by validation Recall@20 or loss"),
+        ("protocol", ("live", "paper"), "protocol of the validation Recall@20"),
+        ("val_fraction", float, None),
+        ("seed", int, None),
+        ("device", str, "auto (CUDA if available), cpu, cuda, cuda:N"),
+        ("max_len", int, "training window length for long sessions"),
+        ("time_budget_s", float, "stop training after this many seconds"),
+    )
+    model_opts = (
+        ("dim", int, "d: item, time and hidden size"),
+        ("z", float, "fast-step scale (s): ceil(tau/z) fast cells per click"),
+        ("max_fast_steps", int, None),
+        ("objective", OBJECTIVES, "next-click term: from the live representation (as served), the paper's, both"),
+        ("sigma_mode", SIGMA_MODES, "log-dwell sigma of eq. 10: fixed (the paper) or learned"),
+        ("sigma", float, "sigma's value (fixed) or starting value (learned)"),
+        ("dwell_point", DWELL_POINTS, "dwell point estimate"),
+        ("dropout", float, "dropout on embeddings and features (training only)"),
+        ("time_buckets", ("second", "log"), "rows of the time embedding"),
+    )
+    for group, opts, defaults in (("train", train_opts, tc), ("model", model_opts, mc)):
+        g = p.add_argument_group(group)
+        for name, kind, text in opts:
+            flag = "--time-budget" if name == "time_budget_s" else "--" + name.replace("_", "-")
+            kw = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": name.upper()}
+            text = f"{text or name.replace('_', ' ')} (default {defaults[name]})"
+            g.add_argument(flag, dest=f"{group}.{name}", default=None, help=text, **kw)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
 
+def train_config_from_args(a, c1: float, c2: float):
+    """TrainConfig from `jump train`'s options: the defaults, or --paper's, then the options given."""
+    from .model import PAPER_SETTINGS
+    from .training.train import PAPER_TRAIN, TrainConfig
+
+    given = {k: v for k, v in vars(a).items() if "." in k and v is not None}
+    train = {**(PAPER_TRAIN if a.paper else {})}
+    model = {**(PAPER_SETTINGS if a.paper else {}), "c1": c1, "c2": c2}
+    for key, value in given.items():
+        group, name = key.split(".", 1)
+        (train if group == "train" else model)[name] = value
+    return TrainConfig(**train, model=model)
+
+
 def cmd_train(a) -> int:
     from .data.dataset import load_prepared
-    from .training.train import TrainConfig, train
+    from .training.train import train
 
     data = load_prepared(a.data)
     params = data.meta["config"]
-    model = {
-        "dim": a.dim,
-        "z": a.z,
-        "max_fast_steps": a.max_fast_steps,
-        "sigma": a.sigma,
-        "c1": params["c1"],
-        "c2": params["c2"],
-    }
-    cfg = TrainConfig(
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        patience=a.patience,
-        val_fraction=a.val_fraction,
-        seed=a.seed,
-        device=a.device,
-        max_len=a.max_len,
-        time_budget_s=a.time_budget,
-        model=model,
-    )
+    try:
+        cfg = train_config_from_args(a, params["c1"], params["c2"])
+        from . import registry
+
+        registry.build("jump", 2, cfg.model)  # refuses a bad model setting before any work
+    except (TypeError, ValueError) as e:
+        print(f"jump train: {e}", file=sys.stderr)
+        return 2
     train(data, a.out, cfg, progress=not a.no_progress)
     return 0
 

@@ -43,6 +43,13 @@ import torch.nn.functional as F
 from .contract import MIN_DWELL_S, Dwell, Loss, NeuralModel, Prediction, SessionBatch, check_protocol
 from .sessions import C1_DEFAULT, C2_DEFAULT
 
+SIGMA_MODES = ("fixed", "global", "per_item")
+OBJECTIVES = ("live", "paper", "both")
+DWELL_POINTS = ("observed_median", "median")
+# The paper's settings of the fields above whose defaults depart from it (`jump train --paper`).
+# A checkpoint written before these fields existed was trained with them, so it loads with them.
+PAPER_SETTINGS = {"sigma": 10.0, "sigma_mode": "fixed", "objective": "paper", "dwell_point": "median"}
+
 
 @dataclass
 class JumpConfig:
@@ -52,8 +59,28 @@ class JumpConfig:
     c2: float = C2_DEFAULT  # s, dwell of a session's last click, eq. 4 (30, §5.2)
     z: float = 60.0  # s, fast-step scale of eq. 14 (not given by the paper)
     max_fast_steps: int = 8  # cap on ceil(tau / z)
-    sigma: float = 10.0  # log-dwell standard deviation, eq. 10 (§5.2)
+    # Log-dwell standard deviation of eq. 10. The paper fixes it (§5.2: sigma = 10, `sigma_mode="fixed"`).
+    # A fixed large sigma lets the censored clicks push mu far above the data (dwell MAE in the
+    # thousands of seconds), so by default sigma is learned with everything else by maximum censored
+    # likelihood: "global" (one sigma) or "per_item" (log sigma_i = log sigma + an item offset,
+    # which starts at 0). `sigma` is then its starting value.
+    sigma: float = 1.0
+    sigma_mode: str = "global"  # "fixed" (the paper), "global", "per_item"
     min_dwell: float = MIN_DWELL_S  # s, floor before log tau in the likelihood (tau = 0 has no log)
+    # The next-click term of eq. 17. "paper": P(i_{k+1} | v_k) with the dwell of click k known, as
+    # printed; but the stream scores click k before its dwell is known (the live rule, see
+    # `Jump.live_context`), so by default the term is computed from exactly that live representation
+    # of click k ("live": train as served). "both": the sum of the two terms.
+    objective: str = "live"
+    # The dwell point estimate, for absolute error. "median": exp(mu), the median of the predicted
+    # log-normal (the paper's model; it minimises the expected absolute error of the full dwell).
+    # "observed_median" (default): the median of the dwell given that it ends with a next click
+    # within c1 (tau < c1), the clicks whose dwell is observed and scored: exp(mu + sigma q) with
+    # q = Phi^-1(Phi((log c1 - mu) / sigma) / 2).
+    dwell_point: str = "observed_median"
+    # Not in the paper: dropout on the click embeddings (eq. 16's output) and on the session features
+    # before both heads, in training only (serving is unchanged). 0 = the paper's model.
+    dropout: float = 0.0
     # Ablations (jump benchmark --ablations); the defaults are the paper's model.
     recurrent: str = "fast_slow"  # "fast_slow" (eq. 14), "rh" (one RH-MI cell per click), "gru" (a GRU cell)
     attention: bool = True  # eq. 12-13; False: v_k = h_k
@@ -76,6 +103,17 @@ class JumpConfig:
             raise ValueError(f"time_buckets must be 'second' or 'log', not {self.time_buckets!r}")
         if self.dwell_head not in ("per_item", "shared"):
             raise ValueError(f"dwell_head must be 'per_item' or 'shared', not {self.dwell_head!r}")
+        for name, allowed in (
+            ("sigma_mode", SIGMA_MODES),
+            ("objective", OBJECTIVES),
+            ("dwell_point", DWELL_POINTS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout!r}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, not {self.sigma!r}")
 
     @property
     def time_rows(self) -> int:  # rows of T: floor(tau) for tau in [0, max(c1, c2)] (or its log buckets)
@@ -87,19 +125,37 @@ class JumpConfig:
 
 
 def censored_lognormal_loglik(
-    log_tau: torch.Tensor, delta: torch.Tensor, mu: torch.Tensor, sigma: float
+    log_tau: torch.Tensor, delta: torch.Tensor, mu: torch.Tensor, sigma: float | torch.Tensor
 ) -> torch.Tensor:
-    """log P(log T | mu) of eq. 10: normal log-density if observed, log survival if censored."""
+    """log P(log T | mu, sigma) of eq. 10: normal log-density if observed, log survival if censored.
+
+    sigma: a float or a tensor that broadcasts with mu (learned, per item)."""
+    sigma = torch.as_tensor(sigma, dtype=mu.dtype, device=mu.device)
     zscore = (log_tau - mu) / sigma  # (...)
-    observed = -0.5 * zscore**2 - math.log(sigma) - 0.5 * math.log(2 * math.pi)
+    observed = -0.5 * zscore**2 - torch.log(sigma) - 0.5 * math.log(2 * math.pi)
     censored = torch.special.log_ndtr(-zscore)  # log(1 - Psi(z))
     return torch.where(delta.bool(), censored, observed)  # (...)
 
 
-def lognormal_dwell(batch: SessionBatch, mu: torch.Tensor, sigma: float, min_dwell: float = MIN_DWELL_S) -> Dwell:
-    """The contract's Dwell of a log-normal model with location mu (B, L): the median exp(mu) as the point
-    estimate, and eq. 10's censored log-likelihood of every click's (tau, delta)."""
-    return Dwell(torch.exp(mu), mu, censored_lognormal_loglik(batch.log_tau(min_dwell), batch.delta, mu, sigma))
+def observed_median(mu: torch.Tensor, sigma: float | torch.Tensor, c1: float) -> torch.Tensor:
+    """Median of a LogNormal(mu, sigma) dwell given that it is below c1 (observed, eq. 4).  (...) s"""
+    sigma = torch.as_tensor(sigma, dtype=mu.dtype, device=mu.device)
+    below = torch.special.ndtr((math.log(c1) - mu) / sigma)  # (...) P(tau < c1)
+    q = torch.special.ndtri((0.5 * below).clamp_min(1e-12))  # (...)
+    return torch.exp(mu + sigma * q)
+
+
+def lognormal_dwell(
+    batch: SessionBatch,
+    mu: torch.Tensor,
+    sigma: float | torch.Tensor,
+    min_dwell: float = MIN_DWELL_S,
+    point: torch.Tensor | None = None,
+) -> Dwell:
+    """The contract's Dwell of a log-normal model with location mu (B, L): the point estimate (by default
+    the median exp(mu)), and eq. 10's censored log-likelihood of every click's (tau, delta)."""
+    loglik = censored_lognormal_loglik(batch.log_tau(min_dwell), batch.delta, mu, sigma)
+    return Dwell(torch.exp(mu) if point is None else point, mu, loglik)
 
 
 class RHMICell(nn.Module):
@@ -244,7 +300,7 @@ class LivePrediction(NamedTuple):
     """What the stream emits at a click n whose own dwell is still unknown (the live rule)."""
 
     scores: torch.Tensor  # (R, n_items) next click, column 0 -inf
-    median: torch.Tensor  # (R,) s, predicted dwell on click n: exp(mu)
+    median: torch.Tensor  # (R,) s, predicted dwell on click n: the point estimate (JumpConfig.dwell_point)
     mu: torch.Tensor  # (R,)
 
 
@@ -266,11 +322,17 @@ class Jump(NeuralModel):
         self.item_emb = nn.Embedding(c.n_items, c.dim, padding_idx=0)  # V (eq. 9, 16)
         self.time_emb = nn.Embedding(c.time_rows, c.dim)  # T (eq. 16)
         self.emb_norm = nn.BatchNorm1d(c.dim)  # eq. 16
+        self.drop = nn.Dropout(c.dropout)  # training only (JumpConfig.dropout)
         self.fast_slow = RECURRENT_LAYERS[c.recurrent](c.dim)  # eq. 14-15 (unless ablated)
         self.start_feature = nn.Parameter(torch.zeros(c.dim))  # v(S_0)
         dwell_rows, pad = (c.n_items, 0) if c.dwell_head == "per_item" else (1, None)
         self.dwell_weight = nn.Embedding(dwell_rows, c.dim, padding_idx=pad)  # W (eq. 11)
         self.dwell_bias = nn.Embedding(dwell_rows, 1, padding_idx=pad)  # b (eq. 11)
+        if c.sigma_mode != "fixed":
+            self.dwell_log_sigma = nn.Parameter(torch.tensor(math.log(c.sigma)))  # log sigma (eq. 10), learned
+        if c.sigma_mode == "per_item":
+            self.dwell_log_sigma_item = nn.Embedding(c.n_items, 1)  # per-item offset of log sigma
+            nn.init.zeros_(self.dwell_log_sigma_item.weight)
         nn.init.normal_(self.item_emb.weight, std=0.1)
         nn.init.normal_(self.time_emb.weight, std=0.1)
         nn.init.zeros_(self.dwell_weight.weight)
@@ -304,7 +366,7 @@ class Jump(NeuralModel):
         if self.config.time_embedding:
             x = x + self.time_emb(self.time_row(tau))  # (B, L, d)
         out = torch.zeros_like(x)  # (B, L, d)
-        out[mask] = self.emb_norm(x[mask])  # (n_valid, d)
+        out[mask] = self.drop(self.emb_norm(x[mask]))  # (n_valid, d)
         return out
 
     def features(self, batch: SessionBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -373,6 +435,27 @@ class Jump(NeuralModel):
         rows = self.dwell_rows(items)  # (B, L)
         return (self.dwell_weight(rows) * ctx).sum(-1) + self.dwell_bias(rows).squeeze(-1)
 
+    def dwell_sigma(self, items: torch.Tensor) -> float | torch.Tensor:
+        """Sigma of eq. 10 for each click: the fixed float, or the learned value ((), or (B, L) per item)."""
+        c = self.config
+        if c.sigma_mode == "fixed":
+            return c.sigma
+        log_sigma = self.dwell_log_sigma  # ()
+        if c.sigma_mode == "per_item":
+            log_sigma = log_sigma + self.dwell_log_sigma_item(items).squeeze(-1)  # (B, L)
+        return log_sigma.clamp(math.log(0.05), math.log(50.0)).exp()  # a floor: a spike of equal dwells
+
+    def dwell(self, batch: SessionBatch, mu: torch.Tensor) -> Dwell:
+        """The contract's Dwell for mu (B, L): point estimate (see `dwell_point`) and eq. 10's log-likelihood."""
+        point = self.dwell_point_estimate(mu, batch.items)  # (B, L)
+        return lognormal_dwell(batch, mu, self.dwell_sigma(batch.items), self.config.min_dwell, point)
+
+    def dwell_point_estimate(self, mu: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The point estimate (s) for mu and items of the same shape (the stream's path)."""
+        c = self.config
+        sigma = self.dwell_sigma(items)
+        return observed_median(mu, sigma, c.c1) if c.dwell_point == "observed_median" else torch.exp(mu)
+
     # -- the model contract ----------------------------------------------------------------------
     def calculate_loss(self, batch: SessionBatch) -> Loss:
         """Joint negative log-likelihood of eq. 17-18 (mean over sessions); parts click_ll, dwell_ll (n_valid,)."""
@@ -386,12 +469,21 @@ class Jump(NeuralModel):
                 batch.delta | hide,
                 batch.lengths,
             )
-        v, _, _ = self.features(inputs)  # (B, L, d)
-        ctx = self.context(v)  # (B, L, d)
+        v, h, slow = self.features(inputs)  # (B, L, d)
+        ctx = self.drop(self.context(v))  # (B, L, d) v(S_{k-1}): every dwell of S_{k-1} known
         m = batch.mask  # (B, L)
-        click_ll = -F.cross_entropy(self.click_logits(ctx[m]), batch.items[m], reduction="none")
+        targets = batch.items[m]  # (n_valid,)
+        click_ll = 0.0
+        if c.objective in ("paper", "both"):
+            click_ll = click_ll - F.cross_entropy(self.click_logits(ctx[m]), targets, reduction="none")
+        if c.objective in ("live", "both"):
+            # click k+1 from the live representation of click k: what the stream emits at click k
+            live_ctx = self.drop(self.context(self.live_features(inputs, h, slow)))  # (B, L, d)
+            click_ll = click_ll - F.cross_entropy(self.click_logits(live_ctx[m]), targets, reduction="none")
+        sigma = self.dwell_sigma(batch.items)
+        sigma = sigma[m] if isinstance(sigma, torch.Tensor) and sigma.dim() else sigma
         dwell_ll = censored_lognormal_loglik(
-            batch.log_tau(c.min_dwell)[m], batch.delta[m], self.dwell_mu(ctx, batch.items)[m], c.sigma
+            batch.log_tau(c.min_dwell)[m], batch.delta[m], self.dwell_mu(ctx, batch.items)[m], sigma
         )  # (n_valid,)
         nll = -(click_ll.sum() + dwell_ll.sum()) if c.dwell_loss else -click_ll.sum()
         return Loss(
@@ -406,14 +498,11 @@ class Jump(NeuralModel):
         click k arrives (click k fixes tau_{k-1}): it is the same under both protocols.
         """
         check_protocol(protocol)
-        c = self.config
         v, h, slow = self.features(batch)  # (B, L, d)
         mu = self.dwell_mu(self.context(v), batch.items)  # (B, L)
         if protocol == "live":
             v = self.live_features(batch, h, slow)  # (B, L, d)
-        return Prediction(
-            self.click_logits(v[batch.next_positions()]), lognormal_dwell(batch, mu, c.sigma, c.min_dwell)
-        )
+        return Prediction(self.click_logits(v[batch.next_positions()]), self.dwell(batch, mu))
 
     # -- the stream's serving path (live rule) ----------------------------------------------------
     @torch.no_grad()
@@ -426,7 +515,8 @@ class Jump(NeuralModel):
         v, h, slow = self.features(batch)  # (B, L, d)
         mu = self.dwell_mu(self.context(v), batch.items)[rows, clicks]  # (R,)
         live = self.live_features(batch, h, slow)[rows, clicks]  # (R, d)
-        return LivePrediction(self.click_logits(live), torch.exp(mu), mu), h, slow
+        point = self.dwell_point_estimate(mu, batch.items[rows, clicks])  # (R,)
+        return LivePrediction(self.click_logits(live), point, mu), h, slow
 
     @torch.no_grad()
     def live_step(
@@ -462,4 +552,5 @@ class Jump(NeuralModel):
         live = self.live_context(
             fast[:, None], slow[:, None], items[:, None], torch.ones_like(has_prev)[:, None], memory, keys
         )[:, 0]  # (B, d)
-        return LivePrediction(self.click_logits(live), torch.exp(mu), mu), LiveState(fast, slow, memory, length)
+        point = self.dwell_point_estimate(mu, items)  # (B,)
+        return LivePrediction(self.click_logits(live), point, mu), LiveState(fast, slow, memory, length)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..model import Jump, JumpConfig
+from ..model import PAPER_SETTINGS, Jump, JumpConfig
 from .files import atomic_write, sha256_json
 
 FORMAT = "jump-checkpoint"
@@ -109,6 +109,8 @@ def load_checkpoint(path: str | Path, map_location="cpu", expect_items: list[str
             f"({len(items)} vs {len(expect_items)} items): it was trained on other data",
             "vocab_mismatch",
         )
+    # fields added after a checkpoint was written: it was trained with the paper's setting of them
+    cfg = {**PAPER_SETTINGS, **cfg}
     model = Jump(JumpConfig(**cfg))
     try:
         model.load_state_dict(state, strict=True)

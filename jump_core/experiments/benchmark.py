@@ -57,7 +57,8 @@ def model_config(cfg: dict, name: str) -> dict:
     }
 
 
-TRAIN_KEYS = ("lr", "batch_size", "weight_decay", "clip", "max_len")  # search keys that go to TrainConfig
+# search keys that go to TrainConfig
+TRAIN_KEYS = ("lr", "batch_size", "weight_decay", "clip", "max_len", "lr_schedule")
 
 
 def _key(k: str) -> str:
@@ -128,7 +129,8 @@ def fit_one(
             patience=int(budget.get("patience", 2)),
             seed=seed,
             time_budget_s=budget.get("time_budget_s"),
-            **train_params,
+            # the budget's, not `jump train`'s defaults: the same for every model unless its entry says
+            **{"lr": 1e-3, "lr_schedule": budget.get("lr_schedule", "none"), **train_params},
         )
         summary = fit_model(
             model,

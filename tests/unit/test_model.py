@@ -261,30 +261,63 @@ def test_live_features_equal_prefix_with_unknown_last_dwell():
 # -- eq. 17-18: the joint likelihood -------------------------------------------------------------------------
 
 
-def test_loss_is_the_joint_likelihood_of_eq_17_18():
-    model = make_model().eval()
-    b = batch_of()
-    loss = model.calculate_loss(b).loss
+def _joint_loglik_by_hand(model, objective):
+    """Eq. 17-18 summed click by click from prefixes: the click term of position k from v(S_{k-1})
+    ('paper'), or from the live representation of click k-1, its dwell unknown ('live')."""
     total = 0.0
     for s in range(3):
         items, tau, delta = (SESSIONS[f][s] for f in ("items", "tau", "delta"))
         for k in range(len(items)):
             if k == 0:
-                ctx = model.start_feature  # v(S_0)
+                ctx = live = model.start_feature  # v(S_0)
             else:
                 v, _, _ = model.features(SessionBatch.from_sessions([items[:k]], [tau[:k]], [delta[:k]]))
                 ctx = v[0, -1]
-            click = torch.log_softmax(model.click_logits(ctx), -1)[items[k]]
+                live_prefix = SessionBatch.from_sessions([items[:k]], [[*tau[: k - 1], model.config.c2]], [[0] * k])
+                live = model.features(live_prefix)[0][0, -1]  # click k-1 embedded as (c2, censored)
+            click = 0.0
+            if objective in ("paper", "both"):
+                click += torch.log_softmax(model.click_logits(ctx), -1)[items[k]].item()
+            if objective in ("live", "both"):
+                click += torch.log_softmax(model.click_logits(live), -1)[items[k]].item()
             mu = model.dwell_weight.weight[items[k]] @ ctx + model.dwell_bias.weight[items[k], 0]
             y = math.log(max(tau[k], model.config.min_dwell))
-            sigma = model.config.sigma
+            sigma = float(torch.as_tensor(model.dwell_sigma(torch.tensor([items[k]]))).detach().reshape(-1)[0])
             dwell = norm.logsf(y, mu.item(), sigma) if delta[k] else norm.logpdf(y, mu.item(), sigma)
-            total += click.item() + dwell
-    assert loss.item() == pytest.approx(-total / 3, rel=1e-5)
+            total += click + dwell
+    return total
+
+
+def test_loss_is_the_joint_likelihood_of_eq_17_18():
+    model = make_model(objective="paper", sigma_mode="fixed", sigma=10.0).eval()
+    loss = model.calculate_loss(batch_of()).loss
+    assert loss.item() == pytest.approx(-_joint_loglik_by_hand(model, "paper") / 3, rel=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["live", "both"])
+@pytest.mark.parametrize("sigma_mode", ["global", "per_item"])
+def test_train_as_served_loss_uses_the_live_representation(objective, sigma_mode):
+    """Each next-click term is the one computed on the live representation the stream serves."""
+    model = make_model(objective=objective, sigma_mode=sigma_mode, sigma=2.0).eval()
+    with torch.no_grad():
+        if sigma_mode == "per_item":
+            model.dwell_log_sigma_item.weight.normal_(0, 0.3)
+    loss = model.calculate_loss(batch_of()).loss
+    assert loss.item() == pytest.approx(-_joint_loglik_by_hand(model, objective) / 3, rel=1e-5)
+    # the same terms as the live protocol's scores, position by position
+    b = batch_of()
+    parts = model.calculate_loss(b).parts["click_ll"]  # (n_valid,) in row-major order of the mask
+    if objective == "live":
+        live = model.predict(b, "live").scores  # (P, n_items): position k predicts click k+1
+        want = torch.log_softmax(live, -1).gather(1, b.next_targets()[:, None])[:, 0]
+        firsts = b.mask.clone()
+        firsts[:, 1:] = False  # positions k = 1 come from v(S_0)
+        got = parts[~firsts[b.mask]]
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_dwell_median_is_exp_mu_and_loglik_is_eq_10():
-    model = make_model().eval()
+    model = make_model(dwell_point="median", sigma_mode="fixed", sigma=10.0).eval()
     b = batch_of()
     med, mu, loglik = model.predict(b).dwell
     torch.testing.assert_close(med, torch.exp(mu))
@@ -293,6 +326,44 @@ def test_dwell_median_is_exp_mu_and_loglik_is_eq_10():
         torch.log(b.tau[m].clamp_min(model.config.min_dwell)), b.delta[m], mu[m], model.config.sigma
     )
     torch.testing.assert_close(loglik[m], want)
+
+
+def test_observed_median_is_the_median_below_c1():
+    """The default point estimate: the median of LogNormal(mu, sigma) truncated at c1 (scipy's)."""
+    model = make_model().eval()
+    b = batch_of()
+    point, mu, _ = model.predict(b).dwell
+    sigma = float(model.dwell_sigma(b.items).detach())
+    for p, m in zip(point[b.mask].tolist(), mu[b.mask].tolist(), strict=True):
+        below = norm.cdf((math.log(model.config.c1) - m) / sigma)
+        assert p == pytest.approx(math.exp(m + sigma * norm.ppf(below / 2)), rel=1e-4)
+        assert p <= min(math.exp(m), model.config.c1) * (1 + 1e-5)
+
+
+def test_learned_sigma_recovers_the_true_sigma_of_censored_lognormal_dwells():
+    """Synthetic dwells: log tau ~ N(mu_item, 0.8^2), censored at c1 (eq. 4) and every last click
+    censored at c2; the learned global sigma recovers 0.8 within 5 %."""
+    rng = np.random.default_rng(0)
+    n_items, true_sigma, c1, c2 = 20, 0.8, 300.0, 30.0
+    item_mu = rng.uniform(1.5, 4.5, n_items + 1)
+    items, taus, deltas = [], [], []
+    for _ in range(400):
+        length = int(rng.integers(2, 12))
+        it = rng.integers(1, n_items + 1, length)
+        tau = np.exp(rng.normal(item_mu[it], true_sigma))
+        delta = tau >= c1
+        tau = np.minimum(tau, c1)
+        tau[-1], delta[-1] = c2, True
+        items.append(it.tolist()), taus.append(tau.tolist()), deltas.append(delta.astype(int).tolist())
+    b = SessionBatch.from_sessions(items, taus, deltas)
+    torch.manual_seed(0)
+    model = Jump(JumpConfig(n_items=n_items + 1, dim=8, c1=c1, c2=c2, sigma=2.0, sigma_mode="global"))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(400):
+        opt.zero_grad()
+        model.calculate_loss(b).loss.backward()
+        opt.step()
+    assert float(model.dwell_sigma(b.items)) == pytest.approx(true_sigma, rel=0.05)
 
 
 def test_predict_is_one_pass_of_both_heads():
@@ -384,7 +455,7 @@ def test_live_censor_p_hides_input_dwells_only_in_training():
     hidden = SessionBatch(
         b.items, torch.where(b.mask, torch.full_like(b.tau, 30.0), b.tau), b.delta | b.mask, b.lengths
     )
-    m0, m1 = make_model(), make_model(live_censor_p=1.0)
+    m0, m1 = make_model(objective="paper"), make_model(objective="paper", live_censor_p=1.0)
     m0.train(), m1.train()
     torch.manual_seed(1)
     _, _, out1 = m1.calculate_loss(b)  # every input dwell fed as (c2, censored) ...

@@ -97,3 +97,21 @@ def test_missing_file_and_foreign_file(tmp_path):
     torch.save({"hello": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a JUMP checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_a_checkpoint_from_before_the_served_defaults_loads_with_the_paper_settings(tmp_path):
+    """Written before sigma_mode/objective/dwell_point/dropout existed: trained as the paper, so loaded so."""
+    from jump_core.model import PAPER_SETTINGS
+
+    torch.manual_seed(0)
+    old = Jump(JumpConfig(n_items=12, dim=8, **PAPER_SETTINGS)).eval()
+    save_checkpoint(tmp_path / "old.ckpt", old, ITEMS, "fp", {})
+    payload = torch.load(tmp_path / "old.ckpt", weights_only=True)
+    cfg = {k: v for k, v in payload["config"].items() if k not in ("sigma_mode", "objective", "dwell_point", "dropout")}
+    torch.save(dict(payload, config=cfg), tmp_path / "legacy.ckpt")
+    loaded, _ = load_checkpoint(tmp_path / "legacy.ckpt")
+    c = loaded.config
+    assert (c.sigma_mode, c.objective, c.dwell_point, c.sigma) == ("fixed", "paper", "median", 10.0)
+    b = _batch()
+    torch.testing.assert_close(loaded.predict(b, "live").scores, old.predict(b, "live").scores)
+    torch.testing.assert_close(loaded.predict(b).dwell.median, old.predict(b).dwell.median)

@@ -115,3 +115,65 @@ def test_cli_evaluate_writes_json_markdown_and_figures(tmp_path, synthetic):
     for f in r["figures"].values():
         assert Path(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| JUMP (live) |" in (tmp_path / "rep" / "live.md").read_text()
+
+
+def _train_args(*argv):
+    from jump_core.cli import build_parser
+
+    return build_parser().parse_args(["train", "--data", "d", "--out", "o", *argv])
+
+
+def test_jump_train_defaults_are_the_dataclasses_and_paper_is_one_flag_away():
+    from jump_core.cli import train_config_from_args
+    from jump_core.model import PAPER_SETTINGS, JumpConfig
+    from jump_core.training.train import PAPER_TRAIN
+
+    cfg = train_config_from_args(_train_args(), 2000.0, 30.0)
+    assert cfg == TrainConfig(model={"c1": 2000.0, "c2": 30.0})
+    model = JumpConfig(n_items=5, **cfg.model)
+    assert (model.objective, model.sigma_mode, cfg.select, cfg.protocol) == ("live", "global", "val_recall", "live")
+    paper = train_config_from_args(_train_args("--paper"), 2000.0, 30.0)
+    assert {k: getattr(paper, k) for k in PAPER_TRAIN} == PAPER_TRAIN
+    assert {k: paper.model[k] for k in PAPER_SETTINGS} == PAPER_SETTINGS
+    # an explicit option wins over --paper's
+    mixed = train_config_from_args(_train_args("--paper", "--sigma", "2", "--lr", "0.01", "--dropout", "0.2"), 1, 2)
+    assert (mixed.model["sigma"], mixed.lr, mixed.model["dropout"], mixed.model["sigma_mode"]) == (
+        2.0,
+        0.01,
+        0.2,
+        "fixed",
+    )
+
+
+def test_jump_train_refuses_a_bad_setting_with_one_line(tmp_path, synthetic, capsys):
+    d, _ = synthetic
+    code = main(["train", "--data", str(d / "data"), "--out", str(tmp_path / "x.ckpt"), "--dropout", "1.5"])
+    assert code == 2 and not (tmp_path / "x.ckpt").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dropout" in err[0]
+
+
+def test_plateau_schedule_halves_the_rate_after_an_epoch_without_improvement(synthetic, monkeypatch):
+    _, data = synthetic
+    from jump_core import registry
+    from jump_core.training import train as train_mod
+
+    scores = iter([1.0, 0.5, 0.7, 0.8, 0.4])  # scripted validation losses: better, worse, worse, better
+    monkeypatch.setattr(train_mod, "validation_loss", lambda *a, **k: next(scores))
+    tr, val = train_mod.split_validation(data.train.subset(list(range(60))), 0.2, 0)
+    model = registry.build("jump", data.n_items, {"dim": 8})
+    s = train_mod.fit_model(
+        model,
+        tr,
+        val,
+        TrainConfig(epochs=5, lr=0.01, patience=5),
+        progress=False,
+        log=lambda *_: None,
+        select="val_loss",
+    )
+    # the rate recorded is the one the epoch trained with; a worse epoch halves the next epoch's
+    assert [h["lr"] for h in s["history"]] == pytest.approx([0.01, 0.01, 0.01, 0.005, 0.0025])
+    none = TrainConfig(epochs=5, lr=0.01, patience=5, lr_schedule="none")
+    scores = iter([1.0, 0.5, 0.7, 0.8, 0.4])
+    s = train_mod.fit_model(model, tr, val, none, progress=False, log=lambda *_: None, select="val_loss")
+    assert [h["lr"] for h in s["history"]] == [0.01] * 5
