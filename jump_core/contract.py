@@ -16,7 +16,11 @@ checkpoints call nothing else. After RecBole's `calculate_loss / predict / full_
                                      when click k arrives, so dwell never depends on the protocol.
                                      None for a click-only model.
         protocol 'paper': the dwell of every context click is known; 'live': the dwell of the latest
-                 click j is unknown (the stream's view at click time).
+                 click j is unknown (the stream's view at click time), represented as a session's last
+                 click is, (c2, censored); 'elapsed:E': E seconds after click j with the user still on
+                 it, its dwell censored at E, (E, censored) (`latest_dwell`). Only dwell-aware models
+                 see a difference; the evaluation scores 'elapsed:E' on positions whose next click
+                 came more than E s later.
     calculate_loss(batch) -> Loss                        gradient-trained models (`trainable`)
     train_steps(data, cfg, epoch, device) -> TrainSteps  one epoch of steps; NeuralModel's default is
                                                          shuffled padded batches of calculate_loss
@@ -30,6 +34,7 @@ Every model is built from its config dataclass, `Model(Config(n_items=..., ...))
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
@@ -41,7 +46,7 @@ import torch.nn as nn
 if TYPE_CHECKING:
     from .data.dataset import SessionSet
 
-PROTOCOLS = ("paper", "live")
+PROTOCOLS = ("paper", "live", "elapsed")  # "elapsed" is written "elapsed:E" (E seconds, see `latest_dwell`)
 MIN_DWELL_S = 0.5  # s: dwells are floored here before log tau in every dwell likelihood (tau = 0 has no log)
 
 
@@ -123,9 +128,37 @@ class TrainStep(NamedTuple):
     loss_sum: float
 
 
+def parse_protocol(protocol: str) -> tuple[str, float | None]:
+    """'paper' | 'live' | 'elapsed:E' -> (kind, E or None); a ValueError names what is wrong."""
+    kind, _, value = str(protocol).partition(":")
+    if kind not in PROTOCOLS or (kind == "elapsed") != bool(value):
+        raise ValueError(f"protocol must be 'paper', 'live' or 'elapsed:E' (E >= 0 seconds), not {protocol!r}")
+    if kind != "elapsed":
+        return kind, None
+    try:
+        elapsed = float(value)
+    except ValueError:
+        elapsed = math.nan
+    if not elapsed >= 0 or math.isinf(elapsed):
+        raise ValueError(f"protocol {protocol!r}: E must be a finite number of seconds >= 0")
+    return kind, elapsed
+
+
 def check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+    parse_protocol(protocol)
+
+
+def elapsed_protocol(seconds: float) -> str:
+    """The protocol string of a refresh `seconds` after the latest click: 'elapsed:E'."""
+    return f"elapsed:{float(seconds):g}"
+
+
+def latest_dwell(protocol: str, c2: float) -> float | None:
+    """How a dwell-aware model represents the latest click's dwell, always censored (delta = 1):
+    None under 'paper' (known), c2 under 'live' (how a session's last click looks in training, eq. 4),
+    E under 'elapsed:E' (the user has been on it for E s: the paper's censoring semantics)."""
+    kind, elapsed = parse_protocol(protocol)
+    return None if kind == "paper" else c2 if kind == "live" else elapsed
 
 
 @runtime_checkable

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .contract import MIN_DWELL_S, Dwell, Loss, NeuralModel, Prediction, SessionBatch, check_protocol
+from .contract import MIN_DWELL_S, Dwell, Loss, NeuralModel, Prediction, SessionBatch, latest_dwell
 from .sessions import C1_DEFAULT, C2_DEFAULT
 
 SIGMA_MODES = ("fixed", "global", "per_item")
@@ -389,6 +389,7 @@ class Jump(NeuralModel):
         valid: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
+        latest_tau: float | None = None,
     ) -> torch.Tensor:
         """The live rule: features v'_j of clicks j whose own dwell is unknown.
 
@@ -396,10 +397,11 @@ class Jump(NeuralModel):
         training -- stepped once from the states after click j-1, and attends over the earlier
         outputs h_1..h_{j-1} and its own h'_j. fast, slow (B, Q, d): states after click j-1;
         items, valid (B, Q); memory (B, K, d) with memory_mask (Q, K) or (B, Q, K).  -> (B, Q, d)
+        latest_tau: the censored dwell of click j instead of c2 (the 'elapsed:E' protocol: E).
         """
         c = self.config
         B, Q, d = fast.shape
-        tau = torch.full(items.shape, c.c2, dtype=fast.dtype, device=fast.device)  # (B, Q)
+        tau = torch.full(items.shape, c.c2 if latest_tau is None else latest_tau, dtype=fast.dtype, device=fast.device)
         x_proj = self.fast_slow.project(self.embed(items, tau, valid))  # (B, Q, 2d)
         live_h, _ = self.fast_slow.step(
             fast.reshape(B * Q, d), slow.reshape(B * Q, d), x_proj.reshape(B * Q, -1), self.n_fast(tau).reshape(B * Q)
@@ -407,13 +409,15 @@ class Jump(NeuralModel):
         live_h = live_h.view(B, Q, d)  # (B, Q, d)
         return attend(live_h, memory, memory_mask, include_query=True) if c.attention else live_h
 
-    def live_features(self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor) -> torch.Tensor:
+    def live_features(
+        self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor, latest_tau: float | None = None
+    ) -> torch.Tensor:
         """`live_context` at every position j of a batch, from its paper-protocol states.  -> (B, L, d)"""
         L = h.shape[1]
         prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]  # (B, L, d) state after j-1
         prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]  # (B, L, d)
         past = torch.ones(L, L, dtype=torch.bool, device=h.device).tril(-1)  # key i < query j
-        return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past)
+        return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past, latest_tau)
 
     def context(self, v: torch.Tensor) -> torch.Tensor:
         """v(S_{k-1}) for every click k: [v(S_0), v_1, ..., v_{L-1}].  (B, L, d) -> (B, L, d)."""
@@ -497,11 +501,11 @@ class Jump(NeuralModel):
         The dwell of click k comes from its item and clicks 1..k-1, whose dwells are known when
         click k arrives (click k fixes tau_{k-1}): it is the same under both protocols.
         """
-        check_protocol(protocol)
+        latest = latest_dwell(protocol, self.config.c2)  # None: paper; c2: live; E: elapsed:E
         v, h, slow = self.features(batch)  # (B, L, d)
         mu = self.dwell_mu(self.context(v), batch.items)  # (B, L)
-        if protocol == "live":
-            v = self.live_features(batch, h, slow)  # (B, L, d)
+        if latest is not None:
+            v = self.live_features(batch, h, slow, latest)  # (B, L, d)
         return Prediction(self.click_logits(v[batch.next_positions()]), self.dwell(batch, mu))
 
     # -- the stream's serving path (live rule) ----------------------------------------------------

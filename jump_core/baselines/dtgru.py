@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..contract import Loss, NeuralModel, Prediction, SessionBatch, check_protocol
+from ..contract import Loss, NeuralModel, Prediction, SessionBatch, latest_dwell
 from ..sessions import C1_DEFAULT, C2_DEFAULT
 
 
@@ -95,12 +95,10 @@ class DTGRU(NeuralModel):
         h, _ = self.gru(self.embed(batch.items, batch.tau, delta))  # (B, L, d)
         return h
 
-    def live_states(self, batch: SessionBatch, h: torch.Tensor) -> torch.Tensor:
-        """h'_j: the state after click j stepped with (c2, censored) from h_{j-1}.  (B, L, d)"""
+    def live_states(self, batch: SessionBatch, h: torch.Tensor, latest_tau: float) -> torch.Tensor:
+        """h'_j: the state after click j stepped with (latest_tau, censored) from h_{j-1}.  (B, L, d)"""
         B, L, d = h.shape
-        x = self.embed(
-            batch.items, torch.full_like(batch.tau, self.config.c2), torch.ones_like(batch.delta)
-        )  # (B, L, d)
+        x = self.embed(batch.items, torch.full_like(batch.tau, latest_tau), torch.ones_like(batch.delta))  # (B, L, d)
         prev = F.pad(h, (0, 0, 1, 0))[:, :L]  # (B, L, d) state after j-1
         live, _ = self.gru(x.reshape(B * L, 1, d), prev.reshape(1, B * L, d).contiguous())  # (B*L, 1, d)
         return live.view(B, L, d)
@@ -115,8 +113,8 @@ class DTGRU(NeuralModel):
 
     @torch.no_grad()
     def predict(self, batch: SessionBatch, protocol: str = "paper") -> Prediction:
-        check_protocol(protocol)
+        latest = latest_dwell(protocol, self.config.c2)  # None: paper; c2: live; E: elapsed:E
         h = self.states(batch)  # (B, L, d)
-        if protocol == "live":
-            h = self.live_states(batch, h)  # (B, L, d)
+        if latest is not None:
+            h = self.live_states(batch, h, latest)  # (B, L, d)
         return Prediction(self.logits(h[batch.next_positions()]), None)  # (P, n_items)

@@ -99,6 +99,39 @@ def plot_recall_by_length(results: dict[str, dict], path: str | Path, k: int = 2
     return _save(fig, path)
 
 
+def elapsed_markdown(rows: list[dict], k: int = 20) -> str:
+    """The `elapsed_curve` table: refresh E s after the click against the prediction at the click."""
+    lines = [
+        f"| E (s) | positions (next click > E s later) | Recall@{k} at the click (live) | Recall@{k} refreshed at E "
+        f"| MRR@{k} live | MRR@{k} at E |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        live, at = r["live"], r["elapsed"]
+        lines.append(
+            f"| {r['elapsed_s']:g} | {r['n_predictions']:,} | {fmt_number(live[f'recall@{k}'])} "
+            f"| {fmt_number(at[f'recall@{k}'])} | {fmt_number(live[f'mrr@{k}'])} | {fmt_number(at[f'mrr@{k}'])} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_elapsed_curve(curves: dict[str, list[dict]], path: str | Path, k: int = 20) -> Path:
+    """Recall@k of a refresh E s after the click (solid) and of the prediction at the click on the same
+    positions (dashed), one colour per model or dataset."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (label, rows) in enumerate(curves.items()):
+        xs = [r["elapsed_s"] for r in rows]
+        colour = f"C{i}"
+        ax.plot(xs, [r["elapsed"][f"recall@{k}"] for r in rows], "o-", color=colour, label=f"{label}: refreshed at E")
+        ax.plot(xs, [r["live"][f"recall@{k}"] for r in rows], "s--", color=colour, label=f"{label}: at the click")
+    ax.set_xlabel("E: seconds the user has been on the latest click")
+    ax.set_ylabel(f"Recall@{k} (positions with next click > E s later)")
+    ax.set_title("Refreshing a prediction while the user dwells")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 # -- jump benchmark: Tables 2-3 and Figs. 5-7 ----------------------------------------------------------
 
 

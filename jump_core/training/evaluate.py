@@ -12,6 +12,9 @@ Metrics:
     (an optimistic rule inflates count-based baselines with many exact ties). A target unseen in
     training (index 0) can't be recommended: it counts as a miss and is reported.
     Recall@K = hit rate; MRR@K = mean 1/rank (0 beyond K); NDCG@K = mean 1/log2(rank+1).
+  * Protocol 'elapsed:E' (a refresh E s after click k, its dwell censored at E): only positions whose
+    next click came more than E s later are scored (tau_k > E); `min_next_gap` applies the same
+    filter to any protocol, so 'live' can be scored on exactly those positions (`elapsed_curve`).
   * Dwell: MAE in seconds of the median prediction on uncensored clicks (delta = 0), every
     position including the first; mean censored log-likelihood (eq. 10) over all clicks.
   * The same by session length bucket (Fig. 7: 2-6, 10-30, >150, and the lengths between).
@@ -25,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from ..contract import SessionModel, check_protocol
+from ..contract import SessionModel, elapsed_protocol, parse_protocol
 from ..data.dataset import SessionSet
 
 BUCKETS = (("2-6", 2, 6), ("7-9", 7, 9), ("10-30", 10, 30), ("31-150", 31, 150), (">150", 151, math.inf))
@@ -66,11 +69,20 @@ def bucket_of(lengths: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(
-    model: SessionModel, data: SessionSet, protocol: str = "paper", k: int = 20, batch_size: int = 100, progress=None
+    model: SessionModel,
+    data: SessionSet,
+    protocol: str = "paper",
+    k: int = 20,
+    batch_size: int = 100,
+    progress=None,
+    min_next_gap: float | None = None,
 ) -> dict:
     """Score `model` on every test session of `data`, on the model's device; returns the metrics dict
-    (see the module doc)."""
-    check_protocol(protocol)
+    (see the module doc). min_next_gap: score only positions whose next click came more than this many
+    seconds later (default: E under 'elapsed:E', else every position)."""
+    _, elapsed = parse_protocol(protocol)
+    if min_next_gap is None:
+        min_next_gap = elapsed
     model.eval()
     device = model.device
     t0 = time.time()
@@ -82,8 +94,12 @@ def evaluate(
         scores, dwell = model.predict(batch, protocol)
         if scores is not None and len(targets):
             r = pessimistic_ranks(scores, targets)
+            if min_next_gap is not None:
+                keep = batch.tau[batch.next_positions()] > min_next_gap  # (P,) the user was still on click k
+                r, targets = r[keep], targets[keep]
             ranks.append(r.cpu().numpy())
-            rank_len.append(batch.lengths.unsqueeze(1).expand_as(batch.items)[batch.next_positions()].cpu().numpy())
+            lengths = batch.lengths.unsqueeze(1).expand_as(batch.items)[batch.next_positions()]  # (P,)
+            rank_len.append((lengths if min_next_gap is None else lengths[keep]).cpu().numpy())
             oov += int((targets == 0).sum())
         if dwell is not None:
             obs = batch.mask & ~batch.delta  # uncensored clicks
@@ -99,6 +115,7 @@ def evaluate(
     result = {
         "protocol": protocol,
         "k": k,
+        "min_next_gap_s": min_next_gap,
         **ranking_metrics(ranks, k),
         "n_oov_targets": oov,
         "dwell_mae_s": float(abs_err.mean()) if abs_err is not None and len(abs_err) else None,
@@ -119,3 +136,26 @@ def evaluate(
     result["by_length"] = by_length
     result["eval_seconds"] = round(time.time() - t0, 3)
     return result
+
+
+ELAPSED_DEFAULT = (0.0, 5.0, 15.0, 30.0, 60.0, 120.0)  # s: the refresh times of `jump evaluate --protocol elapsed`
+
+
+def elapsed_curve(
+    model: SessionModel, data: SessionSet, seconds=ELAPSED_DEFAULT, k: int = 20, batch_size: int = 100
+) -> list[dict]:
+    """Recall/MRR@k of a refresh E s after each click ('elapsed:E') next to 'live' (the prediction emitted
+    at the click) on the same positions: those whose next click came more than E s later."""
+    rows = []
+    for e in seconds:
+        refresh = evaluate(model, data, elapsed_protocol(e), k, batch_size)
+        at_click = evaluate(model, data, "live", k, batch_size, min_next_gap=float(e))
+        rows.append(
+            {
+                "elapsed_s": float(e),
+                "n_predictions": refresh["n_predictions"],
+                "elapsed": {m: refresh[m] for m in (f"recall@{k}", f"mrr@{k}", "n_oov_targets")},
+                "live": {m: at_click[m] for m in (f"recall@{k}", f"mrr@{k}", "n_oov_targets")},
+            }
+        )
+    return rows

@@ -92,3 +92,45 @@ def test_evaluate_counts_every_position_and_uncensored_dwell():
     assert {"recall@20", "mrr@20", "ndcg@20", "dwell_mae_s", "by_length", "protocol", "n_predictions"} <= set(r)
     with pytest.raises(ValueError):
         evaluate(Oracle(), data, "future")
+
+
+class LatestDwellProbe(FittedModel):
+    """Scores the next item 1 only when the latest dwell it is shown is 5 s (elapsed:5), else 0 for all."""
+
+    name = "probe"
+    ranks_clicks = True
+    config = None
+
+    def predict(self, batch: SessionBatch, protocol="paper"):
+        from jump_core.contract import latest_dwell
+
+        t = batch.next_targets()
+        s = torch.zeros(len(t), 30)  # all tied: rank 30 > 20, a miss
+        if latest_dwell(protocol, 30.0) == 5.0:
+            s[torch.arange(len(t)), t] = 1.0
+        s[:, 0] = -math.inf
+        return Prediction(s, None)
+
+
+def test_elapsed_scores_only_positions_whose_next_click_came_later():
+    from jump_core.training.evaluate import elapsed_curve
+
+    # next-click gaps (tau at positions with a next click): 12, 7 | 10, 2000 (censored) | 3
+    data = SessionSet(
+        items=np.array([1, 2, 3, 4, 6, 5, 7, 8]),
+        ts=np.arange(8.0),
+        tau=np.array([12.0, 7.0, 30.0, 10.0, 2000.0, 30.0, 3.0, 30.0]),
+        delta=np.array([0, 0, 1, 0, 1, 1, 0, 1], dtype=np.uint8),
+        offsets=np.array([0, 3, 6, 8]),
+        session_ids=np.array([b"a", b"b", b"c"]),
+    )
+    assert evaluate(Oracle(), data, "elapsed:0")["n_predictions"] == 5
+    assert evaluate(Oracle(), data, "elapsed:5")["n_predictions"] == 4  # the 3 s gap is gone
+    assert evaluate(Oracle(), data, "elapsed:10")["n_predictions"] == 2  # 12 and the censored 2000
+    assert evaluate(Oracle(), data, "live", min_next_gap=10.0)["n_predictions"] == 2
+    assert evaluate(Oracle(), data, "elapsed:5")["by_length"]["2-6"]["n_predictions"] == 4
+    rows = elapsed_curve(LatestDwellProbe(), data, (0.0, 5.0))
+    assert [r["n_predictions"] for r in rows] == [5, 4]
+    # the model is shown (5, censored) only under elapsed:5; live is scored on the same positions
+    assert rows[1]["elapsed"]["recall@20"] == 1.0 and rows[1]["live"]["recall@20"] == 0.0
+    assert rows[0]["elapsed"]["recall@20"] == 0.0

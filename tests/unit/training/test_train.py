@@ -116,6 +116,19 @@ def test_cli_evaluate_writes_json_markdown_and_figures(tmp_path, synthetic):
         assert Path(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| JUMP (live) |" in (tmp_path / "rep" / "live.md").read_text()
 
+    # --protocol elapsed: the curve next to live on the same positions, fewer positions as E grows
+    base = ["evaluate", "--data", str(d / "data"), "--model", str(tmp_path / "m.ckpt"), "--protocol", "elapsed"]
+    out = tmp_path / "rep" / "elapsed.json"
+    assert main([*base, "--elapsed", "0,30,120", "--json", str(out)]) == 0
+    curve = json.loads(out.read_text())["curve"]
+    assert [row["elapsed_s"] for row in curve] == [0.0, 30.0, 120.0]
+    counts = [row["n_predictions"] for row in curve]
+    assert counts[0] <= r["n_predictions"] and counts[0] > counts[1] > counts[2] > 0
+    assert curve[1]["elapsed"]["recall@20"] == curve[1]["live"]["recall@20"]  # E = c2 is the live rule
+    assert (tmp_path / "rep" / "elapsed_elapsed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 120 |" in (tmp_path / "rep" / "elapsed.md").read_text()
+    assert main([*base, "--elapsed", "5,-1", "--json", str(out)]) == 2
+
 
 def _train_args(*argv):
     from jump_core.cli import build_parser
