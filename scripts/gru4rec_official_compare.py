@@ -91,7 +91,7 @@ def export(args) -> None:
         with open(out / f"{name}.tsv", "w") as f:
             f.write("SessionId\tItemId\tTime\n")
             for i in range(n):
-                f.write(f"{sid[i]}\t{split.items[i]}\t{split.ts[i]!r}\n")
+                f.write(f"{sid[i]}\t{split.items[i]}\t{float(split.ts[i])!r}\n")
         print(f"wrote {out / name}.tsv: {n:,} clicks, {len(split):,} sessions")
 
 
