@@ -24,6 +24,7 @@ checkpoints call nothing else. After RecBole's `calculate_loss / predict / full_
     calculate_loss(batch) -> Loss                        gradient-trained models (`trainable`)
     train_steps(data, cfg, epoch, device) -> TrainSteps  one epoch of steps; NeuralModel's default is
                                                          shuffled padded batches of calculate_loss
+    configure_optimizer(cfg) -> Optimizer                NeuralModel's default: Adam at cfg.lr
     fit(train) -> self                                   closed-form models (POP, kNN, item tables)
 
 Capabilities are class attributes, declared rather than probed: `ranks_clicks` (scores is not
@@ -192,6 +193,11 @@ class NeuralModel(nn.Module):
 
     def calculate_loss(self, batch: SessionBatch) -> Loss:
         raise NotImplementedError
+
+    def configure_optimizer(self, cfg) -> torch.optim.Optimizer:
+        """The optimiser of `training.train.fit_model`: Adam at cfg.lr (§5: every model). A model
+        overrides it to train with its published optimiser (GRU4Rec: Adagrad with momentum)."""
+        return torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def train_steps(self, data: SessionSet, cfg, epoch: int, device) -> Iterator[TrainStep]:
         """One epoch: shuffled, length-bucketed padded batches of `cfg.batch_size` sessions (seeded by

@@ -38,7 +38,7 @@ class TrainConfig:
     epochs: int = 30  # a cap: early stopping ends a run (the paper's 10 left JUMP still improving)
     batch_size: int = 100  # §5: every method uses batch size 100
     lr: float = 3e-3  # §5 gives Adam, not its rate; 1e-3 is the paper preset's
-    clip: float = 5.0
+    clip: float | None = 5.0  # gradient norm cap; None or 0: no clipping (the official GRU4Rec clips nothing)
     patience: int = 3  # epochs without validation improvement before stopping
     val_fraction: float = 0.1
     seed: int = 0
@@ -115,7 +115,8 @@ def fit_model(
     select: str = "val_loss",
     protocol: str = "paper",
 ) -> dict:
-    """The one training loop of every neural model (JUMP and the baselines): Adam, clipping, early stopping.
+    """The one training loop of every neural model (JUMP and the baselines): Adam (or the optimiser of the
+    model's `configure_optimizer`), clipping (off if cfg.clip is 0 or None), early stopping.
 
     After every epoch: validation loss (if the model defines one and `select` is 'val_loss') and
     validation Recall@20 under `protocol`. The best epoch by `select` ('val_loss' lower is better,
@@ -126,7 +127,7 @@ def fit_model(
         raise ValueError(f"select must be 'val_loss' or 'val_recall', not {select!r}")
     device = next(model.parameters()).device
     tr_windows = tr.windows(cfg.max_len)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = model.configure_optimizer(cfg)  # Adam unless the model has its own (NeuralModel.configure_optimizer)
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=0, threshold=0.0)
         if cfg.lr_schedule == "plateau"
@@ -149,7 +150,8 @@ def fit_model(
         for loss, n, n_loss_sum in model.train_steps(tr_windows, cfg, epoch, device):
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
             seen += n
             loss_sum += n_loss_sum
