@@ -346,7 +346,11 @@ def benchmark(
             log(f"[sweep] 1/sigma^2 = {inv:g} (sigma = {sigma:.4g})")
             r = run(
                 "jump",
-                params_override={**jump_params, "sigma": sigma},
+                params_override={
+                    **jump_params,
+                    "sigma": sigma,
+                    "sigma_mode": "fixed",
+                },  # Fig. 5: the paper's fixed sigma
                 budget_override=sweep_budget,
                 protocols=("paper", "live"),
             )

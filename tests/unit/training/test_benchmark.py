@@ -67,6 +67,12 @@ def test_every_registered_model_builds_from_both_configs():
             if "c1" in {f.name for f in fields(model.config)}:
                 assert (model.config.c1, model.config.c2) == (2000.0, 30.0)
     assert build("jump_variant", 50).config.time_buckets == "log"  # the variant's fixed fields
+    from jump_core.model import PAPER_SETTINGS
+
+    paper = build("jump_paper", 50, {"sigma": 10.0}).config
+    assert {k: getattr(paper, k) for k in PAPER_SETTINGS} == PAPER_SETTINGS  # the paper's model, one name away
+    served = build("jump", 50).config
+    assert (served.objective, served.sigma_mode) == ("live", "global")  # JUMP as served: JumpConfig's defaults
     assert build("gru4rec_bprmax", 50).config.loss == "bpr-max"
     with pytest.raises(ValueError, match="no parameter"):
         build("sknn", 50, {"no_such_option": 1}, {})
