@@ -8,7 +8,7 @@ import pytest
 
 from jump_core.cli import main
 from jump_core.data.dataset import load_prepared
-from jump_core.data.prepare import PrepareConfig, prepare, read_sessions
+from jump_core.data.prepare import PAPER_MIN_ITEM_COUNT, PrepareConfig, prepare, read_sessions
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
@@ -46,7 +46,12 @@ def test_censoring_happens_on_the_raw_session_before_filtering(tmp_path):
     assert raw.sessions.tau.tolist() == [10, 5, 85, 30, 2000, 10, 30, 1, 1, 30]
     meta = prepare(
         PrepareConfig(
-            "csv", [str(write(tmp_path, rows))], str(tmp_path / "out"), test_fraction=0.0, reader_options=CSV_OPTS
+            "csv",
+            [str(write(tmp_path, rows))],
+            str(tmp_path / "out"),
+            test_fraction=0.0,
+            reader_options=CSV_OPTS,
+            min_item_count=PAPER_MIN_ITEM_COUNT,
         ),
         log=lambda *_: None,
     )
@@ -61,7 +66,12 @@ def test_filter_then_drop_short_sessions_and_counts(tmp_path):
     rows = [(1, "a", 0), (1, "rare", 5), (2, "a", 0), (2, "b", 5), (3, "a", 0), (3, "b", 9), (4, "b", 1), (4, "a", 2)]
     meta = prepare(
         PrepareConfig(
-            "csv", [str(write(tmp_path, rows))], str(tmp_path / "o"), test_fraction=0.0, reader_options=CSV_OPTS
+            "csv",
+            [str(write(tmp_path, rows))],
+            str(tmp_path / "o"),
+            test_fraction=0.0,
+            reader_options=CSV_OPTS,
+            min_item_count=PAPER_MIN_ITEM_COUNT,
         ),
         log=lambda *_: None,
     )
@@ -72,6 +82,29 @@ def test_filter_then_drop_short_sessions_and_counts(tmp_path):
         "clicks_dropped_with_short_sessions": 1,
     }
     assert meta["table1"]["train_sessions"] == 3 and meta["table1"]["clicks"] == 6
+
+
+def test_default_keeps_the_long_tail_the_paper_filter_is_one_flag_away(tmp_path):
+    rows = [(1, "a", 0), (1, "rare", 5), (1, "b", 9), (2, "a", 0), (2, "b", 5), (3, "a", 0), (3, "b", 9)]
+    csv = str(write(tmp_path, rows))
+    argv = [
+        "prepare",
+        "--format",
+        "csv",
+        "--session-col",
+        "session_id",
+        "--item-col",
+        "item_id",
+        "--time-col",
+        "timestamp",
+    ]
+    assert main([*argv, csv, "--out", str(tmp_path / "served"), "--test-fraction", "0"]) == 0
+    served = json.loads((tmp_path / "served" / "meta.json").read_text())
+    assert served["counts"]["filter"]["clicks_dropped_rare_items"] == 0 and served["table1"]["clicks"] == 7
+    assert "rare" in load_prepared(tmp_path / "served").items
+    paper = tmp_path / "paper"
+    assert main([*argv, csv, "--out", str(paper), "--test-fraction", "0", "--min-item-count", "3"]) == 0
+    assert json.loads((paper / "meta.json").read_text())["counts"]["filter"]["clicks_dropped_rare_items"] == 1
 
 
 def test_random_split_is_seeded_and_vocab_is_train_only(tmp_path):
@@ -178,6 +211,7 @@ def test_session_rec_given_split_matches_provenance(tmp_path):
             str(tmp_path / "rsc"),
             split="given",
             test_inputs=[str(root / "yoochoose-clicks-100k_test.txt")],
+            min_item_count=PAPER_MIN_ITEM_COUNT,
         ),
         log=lambda *_: None,
     )
@@ -193,7 +227,10 @@ def test_reddit_sample_one_hour_sessions(tmp_path):
     path = need(DATA / "reddit" / "kaggle-head-sample" / "reddit_sample.csv")
     raw = read_sessions("reddit", [path], 3600.0, 2000, 30)
     assert len(raw.sessions) == 1861  # PROVENANCE.md: 1,861 one-hour sessions
-    meta = prepare(PrepareConfig("reddit", [str(path)], str(tmp_path / "r"), test_fraction=0.0), log=lambda *_: None)
+    cfg = PrepareConfig(
+        "reddit", [str(path)], str(tmp_path / "r"), test_fraction=0.0, min_item_count=PAPER_MIN_ITEM_COUNT
+    )
+    meta = prepare(cfg, log=lambda *_: None)
     # PROVENANCE.md after the paper filter: 3,734 clicks in 797 sessions over 230 items
     assert (meta["table1"]["clicks"], meta["table1"]["train_sessions"], meta["table1"]["items"]) == (3734, 797, 230)
     d = load_prepared(tmp_path / "r")
@@ -210,5 +247,6 @@ def test_reddit_sample_one_hour_sessions(tmp_path):
 )
 def test_real_samples_prepare_like_provenance(tmp_path, fmt, rel, sessions):
     path = need(DATA / rel)
-    meta = prepare(PrepareConfig(fmt, [str(path)], str(tmp_path / fmt), test_fraction=0.0), log=lambda *_: None)
+    cfg = PrepareConfig(fmt, [str(path)], str(tmp_path / fmt), test_fraction=0.0, min_item_count=PAPER_MIN_ITEM_COUNT)
+    meta = prepare(cfg, log=lambda *_: None)
     assert meta["table1"]["train_sessions"] == sessions  # PROVENANCE.md "after paper filter: sessions"
