@@ -95,6 +95,12 @@ class JumpConfig:
     # (one row per second up to max(c1, c2)); "log" shares rows on a log scale, two per doubling:
     # row = 1 + floor(2 log2(tau)) for tau >= 1 s, row 0 below, so rare long dwells share a trained row.
     time_buckets: str = "second"
+    # Not a modelling choice: the same function computed two ways (equal to float tolerance, tested in
+    # tests/unit/test_model_fast_path.py). True: RH-MI cells with their gates folded into the weights once
+    # per batch, and the extra fast steps (k >= 2) run only on the rows that need them (see
+    # `FastSlowLayer`), over twice as fast to train on a CPU. False: the reference, eq. 14-15 as printed,
+    # one torch.where over the full batch per fast step; kept as the yardstick of `jump bench train`.
+    fast_path: bool = True
 
     def __post_init__(self):
         if self.recurrent not in RECURRENT_LAYERS:
@@ -191,6 +197,52 @@ class RHMICell(nn.Module):
         return (1 - g) * h + g * torch.tanh(m)  # (N, d)
 
 
+class FusedRHMI(NamedTuple):
+    """An RH-MI cell's weights with its gates folded in, built once per batch for the fast path.
+
+    Eq. 15 regrouped: m = (alpha*Wc x + gamma)*Uc h + (beta*Wc x + b_c), so the input's three terms
+    come from one affine map of x, and the cell without input is one affine map of h. Per step this
+    is 4-7 tensor ops instead of ~15: fewer ops, and fewer autograd nodes to walk back through.
+    """
+
+    wx: torch.Tensor  # (3d, d) [alpha*Wc; beta*Wc; Wg]
+    bx: torch.Tensor  # (3d,) [gamma; b_c; b_g]
+    u: torch.Tensor  # (2d, d) [Uc; Ug]
+    u0: torch.Tensor  # (2d, d) [gamma*Uc; Ug]: the cell without input
+    b0: torch.Tensor  # (2d,) [b_c; b_g]
+
+
+def fuse_rhmi(cell: RHMICell) -> FusedRHMI:
+    """The cell's parameters as `FusedRHMI` (differentiable: gradients flow back to the parameters)."""
+    d = cell.alpha.shape[0]
+    wc, wg = cell.input_proj.weight.split(d)  # (d, d) x2
+    uc, ug = cell.state_proj.weight.split(d)  # (d, d) x2
+    return FusedRHMI(
+        torch.cat([cell.alpha[:, None] * wc, cell.beta[:, None] * wc, wg]),
+        torch.cat([cell.gamma, cell.cand_bias, cell.gate_bias]),
+        cell.state_proj.weight,
+        torch.cat([cell.gamma[:, None] * uc, ug]),
+        torch.cat([cell.cand_bias, cell.gate_bias]),
+    )
+
+
+def rhmi_input_terms(w: FusedRHMI, x: torch.Tensor) -> torch.Tensor:
+    """[alpha*Wc x + gamma, beta*Wc x + b_c, Wg x + b_g] in one affine map.  (..., d) -> (..., 3d)"""
+    return F.linear(x, w.wx, w.bx)
+
+
+def rhmi_step(w: FusedRHMI, h: torch.Tensor, terms: torch.Tensor | None = None) -> torch.Tensor:
+    """`RHMICell.forward` with folded weights: h (N, d), terms (N, 3d) = rhmi_input_terms(x) or None."""
+    if terms is None:
+        m, g = F.linear(h, w.u0, w.b0).chunk(2, dim=-1)  # gamma*Uc h + b_c, Ug h + b_g  (N, d) x2
+    else:
+        a, b, gx = terms.chunk(3, dim=-1)  # (N, d) x3
+        uc, ug = (h @ w.u.t()).chunk(2, dim=-1)  # (N, d) x2
+        m = torch.addcmul(b, a, uc)  # (N, d)
+        g = gx + ug  # (N, d)
+    return torch.lerp(h, torch.tanh(m), torch.sigmoid(g))  # (1 - g)*h + g*c  (N, d)
+
+
 class RecurrentLayer(nn.Module):
     """The loop over clicks shared by the fast-slow layer and its ablations (`project` + `step`)."""
 
@@ -215,21 +267,46 @@ class RecurrentLayer(nn.Module):
 
 
 class FastSlowLayer(RecurrentLayer):
-    """Fast-slow RNN of eq. 14 (FS-RNN ordering, see the module docstring) over RH-MI cells."""
+    """Fast-slow RNN of eq. 14 (FS-RNN ordering, see the module docstring) over RH-MI cells.
 
-    def __init__(self, dim: int):
+    Two implementations of one function (JumpConfig.fast_path): the reference steps the cells as
+    eq. 15 prints them and runs max(n_j) fast steps over the whole batch, keeping rows that need
+    fewer with torch.where; the fast path folds the cells' gates into their weights once per batch
+    (`FusedRHMI`), sorts a click's rows by their fast-step count n_j so that the rows taking fast
+    step k are a prefix of them, steps only that prefix, and skips padded rows rather than masking
+    them. Most clicks need few fast steps (n_j = 1 below z seconds), so the reference mostly computes
+    steps that torch.where throws away.
+    """
+
+    def __init__(self, dim: int, fast_path: bool = True):
         super().__init__()
         self.fast_cell = RHMICell(dim)
         self.slow_cell = RHMICell(dim)
+        self.fast_path = fast_path
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """The input projection of the first fast cell, computed once per click.  (..., d) -> (..., 2d)"""
-        return self.fast_cell.input_proj(x)
+        """The first fast cell's input terms, computed once per click: (..., d) -> (..., 2d) input_proj(x)
+        (reference), or (..., 3d) `rhmi_input_terms` (fast path)."""
+        return rhmi_input_terms(fuse_rhmi(self.fast_cell), x) if self.fast_path else self.fast_cell.input_proj(x)
 
     def step(
         self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor, n_fast: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One click for N sequences: fast/slow (N, d) states, x_proj (N, 2d), n_fast (N,) >= 1."""
+        """One click for N sequences: fast/slow (N, d) states, x_proj (N, 2d or 3d, see `project`), n_fast (N,) >= 1."""
+        if not self.fast_path:
+            return self.reference_step(fast, slow, x_proj, n_fast)
+        wf, ws = fuse_rhmi(self.fast_cell), fuse_rhmi(self.slow_cell)
+        order, counts = fast_step_plan(n_fast)  # (N,), [N, rows with n_j >= 2, ...]
+        if len(counts) == 1:  # one fast step each: no reordering
+            return self._sorted_step(wf, ws, fast, slow, x_proj, counts)
+        f, s = self._sorted_step(wf, ws, fast[order], slow[order], x_proj[order], counts)  # rows in `order`
+        back = order.argsort()  # (N,) the inverse permutation
+        return f[back], s[back]
+
+    def reference_step(
+        self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor, n_fast: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` as eq. 14-15 print it (the reference of the fast path); x_proj (N, 2d) = input_proj(x)."""
         f = self.fast_cell(fast, x_proj=x_proj)  # h_0^F (N, d)
         slow = self.slow_cell(slow, f)  # h_j^S (N, d)
         f = self.fast_cell(f, slow)  # h_1^F (N, d)
@@ -238,6 +315,65 @@ class FastSlowLayer(RecurrentLayer):
         for k in range(2, int(n_fast.max()) + 1):
             f = torch.where((n_fast >= k).unsqueeze(-1), self.fast_cell(f), f)  # h_k^F (N, d)
         return f, slow
+
+    def _sorted_step(
+        self, wf: FusedRHMI, ws: FusedRHMI, fast: torch.Tensor, slow: torch.Tensor, terms: torch.Tensor, counts: list
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One click on N rows sorted by n_j, descending: fast/slow (N, d), terms (N, 3d) of the click;
+        counts[k - 1] = how many rows take fast step k (a prefix: counts[0] = N, non-increasing)."""
+        f = rhmi_step(wf, fast, terms)  # h_0^F (N, d)
+        slow = rhmi_step(ws, slow, rhmi_input_terms(ws, f))  # h_j^S (N, d)
+        f = rhmi_step(wf, f, rhmi_input_terms(wf, slow))  # h_1^F (N, d)
+        for c in counts[1:]:  # h_k^F for 2 <= k <= n_j: only the first c rows take step k
+            head = rhmi_step(wf, f[:c])  # (c, d)
+            f = head if c == f.shape[0] else torch.cat([head, f[c:]])  # (N, d)
+        return f, slow
+
+    def forward(self, x: torch.Tensor, n_fast: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`RecurrentLayer.forward` (same contract); the fast path steps, at each click j, only its
+        valid rows, in the order of their fast-step counts (`_sorted_step`)."""
+        if not self.fast_path:
+            return super().forward(x, n_fast, mask)
+        B, L, d = x.shape
+        wf, ws = fuse_rhmi(self.fast_cell), fuse_rhmi(self.slow_cell)  # once per batch
+        terms = self.project(x).transpose(0, 1)  # (L, B, 3d)
+        # Padded clicks take 0 steps: they sort last and are never stepped (their states carry over).
+        order, counts = fast_step_plan((n_fast * mask).t())  # (L, B), L lists: one host sync per batch
+        fast = x.new_zeros(B, d)  # (B, d)
+        slow = x.new_zeros(B, d)  # (B, d)
+        outs, slows = [], []
+        for j in range(L):
+            c = counts[j]  # c[k - 1]: rows of click j that take fast step k (c[0]: its valid rows)
+            if not c:  # every row padded
+                pass
+            elif c[0] == B and len(c) == 1:  # every row valid, one fast step each: no reordering
+                fast, slow = self._sorted_step(wf, ws, fast, slow, terms[j], c)
+            else:
+                rows = order[j, : c[0]]  # (V,) valid rows, most fast steps first
+                f, s = self._sorted_step(
+                    wf, ws, fast.index_select(0, rows), slow.index_select(0, rows), terms[j].index_select(0, rows), c
+                )  # (V, d) x2
+                fast, slow = fast.index_copy(0, rows, f), slow.index_copy(0, rows, s)  # (B, d) x2
+            outs.append(fast)
+            slows.append(slow)
+        return torch.stack(outs, 1), torch.stack(slows, 1)  # (B, L, d) x2
+
+
+def fast_step_plan(n_fast: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """Rows sorted by fast-step count, and how many rows take each fast step (the fast path's plan).
+
+    n_fast (..., N) long, 0 for a row that takes no step -> order (..., N), the rows by descending
+    count; counts: for each leading index, the list [#rows with n >= k for k = 1..max n] with its
+    trailing zeros dropped. One host sync for the whole tensor.
+    """
+    order = n_fast.argsort(dim=-1, descending=True)  # (..., N)
+    k = torch.arange(1, max(int(n_fast.max()), 1) + 1, device=n_fast.device)  # (K,)
+    counts = (n_fast.unsqueeze(-1) >= k).sum(-2).tolist()  # (..., K)
+
+    def strip(c):
+        return [x for x in c if x > 0] if c and isinstance(c[0], int) else [strip(r) for r in c]
+
+    return order, strip(counts)
 
 
 class RHLayer(RecurrentLayer):
@@ -323,7 +459,8 @@ class Jump(NeuralModel):
         self.time_emb = nn.Embedding(c.time_rows, c.dim)  # T (eq. 16)
         self.emb_norm = nn.BatchNorm1d(c.dim)  # eq. 16
         self.drop = nn.Dropout(c.dropout)  # training only (JumpConfig.dropout)
-        self.fast_slow = RECURRENT_LAYERS[c.recurrent](c.dim)  # eq. 14-15 (unless ablated)
+        layer = RECURRENT_LAYERS[c.recurrent]
+        self.fast_slow = layer(c.dim, c.fast_path) if layer is FastSlowLayer else layer(c.dim)  # eq. 14-15
         self.start_feature = nn.Parameter(torch.zeros(c.dim))  # v(S_0)
         dwell_rows, pad = (c.n_items, 0) if c.dwell_head == "per_item" else (1, None)
         self.dwell_weight = nn.Embedding(dwell_rows, c.dim, padding_idx=pad)  # W (eq. 11)
@@ -389,31 +526,43 @@ class Jump(NeuralModel):
         valid: torch.Tensor,
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
+        needed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The live rule: features v'_j of clicks j whose own dwell is unknown.
 
         Click j is embedded as (tau = c2, censored) -- how every session's last click looks in
         training -- stepped once from the states after click j-1, and attends over the earlier
         outputs h_1..h_{j-1} and its own h'_j. fast, slow (B, Q, d): states after click j-1;
-        items, valid (B, Q); memory (B, K, d) with memory_mask (Q, K) or (B, Q, K).  -> (B, Q, d)
+        items, valid (B, Q); memory (B, K, d) with memory_mask (Q, K) or (B, Q, K). needed (B, Q) bool or
+        None: only those rows are stepped, the others are left 0 (the loss needs no feature of a last click).
+        -> (B, Q, d)
         """
         c = self.config
         B, Q, d = fast.shape
         tau = torch.full(items.shape, c.c2, dtype=fast.dtype, device=fast.device)  # (B, Q)
-        x_proj = self.fast_slow.project(self.embed(items, tau, valid))  # (B, Q, 2d)
-        live_h, _ = self.fast_slow.step(
-            fast.reshape(B * Q, d), slow.reshape(B * Q, d), x_proj.reshape(B * Q, -1), self.n_fast(tau).reshape(B * Q)
-        )
+        x = self.embed(items, tau, valid).reshape(B * Q, d)  # (BQ, d) batch statistics over every valid click
+        fast, slow, n_fast = fast.reshape(B * Q, d), slow.reshape(B * Q, d), self.n_fast(tau).reshape(B * Q)
+        if needed is None:
+            live_h, _ = self.fast_slow.step(fast, slow, self.fast_slow.project(x), n_fast)  # (BQ, d)
+        else:
+            rows = needed.reshape(B * Q).nonzero().squeeze(1)  # (R,)
+            x, fast, slow, n_fast = x[rows], fast[rows], slow[rows], n_fast[rows]
+            live_h = fast.new_zeros(B * Q, d).index_copy(
+                0, rows, self.fast_slow.step(fast, slow, self.fast_slow.project(x), n_fast)[0]
+            )  # (BQ, d)
         live_h = live_h.view(B, Q, d)  # (B, Q, d)
         return attend(live_h, memory, memory_mask, include_query=True) if c.attention else live_h
 
-    def live_features(self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor) -> torch.Tensor:
-        """`live_context` at every position j of a batch, from its paper-protocol states.  -> (B, L, d)"""
+    def live_features(
+        self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor, needed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`live_context` at every position j of a batch (or the `needed` ones), from its paper-protocol states.
+        -> (B, L, d)"""
         L = h.shape[1]
         prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]  # (B, L, d) state after j-1
         prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]  # (B, L, d)
         past = torch.ones(L, L, dtype=torch.bool, device=h.device).tril(-1)  # key i < query j
-        return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past)
+        return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past, needed)
 
     def context(self, v: torch.Tensor) -> torch.Tensor:
         """v(S_{k-1}) for every click k: [v(S_0), v_1, ..., v_{L-1}].  (B, L, d) -> (B, L, d)."""
@@ -422,6 +571,10 @@ class Jump(NeuralModel):
 
     def click_logits(self, v: torch.Tensor) -> torch.Tensor:
         """Eq. 9 with V tied to the input embedding; index 0 is never a candidate.  (..., n_items)."""
+        if self.config.fast_path:  # -inf as a bias: no in-place write into (and copy of) the whole logits
+            bias = torch.zeros(self.item_emb.num_embeddings, dtype=v.dtype, device=v.device)  # (n_items,)
+            bias[0] = float("-inf")
+            return F.linear(v, self.item_emb.weight, bias)  # (..., n_items)
         logits = v @ self.item_emb.weight.t()  # (..., n_items)
         logits[..., 0] = float("-inf")
         return logits
@@ -478,7 +631,9 @@ class Jump(NeuralModel):
             click_ll = click_ll - F.cross_entropy(self.click_logits(ctx[m]), targets, reduction="none")
         if c.objective in ("live", "both"):
             # click k+1 from the live representation of click k: what the stream emits at click k
-            live_ctx = self.drop(self.context(self.live_features(inputs, h, slow)))  # (B, L, d)
+            # (fast path: the rows of last clicks and padding are not stepped; nothing reads them)
+            needed = F.pad(batch.mask[:, 1:], (0, 1)) if c.fast_path else None  # (B, L) click j+1 exists
+            live_ctx = self.drop(self.context(self.live_features(inputs, h, slow, needed)))  # (B, L, d)
             click_ll = click_ll - F.cross_entropy(self.click_logits(live_ctx[m]), targets, reduction="none")
         sigma = self.dwell_sigma(batch.items)
         sigma = sigma[m] if isinstance(sigma, torch.Tensor) and sigma.dim() else sigma
