@@ -97,9 +97,10 @@ class JumpConfig:
     time_buckets: str = "second"
     # Not a modelling choice: the same function computed two ways (equal to float tolerance, tested in
     # tests/unit/test_model_fast_path.py). True: RH-MI cells with their gates folded into the weights once
-    # per batch, and the extra fast steps (k >= 2) run only on the rows that need them (see
-    # `FastSlowLayer`), over twice as fast to train on a CPU. False: the reference, eq. 14-15 as printed,
-    # one torch.where over the full batch per fast step; kept as the yardstick of `jump bench train`.
+    # per batch, the extra fast steps (k >= 2) only on the rows that take them (see `FastSlowLayer`), no
+    # live step for a session's last click in the loss (nothing reads it): about 1.3-1.4x the reference's
+    # training clicks/s on a CPU (`jump bench train`, docs in README). False: the reference, eq. 14-15 as
+    # printed, one torch.where over the full batch per fast step; kept as the yardstick of the benchmark.
     fast_path: bool = True
 
     def __post_init__(self):
@@ -231,15 +232,17 @@ def rhmi_input_terms(w: FusedRHMI, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w.wx, w.bx)
 
 
-def rhmi_step(w: FusedRHMI, h: torch.Tensor, terms: torch.Tensor | None = None) -> torch.Tensor:
-    """`RHMICell.forward` with folded weights: h (N, d), terms (N, 3d) = rhmi_input_terms(x) or None."""
+def rhmi_step(
+    w: FusedRHMI, h: torch.Tensor, terms: torch.Tensor | None = None, u: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`RHMICell.forward` with folded weights: h (N, d), terms (N, 3d) = rhmi_input_terms(x) or None;
+    u (N, 2d) = h @ w.u.T when already computed."""
     if terms is None:
         m, g = F.linear(h, w.u0, w.b0).chunk(2, dim=-1)  # gamma*Uc h + b_c, Ug h + b_g  (N, d) x2
     else:
+        uc, ug = (h @ w.u.t() if u is None else u).chunk(2, dim=-1)  # Uc h, Ug h  (N, d) x2
         a, b, gx = terms.chunk(3, dim=-1)  # (N, d) x3
-        uc, ug = (h @ w.u.t()).chunk(2, dim=-1)  # (N, d) x2
-        m = torch.addcmul(b, a, uc)  # (N, d)
-        g = gx + ug  # (N, d)
+        m, g = torch.addcmul(b, a, uc), gx + ug  # (N, d) x2
     return torch.lerp(h, torch.tanh(m), torch.sigmoid(g))  # (1 - g)*h + g*c  (N, d)
 
 
@@ -272,10 +275,10 @@ class FastSlowLayer(RecurrentLayer):
     Two implementations of one function (JumpConfig.fast_path): the reference steps the cells as
     eq. 15 prints them and runs max(n_j) fast steps over the whole batch, keeping rows that need
     fewer with torch.where; the fast path folds the cells' gates into their weights once per batch
-    (`FusedRHMI`), sorts a click's rows by their fast-step count n_j so that the rows taking fast
-    step k are a prefix of them, steps only that prefix, and skips padded rows rather than masking
-    them. Most clicks need few fast steps (n_j = 1 below z seconds), so the reference mostly computes
-    steps that torch.where throws away.
+    (`FusedRHMI`), keeps a click's rows sorted by their fast-step count n_j so that the rows taking
+    fast step k are a prefix of them, steps only that prefix, and leaves padded rows (n = 0, sorted
+    last) out rather than masking them. Most clicks need few fast steps (n_j = 1 below z seconds),
+    so the reference mostly computes steps that torch.where throws away.
     """
 
     def __init__(self, dim: int, fast_path: bool = True):
@@ -295,11 +298,13 @@ class FastSlowLayer(RecurrentLayer):
         """One click for N sequences: fast/slow (N, d) states, x_proj (N, 2d or 3d, see `project`), n_fast (N,) >= 1."""
         if not self.fast_path:
             return self.reference_step(fast, slow, x_proj, n_fast)
-        wf, ws = fuse_rhmi(self.fast_cell), fuse_rhmi(self.slow_cell)
+        if fast.shape[0] == 0:
+            return fast, slow
+        w = self._fused()
         order, counts = fast_step_plan(n_fast)  # (N,), [N, rows with n_j >= 2, ...]
         if len(counts) == 1:  # one fast step each: no reordering
-            return self._sorted_step(wf, ws, fast, slow, x_proj, counts)
-        f, s = self._sorted_step(wf, ws, fast[order], slow[order], x_proj[order], counts)  # rows in `order`
+            return self._sorted_step(w, fast, slow, x_proj, counts)
+        f, s = self._sorted_step(w, fast[order], slow[order], x_proj[order], counts)  # rows in `order`
         back = order.argsort()  # (N,) the inverse permutation
         return f[back], s[back]
 
@@ -316,47 +321,61 @@ class FastSlowLayer(RecurrentLayer):
             f = torch.where((n_fast >= k).unsqueeze(-1), self.fast_cell(f), f)  # h_k^F (N, d)
         return f, slow
 
-    def _sorted_step(
-        self, wf: FusedRHMI, ws: FusedRHMI, fast: torch.Tensor, slow: torch.Tensor, terms: torch.Tensor, counts: list
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fused(self) -> tuple[FusedRHMI, FusedRHMI, torch.Tensor, torch.Tensor]:
+        """The fast path's weights, once per batch: both cells folded, and the two maps of h_0^F (the slow
+        cell's input terms, the fast cell's state projection) stacked into one (5d, d) matmul."""
+        wf, ws = fuse_rhmi(self.fast_cell), fuse_rhmi(self.slow_cell)
+        return wf, ws, torch.cat([ws.wx, wf.u]), torch.cat([ws.bx, torch.zeros_like(wf.b0)])
+
+    def _sorted_step(self, w: tuple, fast: torch.Tensor, slow: torch.Tensor, terms: torch.Tensor, counts: list):
         """One click on N rows sorted by n_j, descending: fast/slow (N, d), terms (N, 3d) of the click;
         counts[k - 1] = how many rows take fast step k (a prefix: counts[0] = N, non-increasing)."""
+        wf, ws, w0, b0 = w
         f = rhmi_step(wf, fast, terms)  # h_0^F (N, d)
-        slow = rhmi_step(ws, slow, rhmi_input_terms(ws, f))  # h_j^S (N, d)
-        f = rhmi_step(wf, f, rhmi_input_terms(wf, slow))  # h_1^F (N, d)
+        slow_terms, u = F.linear(f, w0, b0).split([w0.shape[0] - wf.u.shape[0], wf.u.shape[0]], dim=-1)
+        slow = rhmi_step(ws, slow, slow_terms)  # h_j^S (N, d)
+        f = rhmi_step(wf, f, rhmi_input_terms(wf, slow), u)  # h_1^F (N, d)
+        done = []  # rows past their last fast step, by descending count
         for c in counts[1:]:  # h_k^F for 2 <= k <= n_j: only the first c rows take step k
-            head = rhmi_step(wf, f[:c])  # (c, d)
-            f = head if c == f.shape[0] else torch.cat([head, f[c:]])  # (N, d)
-        return f, slow
+            if c < f.shape[0]:
+                f, rest = f.split([c, f.shape[0] - c])  # (c, d), (., d)
+                done.append(rest)
+            f = rhmi_step(wf, f)  # (c, d)
+        return torch.cat([f, *done[::-1]]) if done else f, slow  # (N, d) x2
 
     def forward(self, x: torch.Tensor, n_fast: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`RecurrentLayer.forward` (same contract); the fast path steps, at each click j, only its
-        valid rows, in the order of their fast-step counts (`_sorted_step`)."""
+        """`RecurrentLayer.forward` (same contract). The fast path keeps the carried states in the order of
+        the current click's `fast_step_plan` (valid rows by descending n_j, padded rows last): one
+        gather per click moves them from the previous click's order, one per output restores the batch's."""
         if not self.fast_path:
             return super().forward(x, n_fast, mask)
         B, L, d = x.shape
-        wf, ws = fuse_rhmi(self.fast_cell), fuse_rhmi(self.slow_cell)  # once per batch
-        terms = self.project(x).transpose(0, 1)  # (L, B, 3d)
-        # Padded clicks take 0 steps: they sort last and are never stepped (their states carry over).
-        order, counts = fast_step_plan((n_fast * mask).t())  # (L, B), L lists: one host sync per batch
-        fast = x.new_zeros(B, d)  # (B, d)
+        w = self._fused()  # once per batch
+        order, counts = fast_step_plan((n_fast * mask).t())  # (L, B), L lists; padded clicks take 0 steps
+        rank = order.argsort(dim=1)  # (L, B): where row b sits in click j's order
+        moves = rank[:-1].gather(1, order[1:])  # (L-1, B): click j's rows in click j-1's order
+        still = (moves == torch.arange(B, device=x.device)).all(1).tolist()  # (L-1,) the same order twice
+        terms = rhmi_input_terms(w[0], x).transpose(0, 1)  # (L, B, 3d) = project(x)
+        terms = terms.gather(1, order.unsqueeze(-1).expand(terms.shape))  # (L, B, 3d) each click's rows sorted
+        fast = x.new_zeros(B, d)  # (B, d) in click j's order
         slow = x.new_zeros(B, d)  # (B, d)
         outs, slows = [], []
         for j in range(L):
+            if j and not still[j - 1]:
+                fast, slow = fast[moves[j - 1]], slow[moves[j - 1]]  # (B, d) x2
             c = counts[j]  # c[k - 1]: rows of click j that take fast step k (c[0]: its valid rows)
-            if not c:  # every row padded
-                pass
-            elif c[0] == B and len(c) == 1:  # every row valid, one fast step each: no reordering
-                fast, slow = self._sorted_step(wf, ws, fast, slow, terms[j], c)
-            else:
-                rows = order[j, : c[0]]  # (V,) valid rows, most fast steps first
-                f, s = self._sorted_step(
-                    wf, ws, fast.index_select(0, rows), slow.index_select(0, rows), terms[j].index_select(0, rows), c
-                )  # (V, d) x2
-                fast, slow = fast.index_copy(0, rows, f), slow.index_copy(0, rows, s)  # (B, d) x2
+            v = c[0] if c else 0
+            if v == B:
+                fast, slow = self._sorted_step(w, fast, slow, terms[j], c)
+            elif v > 0:  # padded rows carry their states
+                (f, f_pad), (s, s_pad) = fast.split([v, B - v]), slow.split([v, B - v])  # (V, d), (B-V, d)
+                f, s = self._sorted_step(w, f, s, terms[j, :v], c)  # (V, d) x2
+                fast, slow = torch.cat([f, f_pad]), torch.cat([s, s_pad])  # (B, d) x2
             outs.append(fast)
             slows.append(slow)
-        return torch.stack(outs, 1), torch.stack(slows, 1)  # (B, L, d) x2
+        back = rank.unsqueeze(-1).expand(L, B, d)  # (L, B, d): each click's rows back in batch order
+        h = torch.stack(outs).gather(1, back).transpose(0, 1)  # (B, L, d)
+        return h, torch.stack(slows).gather(1, back).transpose(0, 1)  # (B, L, d) x2
 
 
 def fast_step_plan(n_fast: torch.Tensor) -> tuple[torch.Tensor, list]:
@@ -367,7 +386,8 @@ def fast_step_plan(n_fast: torch.Tensor) -> tuple[torch.Tensor, list]:
     trailing zeros dropped. One host sync for the whole tensor.
     """
     order = n_fast.argsort(dim=-1, descending=True)  # (..., N)
-    k = torch.arange(1, max(int(n_fast.max()), 1) + 1, device=n_fast.device)  # (K,)
+    top = int(n_fast.max()) if n_fast.numel() else 0
+    k = torch.arange(1, max(top, 1) + 1, device=n_fast.device)  # (K,)
     counts = (n_fast.unsqueeze(-1) >= k).sum(-2).tolist()  # (..., K)
 
     def strip(c):

@@ -149,3 +149,11 @@ def test_fast_step_plan_counts_rows_per_step():
     order, counts = fast_step_plan(torch.tensor([[1, 3, 0, 2], [0, 0, 0, 0], [1, 1, 1, 1]]))
     assert counts == [[3, 2, 1], [], [4]]
     assert order[0, :3].tolist() == [1, 3, 0]
+
+
+def test_a_batch_of_single_clicks():
+    """No position needs a live step in the loss (no next click): an empty set of rows."""
+    ref, fast = pair()
+    batch = SessionBatch.from_sessions([[3], [4]], [[10.0], [30.0]], [[1], [1]])
+    losses = [m.train().calculate_loss(batch).loss for m in (ref, fast)]
+    torch.testing.assert_close(losses[1], losses[0], **TOL)
