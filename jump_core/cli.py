@@ -195,6 +195,12 @@ def _add_train(sub):
             kw = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": name.upper()}
             text = f"{text or name.replace('_', ' ')} (default {defaults[name]})"
             g.add_argument(flag, dest=f"{group}.{name}", default=None, help=text, **kw)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's, one per core; on a loaded machine 1 can be much faster)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -217,6 +223,10 @@ def cmd_train(a) -> int:
     from .data.dataset import load_prepared
     from .training.train import train
 
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     data = load_prepared(a.data)
     params = data.meta["config"]
     try:
@@ -334,7 +344,7 @@ def _add_bench(sub, extra=()):
         "--variants",
         default="fast,reference,fast_paper",
         help="comma-separated, timed side by side: fast (jump train's), reference (JumpConfig.fast_path=False, "
-        "foreach Adam), fast_paper (objective paper); the first one is also evaluated",
+        "foreach Adam), fast_paper (objective paper), reference_paper; the first one is also evaluated",
     )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     t.add_argument("--no-eval", action="store_true", help="skip the full-evaluation timings")

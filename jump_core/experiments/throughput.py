@@ -33,6 +33,7 @@ VARIANTS = {
     "fast": ({}, True),
     "reference": ({"fast_path": False}, False),
     "fast_paper": ({"objective": "paper"}, True),
+    "reference_paper": ({"fast_path": False, "objective": "paper"}, False),  # on request (--variants)
 }
 
 
