@@ -201,6 +201,12 @@ def _add_train(sub):
             kw = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": name.upper()}
             text = f"{text or name.replace('_', ' ')} (default {defaults[name]})"
             g.add_argument(flag, dest=f"{group}.{name}", default=None, help=text, **kw)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's, one per core; on a loaded machine 1 can be much faster)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -223,6 +229,10 @@ def cmd_train(a) -> int:
     from .data.dataset import load_prepared
     from .training.train import train
 
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     data = load_prepared(a.data)
     params = data.meta["config"]
     try:
@@ -388,13 +398,33 @@ def _add_bench(sub, extra=()):
     t.add_argument("--devices", default="auto", help="comma-separated: cpu,cuda (auto: cpu and cuda if present)")
     t.add_argument("--work-dir", default="runs/bench")
     t.add_argument("--json", default=None)
+    t.add_argument("--data", default=None, help="a prepared dataset directory instead of the synthetic set")
+    t.add_argument(
+        "--variants",
+        default="fast,reference,fast_paper",
+        help="comma-separated, timed side by side: fast (jump train's), reference (JumpConfig.fast_path=False, "
+        "foreach Adam), fast_paper (objective paper), reference_paper; the first one is also evaluated",
+    )
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
+    t.add_argument("--no-eval", action="store_true", help="skip the full-evaluation timings")
     t.set_defaults(func=cmd_bench_train)
 
 
 def cmd_bench_train(a) -> int:
     from .experiments.throughput import bench_train
 
-    bench_train(clicks=a.clicks, dim=a.dim, batches=a.batches, devices=a.devices, work_dir=a.work_dir, json_out=a.json)
+    bench_train(
+        clicks=a.clicks,
+        dim=a.dim,
+        batches=a.batches,
+        devices=a.devices,
+        work_dir=a.work_dir,
+        json_out=a.json,
+        data_dir=a.data,
+        variants=a.variants,
+        threads=a.threads,
+        evaluate_protocols=not a.no_eval,
+    )
     return 0
 
 

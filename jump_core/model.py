@@ -95,6 +95,13 @@ class JumpConfig:
     # (one row per second up to max(c1, c2)); "log" shares rows on a log scale, two per doubling:
     # row = 1 + floor(2 log2(tau)) for tau >= 1 s, row 0 below, so rare long dwells share a trained row.
     time_buckets: str = "second"
+    # Not a modelling choice: the same function computed two ways (equal to float tolerance, tested in
+    # tests/unit/test_model_fast_path.py). True: RH-MI cells with their gates folded into the weights once
+    # per batch, the extra fast steps (k >= 2) only on the rows that take them (see `FastSlowLayer`), no
+    # live step for a session's last click in the loss (nothing reads it): about 1.3-1.4x the reference's
+    # training clicks/s on a CPU (`jump bench train`, docs in README). False: the reference, eq. 14-15 as
+    # printed, one torch.where over the full batch per fast step; kept as the yardstick of the benchmark.
+    fast_path: bool = True
 
     def __post_init__(self):
         if self.recurrent not in RECURRENT_LAYERS:
@@ -191,6 +198,54 @@ class RHMICell(nn.Module):
         return (1 - g) * h + g * torch.tanh(m)  # (N, d)
 
 
+class FusedRHMI(NamedTuple):
+    """An RH-MI cell's weights with its gates folded in, built once per batch for the fast path.
+
+    Eq. 15 regrouped: m = (alpha*Wc x + gamma)*Uc h + (beta*Wc x + b_c), so the input's three terms
+    come from one affine map of x, and the cell without input is one affine map of h. Per step this
+    is 4-7 tensor ops instead of ~15: fewer ops, and fewer autograd nodes to walk back through.
+    """
+
+    wx: torch.Tensor  # (3d, d) [alpha*Wc; beta*Wc; Wg]
+    bx: torch.Tensor  # (3d,) [gamma; b_c; b_g]
+    u: torch.Tensor  # (2d, d) [Uc; Ug]
+    u0: torch.Tensor  # (2d, d) [gamma*Uc; Ug]: the cell without input
+    b0: torch.Tensor  # (2d,) [b_c; b_g]
+
+
+def fuse_rhmi(cell: RHMICell) -> FusedRHMI:
+    """The cell's parameters as `FusedRHMI` (differentiable: gradients flow back to the parameters)."""
+    d = cell.alpha.shape[0]
+    wc, wg = cell.input_proj.weight.split(d)  # (d, d) x2
+    uc, ug = cell.state_proj.weight.split(d)  # (d, d) x2
+    return FusedRHMI(
+        torch.cat([cell.alpha[:, None] * wc, cell.beta[:, None] * wc, wg]),
+        torch.cat([cell.gamma, cell.cand_bias, cell.gate_bias]),
+        cell.state_proj.weight,
+        torch.cat([cell.gamma[:, None] * uc, ug]),
+        torch.cat([cell.cand_bias, cell.gate_bias]),
+    )
+
+
+def rhmi_input_terms(w: FusedRHMI, x: torch.Tensor) -> torch.Tensor:
+    """[alpha*Wc x + gamma, beta*Wc x + b_c, Wg x + b_g] in one affine map.  (..., d) -> (..., 3d)"""
+    return F.linear(x, w.wx, w.bx)
+
+
+def rhmi_step(
+    w: FusedRHMI, h: torch.Tensor, terms: torch.Tensor | None = None, u: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`RHMICell.forward` with folded weights: h (N, d), terms (N, 3d) = rhmi_input_terms(x) or None;
+    u (N, 2d) = h @ w.u.T when already computed."""
+    if terms is None:
+        m, g = F.linear(h, w.u0, w.b0).chunk(2, dim=-1)  # gamma*Uc h + b_c, Ug h + b_g  (N, d) x2
+    else:
+        uc, ug = (h @ w.u.t() if u is None else u).chunk(2, dim=-1)  # Uc h, Ug h  (N, d) x2
+        a, b, gx = terms.chunk(3, dim=-1)  # (N, d) x3
+        m, g = torch.addcmul(b, a, uc), gx + ug  # (N, d) x2
+    return torch.lerp(h, torch.tanh(m), torch.sigmoid(g))  # (1 - g)*h + g*c  (N, d)
+
+
 class RecurrentLayer(nn.Module):
     """The loop over clicks shared by the fast-slow layer and its ablations (`project` + `step`)."""
 
@@ -215,21 +270,48 @@ class RecurrentLayer(nn.Module):
 
 
 class FastSlowLayer(RecurrentLayer):
-    """Fast-slow RNN of eq. 14 (FS-RNN ordering, see the module docstring) over RH-MI cells."""
+    """Fast-slow RNN of eq. 14 (FS-RNN ordering, see the module docstring) over RH-MI cells.
 
-    def __init__(self, dim: int):
+    Two implementations of one function (JumpConfig.fast_path): the reference steps the cells as
+    eq. 15 prints them and runs max(n_j) fast steps over the whole batch, keeping rows that need
+    fewer with torch.where; the fast path folds the cells' gates into their weights once per batch
+    (`FusedRHMI`), keeps a click's rows sorted by their fast-step count n_j so that the rows taking
+    fast step k are a prefix of them, steps only that prefix, and leaves padded rows (n = 0, sorted
+    last) out rather than masking them. Most clicks need few fast steps (n_j = 1 below z seconds),
+    so the reference mostly computes steps that torch.where throws away.
+    """
+
+    def __init__(self, dim: int, fast_path: bool = True):
         super().__init__()
         self.fast_cell = RHMICell(dim)
         self.slow_cell = RHMICell(dim)
+        self.fast_path = fast_path
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """The input projection of the first fast cell, computed once per click.  (..., d) -> (..., 2d)"""
-        return self.fast_cell.input_proj(x)
+        """The first fast cell's input terms, computed once per click: (..., d) -> (..., 2d) input_proj(x)
+        (reference), or (..., 3d) `rhmi_input_terms` (fast path)."""
+        return rhmi_input_terms(fuse_rhmi(self.fast_cell), x) if self.fast_path else self.fast_cell.input_proj(x)
 
     def step(
         self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor, n_fast: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One click for N sequences: fast/slow (N, d) states, x_proj (N, 2d), n_fast (N,) >= 1."""
+        """One click for N sequences: fast/slow (N, d) states, x_proj (N, 2d or 3d, see `project`), n_fast (N,) >= 1."""
+        if not self.fast_path:
+            return self.reference_step(fast, slow, x_proj, n_fast)
+        if fast.shape[0] == 0:
+            return fast, slow
+        w = self._fused()
+        order, counts = fast_step_plan(n_fast)  # (N,), [N, rows with n_j >= 2, ...]
+        if len(counts) == 1:  # one fast step each: no reordering
+            return self._sorted_step(w, fast, slow, x_proj, counts)
+        f, s = self._sorted_step(w, fast[order], slow[order], x_proj[order], counts)  # rows in `order`
+        back = order.argsort()  # (N,) the inverse permutation
+        return f[back], s[back]
+
+    def reference_step(
+        self, fast: torch.Tensor, slow: torch.Tensor, x_proj: torch.Tensor, n_fast: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`step` as eq. 14-15 print it (the reference of the fast path); x_proj (N, 2d) = input_proj(x)."""
         f = self.fast_cell(fast, x_proj=x_proj)  # h_0^F (N, d)
         slow = self.slow_cell(slow, f)  # h_j^S (N, d)
         f = self.fast_cell(f, slow)  # h_1^F (N, d)
@@ -238,6 +320,80 @@ class FastSlowLayer(RecurrentLayer):
         for k in range(2, int(n_fast.max()) + 1):
             f = torch.where((n_fast >= k).unsqueeze(-1), self.fast_cell(f), f)  # h_k^F (N, d)
         return f, slow
+
+    def _fused(self) -> tuple[FusedRHMI, FusedRHMI, torch.Tensor, torch.Tensor]:
+        """The fast path's weights, once per batch: both cells folded, and the two maps of h_0^F (the slow
+        cell's input terms, the fast cell's state projection) stacked into one (5d, d) matmul."""
+        wf, ws = fuse_rhmi(self.fast_cell), fuse_rhmi(self.slow_cell)
+        return wf, ws, torch.cat([ws.wx, wf.u]), torch.cat([ws.bx, torch.zeros_like(wf.b0)])
+
+    def _sorted_step(self, w: tuple, fast: torch.Tensor, slow: torch.Tensor, terms: torch.Tensor, counts: list):
+        """One click on N rows sorted by n_j, descending: fast/slow (N, d), terms (N, 3d) of the click;
+        counts[k - 1] = how many rows take fast step k (a prefix: counts[0] = N, non-increasing)."""
+        wf, ws, w0, b0 = w
+        f = rhmi_step(wf, fast, terms)  # h_0^F (N, d)
+        slow_terms, u = F.linear(f, w0, b0).split([w0.shape[0] - wf.u.shape[0], wf.u.shape[0]], dim=-1)
+        slow = rhmi_step(ws, slow, slow_terms)  # h_j^S (N, d)
+        f = rhmi_step(wf, f, rhmi_input_terms(wf, slow), u)  # h_1^F (N, d)
+        done = []  # rows past their last fast step, by descending count
+        for c in counts[1:]:  # h_k^F for 2 <= k <= n_j: only the first c rows take step k
+            if c < f.shape[0]:
+                f, rest = f.split([c, f.shape[0] - c])  # (c, d), (., d)
+                done.append(rest)
+            f = rhmi_step(wf, f)  # (c, d)
+        return torch.cat([f, *done[::-1]]) if done else f, slow  # (N, d) x2
+
+    def forward(self, x: torch.Tensor, n_fast: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`RecurrentLayer.forward` (same contract). The fast path keeps the carried states in the order of
+        the current click's `fast_step_plan` (valid rows by descending n_j, padded rows last): one
+        gather per click moves them from the previous click's order, one per output restores the batch's."""
+        if not self.fast_path:
+            return super().forward(x, n_fast, mask)
+        B, L, d = x.shape
+        w = self._fused()  # once per batch
+        order, counts = fast_step_plan((n_fast * mask).t())  # (L, B), L lists; padded clicks take 0 steps
+        rank = order.argsort(dim=1)  # (L, B): where row b sits in click j's order
+        moves = rank[:-1].gather(1, order[1:])  # (L-1, B): click j's rows in click j-1's order
+        still = (moves == torch.arange(B, device=x.device)).all(1).tolist()  # (L-1,) the same order twice
+        terms = rhmi_input_terms(w[0], x).transpose(0, 1)  # (L, B, 3d) = project(x)
+        terms = terms.gather(1, order.unsqueeze(-1).expand(terms.shape))  # (L, B, 3d) each click's rows sorted
+        fast = x.new_zeros(B, d)  # (B, d) in click j's order
+        slow = x.new_zeros(B, d)  # (B, d)
+        outs, slows = [], []
+        for j in range(L):
+            if j and not still[j - 1]:
+                fast, slow = fast[moves[j - 1]], slow[moves[j - 1]]  # (B, d) x2
+            c = counts[j]  # c[k - 1]: rows of click j that take fast step k (c[0]: its valid rows)
+            v = c[0] if c else 0
+            if v == B:
+                fast, slow = self._sorted_step(w, fast, slow, terms[j], c)
+            elif v > 0:  # padded rows carry their states
+                (f, f_pad), (s, s_pad) = fast.split([v, B - v]), slow.split([v, B - v])  # (V, d), (B-V, d)
+                f, s = self._sorted_step(w, f, s, terms[j, :v], c)  # (V, d) x2
+                fast, slow = torch.cat([f, f_pad]), torch.cat([s, s_pad])  # (B, d) x2
+            outs.append(fast)
+            slows.append(slow)
+        back = rank.unsqueeze(-1).expand(L, B, d)  # (L, B, d): each click's rows back in batch order
+        h = torch.stack(outs).gather(1, back).transpose(0, 1)  # (B, L, d)
+        return h, torch.stack(slows).gather(1, back).transpose(0, 1)  # (B, L, d) x2
+
+
+def fast_step_plan(n_fast: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """Rows sorted by fast-step count, and how many rows take each fast step (the fast path's plan).
+
+    n_fast (..., N) long, 0 for a row that takes no step -> order (..., N), the rows by descending
+    count; counts: for each leading index, the list [#rows with n >= k for k = 1..max n] with its
+    trailing zeros dropped. One host sync for the whole tensor.
+    """
+    order = n_fast.argsort(dim=-1, descending=True)  # (..., N)
+    top = int(n_fast.max()) if n_fast.numel() else 0
+    k = torch.arange(1, max(top, 1) + 1, device=n_fast.device)  # (K,)
+    counts = (n_fast.unsqueeze(-1) >= k).sum(-2).tolist()  # (..., K)
+
+    def strip(c):
+        return [x for x in c if x > 0] if c and isinstance(c[0], int) else [strip(r) for r in c]
+
+    return order, strip(counts)
 
 
 class RHLayer(RecurrentLayer):
@@ -323,7 +479,8 @@ class Jump(NeuralModel):
         self.time_emb = nn.Embedding(c.time_rows, c.dim)  # T (eq. 16)
         self.emb_norm = nn.BatchNorm1d(c.dim)  # eq. 16
         self.drop = nn.Dropout(c.dropout)  # training only (JumpConfig.dropout)
-        self.fast_slow = RECURRENT_LAYERS[c.recurrent](c.dim)  # eq. 14-15 (unless ablated)
+        layer = RECURRENT_LAYERS[c.recurrent]
+        self.fast_slow = layer(c.dim, c.fast_path) if layer is FastSlowLayer else layer(c.dim)  # eq. 14-15
         self.start_feature = nn.Parameter(torch.zeros(c.dim))  # v(S_0)
         dwell_rows, pad = (c.n_items, 0) if c.dwell_head == "per_item" else (1, None)
         self.dwell_weight = nn.Embedding(dwell_rows, c.dim, padding_idx=pad)  # W (eq. 11)
@@ -390,34 +547,48 @@ class Jump(NeuralModel):
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
         latest_tau: float | None = None,
+        needed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The live rule: features v'_j of clicks j whose own dwell is unknown.
 
         Click j is embedded as (tau = c2, censored) -- how every session's last click looks in
         training -- stepped once from the states after click j-1, and attends over the earlier
         outputs h_1..h_{j-1} and its own h'_j. fast, slow (B, Q, d): states after click j-1;
-        items, valid (B, Q); memory (B, K, d) with memory_mask (Q, K) or (B, Q, K).  -> (B, Q, d)
-        latest_tau: the censored dwell of click j instead of c2 (the 'elapsed:E' protocol: E).
+        items, valid (B, Q); memory (B, K, d) with memory_mask (Q, K) or (B, Q, K). latest_tau: the censored
+        dwell of click j instead of c2 (the 'elapsed:E' protocol: E). needed (B, Q) bool or None: only those
+        rows are stepped, the others are left 0 (the loss needs no feature of a last click).  -> (B, Q, d)
         """
         c = self.config
         B, Q, d = fast.shape
         tau = torch.full(items.shape, c.c2 if latest_tau is None else latest_tau, dtype=fast.dtype, device=fast.device)
-        x_proj = self.fast_slow.project(self.embed(items, tau, valid))  # (B, Q, 2d)
-        live_h, _ = self.fast_slow.step(
-            fast.reshape(B * Q, d), slow.reshape(B * Q, d), x_proj.reshape(B * Q, -1), self.n_fast(tau).reshape(B * Q)
-        )
+        x = self.embed(items, tau, valid).reshape(B * Q, d)  # (BQ, d) batch statistics over every valid click
+        fast, slow, n_fast = fast.reshape(B * Q, d), slow.reshape(B * Q, d), self.n_fast(tau).reshape(B * Q)
+        if needed is None:
+            live_h, _ = self.fast_slow.step(fast, slow, self.fast_slow.project(x), n_fast)  # (BQ, d)
+        else:
+            rows = needed.reshape(B * Q).nonzero().squeeze(1)  # (R,)
+            x, fast, slow, n_fast = x[rows], fast[rows], slow[rows], n_fast[rows]
+            live_h = fast.new_zeros(B * Q, d).index_copy(
+                0, rows, self.fast_slow.step(fast, slow, self.fast_slow.project(x), n_fast)[0]
+            )  # (BQ, d)
         live_h = live_h.view(B, Q, d)  # (B, Q, d)
         return attend(live_h, memory, memory_mask, include_query=True) if c.attention else live_h
 
     def live_features(
-        self, batch: SessionBatch, h: torch.Tensor, slow: torch.Tensor, latest_tau: float | None = None
+        self,
+        batch: SessionBatch,
+        h: torch.Tensor,
+        slow: torch.Tensor,
+        latest_tau: float | None = None,
+        needed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`live_context` at every position j of a batch, from its paper-protocol states.  -> (B, L, d)"""
+        """`live_context` at every position j of a batch (or the `needed` ones), from its paper-protocol states,
+        the latest dwell as (latest_tau or c2, censored).  -> (B, L, d)"""
         L = h.shape[1]
         prev_fast = F.pad(h, (0, 0, 1, 0))[:, :L]  # (B, L, d) state after j-1
         prev_slow = F.pad(slow, (0, 0, 1, 0))[:, :L]  # (B, L, d)
         past = torch.ones(L, L, dtype=torch.bool, device=h.device).tril(-1)  # key i < query j
-        return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past, latest_tau)
+        return self.live_context(prev_fast, prev_slow, batch.items, batch.mask, h, past, latest_tau, needed)
 
     def context(self, v: torch.Tensor) -> torch.Tensor:
         """v(S_{k-1}) for every click k: [v(S_0), v_1, ..., v_{L-1}].  (B, L, d) -> (B, L, d)."""
@@ -426,6 +597,10 @@ class Jump(NeuralModel):
 
     def click_logits(self, v: torch.Tensor) -> torch.Tensor:
         """Eq. 9 with V tied to the input embedding; index 0 is never a candidate.  (..., n_items)."""
+        if self.config.fast_path:  # -inf as a bias: no in-place write into (and copy of) the whole logits
+            bias = torch.zeros(self.item_emb.num_embeddings, dtype=v.dtype, device=v.device)  # (n_items,)
+            bias[0] = float("-inf")
+            return F.linear(v, self.item_emb.weight, bias)  # (..., n_items)
         logits = v @ self.item_emb.weight.t()  # (..., n_items)
         logits[..., 0] = float("-inf")
         return logits
@@ -482,7 +657,9 @@ class Jump(NeuralModel):
             click_ll = click_ll - F.cross_entropy(self.click_logits(ctx[m]), targets, reduction="none")
         if c.objective in ("live", "both"):
             # click k+1 from the live representation of click k: what the stream emits at click k
-            live_ctx = self.drop(self.context(self.live_features(inputs, h, slow)))  # (B, L, d)
+            # (fast path: the rows of last clicks and padding are not stepped; nothing reads them)
+            needed = F.pad(batch.mask[:, 1:], (0, 1)) if c.fast_path else None  # (B, L) click j+1 exists
+            live_ctx = self.drop(self.context(self.live_features(inputs, h, slow, needed=needed)))  # (B, L, d)
             click_ll = click_ll - F.cross_entropy(self.click_logits(live_ctx[m]), targets, reduction="none")
         sigma = self.dwell_sigma(batch.items)
         sigma = sigma[m] if isinstance(sigma, torch.Tensor) and sigma.dim() else sigma

@@ -1,9 +1,15 @@
 """`jump bench train`: training throughput, peak memory and full-evaluation wall time.
 
-Prints figures (no assertions): JUMP at d=100 on a synthetic set (1 M clicks by default),
-training clicks/s over a fixed number of batches after a warm-up, the process peak RSS (CPU) or
-the peak CUDA memory allocated, and the wall time of one full test-split evaluation per
-protocol. Devices run side by side in one process so ratios are comparable.
+Prints figures (no assertions): JUMP at d=100 on a synthetic set (1 M clicks by default) or a
+prepared one (`data_dir`), training clicks/s over a fixed number of batches after a warm-up, the
+process peak RSS (CPU) or the peak CUDA memory allocated, and the wall time of one full test-split
+evaluation per protocol. Devices run side by side in one process so ratios are comparable.
+
+Per device, training variants run side by side too, batch by batch on the same batches (so a load
+from other processes falls on all of them alike): `fast` (what `jump train` runs: JumpConfig's
+defaults, fused Adam), `reference` (JumpConfig.fast_path=False and foreach Adam: the implementation
+before the fast path) and `fast_paper` (objective "paper": no live step). The ratio fast / reference
+is the training speed-up.
 """
 
 from __future__ import annotations
@@ -20,7 +26,15 @@ from ..data.dataset import load_prepared
 from ..data.prepare import PrepareConfig, prepare
 from ..data.synth import SynthConfig, write_csv
 from ..training.evaluate import evaluate
-from ..training.train import resolve_device
+from ..training.train import TrainConfig, resolve_device
+
+# name -> (JumpConfig overrides, fused Adam); "fast" is what `jump train` runs
+VARIANTS = {
+    "fast": ({}, True),
+    "reference": ({"fast_path": False}, False),
+    "fast_paper": ({"objective": "paper"}, True),
+    "reference_paper": ({"fast_path": False, "objective": "paper"}, False),  # on request (--variants)
+}
 
 
 def _peak_rss_mib() -> float:
@@ -35,9 +49,18 @@ def bench_train(
     work_dir: str = "runs/bench",
     json_out: str | None = None,
     warmup: int = 5,
+    data_dir: str | None = None,
+    variants: str = "fast,reference,fast_paper",
+    threads: int | None = None,
+    evaluate_protocols: bool = True,
 ) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
     work = Path(work_dir)
-    csv, data_dir = work / f"synth_{clicks}.csv", work / f"prepared_{clicks}"
+    csv = work / f"synth_{clicks}.csv"
+    if data_dir and not (Path(data_dir) / "meta.json").exists():
+        raise FileNotFoundError(f"{data_dir}: not a prepared dataset (jump prepare)")
+    data_dir = Path(data_dir) if data_dir else work / f"prepared_{clicks}"
     if not (data_dir / "meta.json").exists():
         work.mkdir(parents=True, exist_ok=True)
         print(f"generating {clicks:,} synthetic clicks -> {csv}")
@@ -61,55 +84,77 @@ def bench_train(
         "torch": torch.__version__,
         "devices": {},
     }
+    results["threads"] = torch.get_num_threads()
     train_windows = data.train.windows(200)
+    chosen = variants.split(",")
     for name in names:
         device = resolve_device(name)
-        torch.manual_seed(0)
-        model = registry.build("jump", data.n_items, {"dim": dim}).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        runs = {}
+        for v in chosen:
+            overrides, fused = VARIANTS[v]
+            torch.manual_seed(0)  # the same initial weights for every variant
+            model = registry.build("jump", data.n_items, {"dim": dim, **overrides}).to(device)
+            opt = (
+                model.configure_optimizer(TrainConfig(lr=1e-3))
+                if fused
+                else torch.optim.Adam(model.parameters(), lr=1e-3)
+            )
+            runs[v] = (model, opt)  # the reference: the code before the fast path, unfused Adam
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         it = train_windows.batches(100, shuffle=True, seed=0)
-        n_clicks, t0 = 0, None
+        n_clicks, seconds = 0, dict.fromkeys(chosen, 0.0)
         for step in range(warmup + batches):
             _, batch = next(it)
             batch = batch.to(device)
-            if step == warmup:
+            for v, (model, opt) in runs.items():  # interleaved: the same batch, the same machine load
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-            loss = model.calculate_loss(batch).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+                loss = model.calculate_loss(batch).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if step >= warmup:
+                    seconds[v] += time.perf_counter() - t0
             if step >= warmup:
                 n_clicks += int(batch.lengths.sum())
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_s = time.perf_counter() - t0
-        entry = {"train_clicks_per_s": round(n_clicks / train_s, 1), "timed_batches": batches, "timed_clicks": n_clicks}
+        entry = {"timed_batches": batches, "timed_clicks": n_clicks}
+        entry["train_clicks_per_s"] = {v: round(n_clicks / seconds[v], 1) for v in chosen}
+        if "fast" in seconds and "reference" in seconds:
+            entry["fast_over_reference"] = round(seconds["reference"] / seconds["fast"], 2)
         entry["peak_memory_mib"] = (
             round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             if device.type == "cuda"
             else round(_peak_rss_mib(), 1)
         )
         entry["peak_memory_kind"] = "cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS"
-        for protocol in ("paper", "live"):
+        rates = ", ".join(f"{v} {r:,.0f}" for v, r in entry["train_clicks_per_s"].items())
+        print(
+            f"[{name}] train clicks/s over {batches} batches "
+            f"({n_clicks:,} clicks, {results['threads']} threads): {rates}"
+        )
+        if "fast_over_reference" in entry:
+            print(f"[{name}] fast / reference training throughput: {entry['fast_over_reference']:.2f}x")
+        print(f"[{name}] peak memory {entry['peak_memory_mib']:,.0f} MiB ({entry['peak_memory_kind']})")
+        model = runs[chosen[0]][0]
+        for protocol in ("paper", "live") if evaluate_protocols else ():
             t1 = time.perf_counter()
             r = evaluate(model, data.test, protocol, batch_size=100 if device.type == "cpu" else 500)
             entry[f"eval_{protocol}_s"] = round(time.perf_counter() - t1, 2)
             entry[f"eval_{protocol}_predictions"] = r["n_predictions"]
+            print(
+                f"[{name}] full evaluation ({chosen[0]}, {protocol}) {entry[f'eval_{protocol}_s']:.1f} s "
+                f"for {r['n_predictions']:,} predictions over {data.n_items - 1:,} items"
+            )
         results["devices"][name] = entry
-        print(
-            f"[{name}] train {entry['train_clicks_per_s']:,.0f} clicks/s over {batches} batches; "
-            f"peak memory {entry['peak_memory_mib']:,.0f} MiB ({entry['peak_memory_kind']}); "
-            f"full evaluation {entry['eval_paper_s']:.1f} s (paper), {entry['eval_live_s']:.1f} s (live) "
-            f"for {entry['eval_paper_predictions']:,} predictions over {data.n_items - 1:,} items"
-        )
     if "cpu" in results["devices"] and "cuda" in results["devices"]:
-        ratio = results["devices"]["cuda"]["train_clicks_per_s"] / results["devices"]["cpu"]["train_clicks_per_s"]
+        v = chosen[0]
+        ratio = results["devices"]["cuda"]["train_clicks_per_s"][v] / results["devices"]["cpu"]["train_clicks_per_s"][v]
         results["cuda_over_cpu_train"] = round(ratio, 2)
-        print(f"CUDA / CPU training throughput: {ratio:.2f}x")
+        print(f"CUDA / CPU training throughput ({v}): {ratio:.2f}x")
     if json_out:
         Path(json_out).write_text(json.dumps(results, indent=2))
     return results

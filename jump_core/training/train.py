@@ -127,7 +127,7 @@ def fit_model(
         raise ValueError(f"select must be 'val_loss' or 'val_recall', not {select!r}")
     device = next(model.parameters()).device
     tr_windows = tr.windows(cfg.max_len)
-    opt = model.configure_optimizer(cfg)  # Adam unless the model has its own (NeuralModel.configure_optimizer)
+    opt = model.configure_optimizer(cfg)  # fused Adam unless the model has its own (NeuralModel.configure_optimizer)
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=0, threshold=0.0)
         if cfg.lr_schedule == "plateau"
