@@ -437,19 +437,25 @@ def _add_report(sub):
 
 def cmd_report(a) -> int:
     from .experiments.report import markdown_table, plot_recall_by_length
+    from .model import PAPER_SETTINGS
 
-    rows, k = {}, 20
+    rows, k, models = {}, 20, {}
     for path in a.inputs:
         r = json.loads(Path(path).read_text())
         k = r.get("k", 20)
-        rows[f"JUMP sigma={r['model_config']['sigma']:g} ({r['protocol']})"] = r
-        for name, b in r.get("baselines", {}).items():
-            rows.setdefault(f"{name.upper()} ({b['protocol']})", b)
+        name = Path(r.get("checkpoint", path)).stem  # the checkpoint names the model: jump_paper.ckpt -> jump_paper
+        cfg = {**PAPER_SETTINGS, **r["model_config"]}  # a config from before these fields is the paper's
+        sigma = f"{cfg['sigma']:g} fixed" if cfg["sigma_mode"] == "fixed" else f"learned ({cfg['sigma_mode']})"
+        models[name] = f"objective {cfg['objective']}, sigma {sigma}, dwell point {cfg['dwell_point']}"
+        rows[f"JUMP {name} ({r['protocol']})"] = r
+        for base, b in r.get("baselines", {}).items():
+            rows.setdefault(f"{base.upper()} ({b['protocol']})", b)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows, k)
     fig = plot_recall_by_length(rows, out.with_name(out.stem + "_fig7_recall_by_length.png"), k)
-    out.write_text(f"# JUMP evaluation summary\n\nFrom: {', '.join(a.inputs)}\n\n{table}\n")
+    legend = "\n".join(f"- `{name}`: {desc}" for name, desc in models.items())
+    out.write_text(f"# JUMP evaluation summary\n\nFrom: {', '.join(a.inputs)}\n\n{legend}\n\n{table}\n")
     print(table)
     print(f"\nwrote {out} and {fig}")
     return 0

@@ -115,6 +115,9 @@ def test_cli_evaluate_writes_json_markdown_and_figures(tmp_path, synthetic):
     for f in r["figures"].values():
         assert Path(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| JUMP (live) |" in (tmp_path / "rep" / "live.md").read_text()
+    assert main(["report", str(out), "--out", str(tmp_path / "rep" / "summary.md")]) == 0
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "| JUMP m (live) |" in summary and "- `m`: objective live, sigma learned (global)" in summary
 
     # --protocol elapsed: the curve next to live on the same positions, fewer positions as E grows
     base = ["evaluate", "--data", str(d / "data"), "--model", str(tmp_path / "m.ckpt"), "--protocol", "elapsed"]
