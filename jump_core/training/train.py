@@ -199,7 +199,11 @@ def fit_model(
                 log(f"{name}: early stopping, no validation improvement for {cfg.patience} epochs")
             break
     model.load_state_dict(best["state"])
+    fitted = model.after_fit(val, cfg.batch_size)  # post-hoc settings on the validation split (JUMP: dwell scale)
+    if fitted:
+        log(f"{name}: fitted on the validation split: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()))
     return {
+        "after_fit": fitted,
         "best_epoch": best["epoch"],
         f"best_{select}": abs(best["score"]),
         "select": select,
