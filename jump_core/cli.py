@@ -147,7 +147,7 @@ def cmd_prepare(a) -> int:
 def _add_train(sub):
     from dataclasses import MISSING, fields
 
-    from .model import DWELL_POINTS, OBJECTIVES, SIGMA_MODES, JumpConfig
+    from .model import DWELL_POINTS, LAST_CLICK_DWELL, OBJECTIVES, SIGMA_MODES, JumpConfig
     from .training.train import LR_SCHEDULES, TrainConfig
 
     p = sub.add_parser(
@@ -191,6 +191,7 @@ def _add_train(sub):
         ("sigma_mode", SIGMA_MODES, "log-dwell sigma of eq. 10: fixed (the paper) or learned"),
         ("sigma", float, "sigma's value (fixed) or starting value (learned)"),
         ("dwell_point", DWELL_POINTS, "dwell point estimate"),
+        ("last_click_dwell", LAST_CLICK_DWELL, "dwell term of a session's last click: eq. 4's (c2, censored) or none"),
         ("dropout", float, "dropout on embeddings and features (training only)"),
         ("time_buckets", ("second", "log"), "rows of the time embedding"),
     )

@@ -46,6 +46,7 @@ from .sessions import C1_DEFAULT, C2_DEFAULT
 SIGMA_MODES = ("fixed", "global", "per_item")
 OBJECTIVES = ("live", "paper", "both")
 DWELL_POINTS = ("observed_median", "median")
+LAST_CLICK_DWELL = ("censored", "skip")
 # The paper's settings of the fields above whose defaults depart from it (`jump train --paper`).
 # A checkpoint written before these fields existed was trained with them, so it loads with them.
 PAPER_SETTINGS = {
@@ -54,6 +55,7 @@ PAPER_SETTINGS = {
     "objective": "paper",
     "dwell_point": "median",
     "dwell_calibration": False,
+    "last_click_dwell": "censored",
 }
 
 
@@ -89,6 +91,10 @@ class JumpConfig:
     # censored terms (every last click is "at least c2", eq. 4) pull mu above the observed dwells, and a
     # scalar fixes that bias without touching the likelihood. `dwell_scale` is the fitted value (1 = none).
     dwell_calibration: bool = True
+    # The dwell term of a session's last click: eq. 4 writes it (c2, censored), "at least c2 s", which is a
+    # convention, not an observation (the user may have left after 2 s); it pulls mu up. "censored": the
+    # paper's term; "skip": no dwell term for last clicks (their click terms are unchanged).
+    last_click_dwell: str = "censored"
     dwell_scale: float = 1.0
     # Not in the paper: dropout on the click embeddings (eq. 16's output) and on the session features
     # before both heads, in training only (serving is unchanged). 0 = the paper's model.
@@ -126,6 +132,7 @@ class JumpConfig:
             ("sigma_mode", SIGMA_MODES),
             ("objective", OBJECTIVES),
             ("dwell_point", DWELL_POINTS),
+            ("last_click_dwell", LAST_CLICK_DWELL),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
@@ -708,6 +715,9 @@ class Jump(NeuralModel):
         dwell_ll = censored_lognormal_loglik(
             batch.log_tau(c.min_dwell)[m], batch.delta[m], self.dwell_mu(ctx, batch.items)[m], sigma
         )  # (n_valid,)
+        if c.last_click_dwell == "skip":
+            last = torch.arange(m.shape[1], device=m.device) == (batch.lengths - 1).unsqueeze(1)  # (B, L)
+            dwell_ll = torch.where(last[m], torch.zeros_like(dwell_ll), dwell_ll)  # (n_valid,)
         nll = -(click_ll.sum() + dwell_ll.sum()) if c.dwell_loss else -click_ll.sum()
         return Loss(
             nll / batch.items.shape[0], nll.item(), {"click_ll": click_ll.detach(), "dwell_ll": dwell_ll.detach()}

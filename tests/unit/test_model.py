@@ -545,3 +545,14 @@ def test_dwell_calibration_fits_the_mae_optimal_scale_on_validation():
     torch.testing.assert_close(model.predict(b, "live").dwell.median, before * s)
     paper = make_model(dwell_calibration=False)
     assert paper.after_fit(val) == {} and paper.config.dwell_scale == 1.0
+
+
+def test_last_click_dwell_skip_drops_only_the_last_clicks_dwell_terms():
+    b = batch_of()
+    full = make_model().calculate_loss(b).parts["dwell_ll"]  # (n_valid,)
+    skip = make_model(last_click_dwell="skip").calculate_loss(b).parts["dwell_ll"]
+    last = (torch.arange(b.items.shape[1]) == (b.lengths - 1).unsqueeze(1))[b.mask]  # (n_valid,)
+    assert (skip[last] == 0).all() and (full[last] != 0).all()
+    torch.testing.assert_close(skip[~last], full[~last])
+    with pytest.raises(ValueError, match="last_click_dwell"):
+        JumpConfig(n_items=5, last_click_dwell="drop")
