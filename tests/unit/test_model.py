@@ -186,7 +186,7 @@ def test_click_head_is_tied_to_the_item_embedding():
 
 
 def test_time_embedding_rows_cover_censored_range():
-    model = make_model(c1=2000.0, c2=30.0)
+    model = make_model(c1=2000.0, c2=30.0, time_buckets="second")  # eq. 16: one row per second
     assert model.time_emb.num_embeddings == 2001
     model.eval()
     x = model.embed(torch.tensor([[1, 1]]), torch.tensor([[2000.0, 7.9]]), torch.tensor([[True, True]]))
