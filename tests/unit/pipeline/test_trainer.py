@@ -99,6 +99,7 @@ def test_runs_are_triggered_by_new_sessions_or_by_time(core):
 
 
 def test_a_first_run_promotes_then_a_worse_candidate_is_rejected(core):
+    core.s = replace(core.s, trainer_epochs=3, trainer_lr=0.01)  # a first model clearly better than an untrained one
     core.ingest(msgs([as_record(s) for s in SESSIONS[:1500]]))
     update, rec = core.run("sessions")
     assert rec["result"] == "promoted" and rec["mode"] == "initial" and rec["serving_version"] is None
