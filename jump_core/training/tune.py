@@ -244,7 +244,8 @@ def tune(
     pruner = (
         optuna.pruners.NopPruner()
         if prune_warmup is None
-        else optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=prune_warmup)
+        # steps are epochs (1, 2, ...); optuna's earliest pruning step is n_warmup_steps
+        else optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=prune_warmup + 1)
     )
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     wd_on = "weight_decay" in search
@@ -428,7 +429,7 @@ def write_config(doc: dict, path: str | Path) -> None:
     )
     study = dict(doc.get("study") or {})
     table = study.pop("table", [])
-    body = yaml.safe_dump({k: v for k, v in doc.items() if k != "study"}, sort_keys=False, width=120)
+    body = yaml.safe_dump({k: v for k, v in doc.items() if k != "study"}, sort_keys=False, width=10_000)
     if "study" in doc:
         body += yaml.safe_dump({"study": study}, sort_keys=False, width=120)
         rows = [yaml.safe_dump(r, sort_keys=False, default_flow_style=True, width=10_000).strip() for r in table]

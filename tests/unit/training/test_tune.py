@@ -137,7 +137,7 @@ def test_time_split_holds_out_the_newest_sessions(tiny):
 
 def test_fit_model_calls_on_epoch_and_stops_on_its_exception(tiny):
     data = load_prepared(tiny / "data")
-    tr, val = split_validation(data.train.subset(np.arange(120)), 0.25, 0)
+    tr, val = split_validation(data.train.subset(np.arange(60)), 0.25, 0)
     torch.manual_seed(0)
     model = build("jump", data.n_items, {"dim": 8})
     seen = []
@@ -213,3 +213,21 @@ def test_importances_need_no_scikit_learn_and_rank_the_parameter_that_matters():
     study.optimize(lambda t: t.suggest_float("lr", 0, 1) + 0.001 * t.suggest_float("dropout", 0, 1), n_trials=30)
     imp = tune_mod.importances(study)
     assert set(imp) == {"lr", "dropout"} and imp["lr"] > imp["dropout"]
+
+
+def test_prune_warmup_leaves_the_first_epochs_alone(tiny, monkeypatch):
+    import optuna
+
+    made = []
+    real = optuna.pruners.MedianPruner
+
+    def median(**kw):
+        made.append(real(**kw))
+        return made[-1]
+
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", median)
+    with pytest.raises(ValueError, match="--prune-warmup"):
+        tune_mod.tune(tiny / "data", 1, 1.0, prune_warmup=-1, log=lambda *_: None)
+    tune_mod.tune(tiny / "data", 1, 0.5, prune_warmup=2, fixed={"dim": 4, "epochs": 1}, log=lambda *_: None)
+    # a trial can be pruned at its third epoch at the earliest: optuna's earliest step (= epoch) is n_warmup_steps
+    assert made[-1]._n_warmup_steps == 3
