@@ -1,4 +1,4 @@
-"""The `jump` command's offline sub-commands: synth, prepare, train, evaluate, report, benchmark,
+"""The `jump` command's offline sub-commands: synth, prepare, train, tune, evaluate, report, benchmark,
 benchmark-summary, benchmark-render and bench train. pipeline/cli.py adds the stream's (workers,
 broker, topics, replay, tail, models, demo-stream, bench stream) to this parser."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -165,6 +166,13 @@ def _add_train(sub):
         help="the paper's settings (sigma 10 fixed, paper objective, median dwell, Adam 1e-3, 10 epochs, "
         "selection by likelihood); explicit flags still override them",
     )
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        default=None,
+        help="a configuration file (`jump tune`'s, e.g. configs/jump/rsc15.yaml): its train and model "
+        "sections replace the defaults (and --paper's); explicit flags still override them",
+    )
     # every default is the dataclasses' own (one place); an option given on the command line overrides it
     tc = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     mc = {f.name: f.default for f in fields(JumpConfig) if f.default is not MISSING}
@@ -213,13 +221,16 @@ def _add_train(sub):
 
 
 def train_config_from_args(a, c1: float, c2: float):
-    """TrainConfig from `jump train`'s options: the defaults, or --paper's, then the options given."""
+    """TrainConfig from `jump train`'s options: the defaults, or --paper's, then --config's file, then
+    the options given."""
     from .model import PAPER_SETTINGS
     from .training.train import PAPER_TRAIN, TrainConfig
+    from .training.tune import load_config_file
 
     given = {k: v for k, v in vars(a).items() if "." in k and v is not None}
-    train = {**(PAPER_TRAIN if a.paper else {})}
-    model = {**(PAPER_SETTINGS if a.paper else {}), "c1": c1, "c2": c2}
+    file_train, file_model = load_config_file(a.config) if getattr(a, "config", None) else ({}, {})
+    train = {**(PAPER_TRAIN if a.paper else {}), **file_train}
+    model = {**(PAPER_SETTINGS if a.paper else {}), **file_model, "c1": c1, "c2": c2}
     for key, value in given.items():
         group, name = key.split(".", 1)
         (train if group == "train" else model)[name] = value
@@ -244,7 +255,106 @@ def cmd_train(a) -> int:
     except (TypeError, ValueError) as e:
         print(f"jump train: {e}", file=sys.stderr)
         return 2
+    if getattr(a, "config", None):
+        print(f"configuration from {a.config} (explicit flags win): {cfg}")
     train(data, a.out, cfg, progress=not a.no_progress)
+    return 0
+
+
+def _add_tune(sub):
+    from .training.tune import SEARCH_SPACE
+
+    space = "; ".join(f"{k}: {v[1]}" for k, v in SEARCH_SPACE.items())
+    p = sub.add_parser(
+        "tune",
+        help="search jump train's hyper-parameters (Optuna TPE) and write them as a config file",
+        description="Hyper-parameter search for `jump train` on the prepared dataset's training split only "
+        "(the test split is never read): the newest --val-fraction of its sessions by start time is the "
+        "validation part; each trial is a `jump train` run (early stopping, plateau schedule) capped at "
+        "--time-budget seconds; the objective is validation Recall@20 under the live protocol. Writes the "
+        f"best configuration as YAML for `jump train --config`. Search space: {space}.",
+    )
+    p.add_argument("--data", required=True, help="prepared dataset directory (only train.npz is read)")
+    p.add_argument("--trials", type=int, required=True, help="number of trials (trial 0: the current defaults)")
+    p.add_argument("--time-budget", type=float, required=True, metavar="S", help="training seconds per trial")
+    p.add_argument("--study-budget", type=float, default=None, metavar="S", help="stop starting trials after S s")
+    p.add_argument("--seed", type=int, default=0, help="TPE sampler's and every trial's training seed")
+    pr = p.add_mutually_exclusive_group()
+    pr.add_argument(
+        "--prune-warmup",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="the median pruner leaves every trial's first EPOCHS epochs alone (default 0; a small validation "
+        "part's first epochs are noise: use 2-3 there)",
+    )
+    pr.add_argument("--no-prune", action="store_true", help="train every trial to its end")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="newest sessions held out (default 0.2)")
+    p.add_argument(
+        "--search",
+        default=None,
+        help=f"comma-separated parameters to search (default: all of {','.join(SEARCH_SPACE)})",
+    )
+    p.add_argument(
+        "--set",
+        dest="fixed",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hold a TrainConfig or JumpConfig field at VALUE (not searched), e.g. --set dim=64; repeatable",
+    )
+    p.add_argument("--out", default=None, help="config YAML (default: configs/jump/<dataset>.yaml)")
+    p.add_argument("--name", default=None, help="dataset name (default: the data directory's, or its parent's)")
+    p.add_argument("--study-json", default=None, help="also write every trial (params, per-epoch values) as JSON")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(a) -> int:
+    import yaml
+
+    from .training.tune import _dataset_name, tune
+
+    fixed = {}
+    for item in a.fixed:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"jump tune: --set wants NAME=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        value = yaml.safe_load(value)
+        if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value):
+            value = float(value)  # YAML 1.1 reads 1e-05 (no dot) as a string
+        fixed[key.strip().replace("-", "_")] = value
+    search = tuple(s.strip() for s in a.search.split(",") if s.strip()) if a.search is not None else None
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    name = a.name or _dataset_name(Path(a.data))
+    out = a.out or f"configs/jump/{name}.yaml"
+    try:
+        tune(
+            a.data,
+            a.trials,
+            a.time_budget,
+            seed=a.seed,
+            val_fraction=a.val_fraction,
+            search=search,
+            fixed=fixed,
+            study_budget_s=a.study_budget,
+            prune_warmup=None if a.no_prune else a.prune_warmup,
+            device=a.device,
+            out=out,
+            study_json=a.study_json,
+            name=name,
+            command="jump " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("jump") else None,
+            progress=not a.no_progress,
+        )
+    except (TypeError, ValueError, FileNotFoundError) as e:
+        print(f"jump tune: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -575,7 +685,7 @@ def build_parser(extra=(), extra_bench=()) -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"jump {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_report, _add_benchmark):
+    for add in (_add_synth, _add_prepare, _add_train, _add_tune, _add_evaluate, _add_report, _add_benchmark):
         add(sub)
     _add_bench(sub, extra_bench)
     for add in extra:

@@ -114,6 +114,7 @@ def fit_model(
     name: str = "JUMP",
     select: str = "val_loss",
     protocol: str = "paper",
+    on_epoch=None,
 ) -> dict:
     """The one training loop of every neural model (JUMP and the baselines): Adam (or the optimiser of the
     model's `configure_optimizer`), clipping (off if cfg.clip is 0 or None), early stopping.
@@ -122,6 +123,10 @@ def fit_model(
     validation Recall@20 under `protocol`. The best epoch by `select` ('val_loss' lower is better,
     'val_recall' higher is better) is kept and loaded into `model`; training stops after `patience`
     epochs without improvement or at `time_budget_s`. Returns the summary with the per-epoch history.
+
+    `on_epoch(record)`, if given, is called after every epoch with that epoch's history record (the
+    validation Recall@20 included); an exception it raises ends training there (`jump tune`'s pruner
+    raises optuna.TrialPruned from it).
     """
     if select not in ("val_loss", "val_recall"):
         raise ValueError(f"select must be 'val_loss' or 'val_recall', not {select!r}")
@@ -183,6 +188,8 @@ def fit_model(
             + f"val Recall@20 ({protocol}) {val_recall if val_recall is None else round(val_recall, 4)}  "
             f"{rec['clicks_per_s']:,.0f} clicks/s{'  (time budget reached)' if out_of_time else ''}"
         )
+        if on_epoch is not None:
+            on_epoch(rec)
         if select == "val_loss":
             score = val_loss if val_loss is not None else train_loss
         else:
