@@ -19,7 +19,8 @@ SESSIONS = {
 
 def make_model(seed=0, **kw):
     torch.manual_seed(seed)
-    cfg = {"n_items": 12, "dim": 8, "z": 60.0, "max_fast_steps": 8}
+    # the equations as printed: no dropout, eq. 4's dwell term on last clicks (cases that test a default set it)
+    cfg = {"n_items": 12, "dim": 8, "z": 60.0, "max_fast_steps": 8, "dropout": 0.0, "last_click_dwell": "censored"}
     cfg.update(kw)
     model = Jump(JumpConfig(**cfg))
     with torch.no_grad():  # non-trivial batch-norm statistics for eval mode
