@@ -15,6 +15,7 @@ from jump_core.cli import build_parser, main, train_config_from_args
 from jump_core.data.dataset import SessionSet, load_prepared
 from jump_core.data.prepare import PrepareConfig, prepare
 from jump_core.data.synth import SynthConfig, write_csv
+from jump_core.model import JumpConfig
 from jump_core.registry import build
 from jump_core.training.train import TrainConfig, fit_model, split_validation
 
@@ -85,7 +86,9 @@ def test_best_trial_is_the_maximum_of_the_validation_objective(tuned):
     assert doc["validation"]["best_trial"] == int(np.argmax(recalls))
     assert doc["validation"]["recall@20"] == pytest.approx(max(recalls), rel=1e-3)
     # trial 0 is the current defaults; the searched values of the best trial are the written config
-    assert table[0]["lr"] == TrainConfig.lr and table[0]["dropout"] == 0.0 and table[0]["z"] == 60.0
+    assert (
+        table[0]["lr"] == TrainConfig.lr and table[0]["dropout"] == JumpConfig.dropout and table[0]["z"] == JumpConfig.z
+    )
     best = table[doc["validation"]["best_trial"]]
     assert doc["train"]["lr"] == pytest.approx(best["lr"], rel=1e-3)
     assert doc["model"]["dropout"] == pytest.approx(best["dropout"], rel=1e-3, abs=1e-9)
