@@ -674,7 +674,8 @@ class Jump(NeuralModel):
         for _, batch in val.batches(batch_size):
             batch = batch.to(self.device)
             obs = batch.mask & ~batch.delta  # (B, L) observed dwells: the ones the MAE scores
-            points.append(self.predict(batch, "paper").dwell.median[obs].double().cpu())
+            mu = self.dwell_mu(self.context(self.features(batch)[0]), batch.items)  # (B, L), no click head needed
+            points.append(self.dwell_point_estimate(mu, batch.items)[obs].double().cpu())
             taus.append(batch.tau[obs].double().cpu())
         p, tau = torch.cat(points), torch.cat(taus)
         if len(p) == 0:
