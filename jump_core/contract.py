@@ -202,9 +202,10 @@ class NeuralModel(nn.Module):
         per batch as a short session's whole recurrence on a CPU."""
         return torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
-    def after_fit(self, val: SessionSet, batch_size: int = 100) -> dict:
-        """Called by fit_model once the best epoch is loaded, with the validation sessions (never the test
-        split): a model may fit post-hoc settings there (JUMP: its dwell calibration). Returns what it fitted."""
+    def after_fit(self, train: SessionSet, val: SessionSet, batch_size: int = 100) -> dict:
+        """Called by fit_model once the best epoch is loaded, with the training and validation sessions (never
+        the test split): a model may fit post-hoc settings there (JUMP: its dwell blend and calibration).
+        Returns what it fitted."""
         return {}
 
     def train_steps(self, data: SessionSet, cfg, epoch: int, device) -> Iterator[TrainStep]:

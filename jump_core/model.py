@@ -55,6 +55,7 @@ PAPER_SETTINGS = {
     "objective": "paper",
     "dwell_point": "median",
     "dwell_calibration": False,
+    "dwell_item_blend": False,
     "last_click_dwell": "censored",
     "dropout": 0.0,
     "time_buckets": "second",
@@ -101,6 +102,15 @@ class JumpConfig:
     # paper's term; "skip": no dwell term for last clicks (their click terms are unchanged).
     last_click_dwell: str = "skip"
     dwell_scale: float = 1.0
+    # Not in the paper: after training, the log point estimate is blended with the log of the item's median
+    # observed dwell in the training split (ItemMedianDwell's table: its own median with >= 3 observations,
+    # else the global one), log p = w log p_model + (1 - w) log median_item, then scaled as above. w is the
+    # one (of 0, 0.1, .., 1) with the least absolute error on the validation split (`Jump.after_fit`).
+    # The per-item dwell head (eq. 11) is a noisy estimate for rare items, and the item's empirical median
+    # is the strongest dwell baseline; the blend keeps what the session context adds. `dwell_blend` is the
+    # fitted w (1 = the model alone); the table is the `dwell_item_log_median` buffer.
+    dwell_item_blend: bool = True
+    dwell_blend: float = 1.0
     # Not in the paper: dropout on the click embeddings (eq. 16's output) and on the session features
     # before both heads, in training only (serving is unchanged). 0 = the paper's model; 0.3 from the
     # RecSys15 tuning run (without it JUMP overfits after 4 epochs of the extract).
@@ -515,6 +525,8 @@ class Jump(NeuralModel):
         if c.sigma_mode == "per_item":
             self.dwell_log_sigma_item = nn.Embedding(c.n_items, 1)  # per-item offset of log sigma
             nn.init.zeros_(self.dwell_log_sigma_item.weight)
+        if c.dwell_item_blend:  # log of each item's median training dwell (JumpConfig.dwell_item_blend)
+            self.register_buffer("dwell_item_log_median", torch.full((c.n_items,), math.log(c.c2)))
         nn.init.normal_(self.item_emb.weight, std=0.1)
         nn.init.normal_(self.time_emb.weight, std=0.1)
         nn.init.zeros_(self.dwell_weight.weight)
@@ -659,37 +671,55 @@ class Jump(NeuralModel):
         c = self.config
         sigma = self.dwell_sigma(items)
         point = observed_median(mu, sigma, c.c1) if c.dwell_point == "observed_median" else torch.exp(mu)
+        if c.dwell_item_blend and c.dwell_blend != 1.0:
+            prior = self.dwell_item_log_median[items]  # (...)
+            point = torch.exp(c.dwell_blend * torch.log(point) + (1.0 - c.dwell_blend) * prior)
         return point * c.dwell_scale if c.dwell_scale != 1.0 else point
 
     @torch.no_grad()
-    def after_fit(self, val, batch_size: int = 100) -> dict:
-        """Fit `dwell_scale` on the validation sessions (JumpConfig.dwell_calibration): the scale s minimising
-        sum |tau - s p| over observed dwells tau with point estimates p, i.e. the p-weighted median of tau / p."""
+    def after_fit(self, train, val, batch_size: int = 100) -> dict:
+        """The post-hoc dwell settings, fitted on the validation sessions (never the test split):
+        `dwell_item_blend`'s table from the training sessions and its weight w, then `dwell_calibration`'s
+        scale s. For each w on the grid, s minimises sum |tau - s p_w| over the observed dwells tau (the
+        p_w-weighted median of tau / p_w); the (w, s) with the least absolute error is kept."""
         c = self.config
-        if not c.dwell_calibration or len(val) == 0:
+        if not (c.dwell_calibration or c.dwell_item_blend) or len(val) == 0:
             return {}
         self.eval()
-        c.dwell_scale = 1.0
-        points, taus = [], []
+        c.dwell_scale, c.dwell_blend = 1.0, 1.0
+        if c.dwell_item_blend:
+            from .baselines.item_dwell import ItemMedianDwell, ItemMedianDwellConfig  # its table, one implementation
+
+            table = ItemMedianDwell(ItemMedianDwellConfig(c.n_items, min_dwell=c.min_dwell)).fit(train).mu  # (n_items,)
+            self.dwell_item_log_median.copy_(table.to(self.dwell_item_log_median))
+        points, priors, taus = [], [], []
         for _, batch in val.batches(batch_size):
             batch = batch.to(self.device)
             obs = batch.mask & ~batch.delta  # (B, L) observed dwells: the ones the MAE scores
             mu = self.dwell_mu(self.context(self.features(batch)[0]), batch.items)  # (B, L), no click head needed
             points.append(self.dwell_point_estimate(mu, batch.items)[obs].double().cpu())
+            if c.dwell_item_blend:
+                priors.append(self.dwell_item_log_median[batch.items[obs]].double().cpu())
             taus.append(batch.tau[obs].double().cpu())
         p, tau = torch.cat(points), torch.cat(taus)
         if len(p) == 0:
             return {}
-        ratio, order = torch.sort(tau / p)
-        weight = p[order].cumsum(0)
-        scale = float(ratio[int(torch.searchsorted(weight, weight[-1] / 2))])
+        prior = torch.cat(priors) if priors else None
         before = float((tau - p).abs().mean())
-        c.dwell_scale = scale
-        return {
-            "dwell_scale": scale,
-            "val_dwell_mae_before_s": before,
-            "val_dwell_mae_s": float((tau - scale * p).abs().mean()),
-        }
+        best = None
+        for w in [i / 10 for i in range(11)] if c.dwell_item_blend else [1.0]:
+            pw = p if w == 1.0 else torch.exp(w * torch.log(p) + (1 - w) * prior)  # (n_obs,)
+            scale = 1.0
+            if c.dwell_calibration:
+                ratio, order = torch.sort(tau / pw)
+                weight = pw[order].cumsum(0)
+                scale = float(ratio[int(torch.searchsorted(weight, weight[-1] / 2))])
+            mae = float((tau - scale * pw).abs().mean())
+            if best is None or mae < best[0]:
+                best = (mae, w, scale)
+        mae, c.dwell_blend, c.dwell_scale = best
+        fitted = {"dwell_scale": c.dwell_scale, "val_dwell_mae_before_s": before, "val_dwell_mae_s": mae}
+        return {**fitted, "dwell_blend": c.dwell_blend} if c.dwell_item_blend else fitted
 
     # -- the model contract ----------------------------------------------------------------------
     def calculate_loss(self, batch: SessionBatch) -> Loss:

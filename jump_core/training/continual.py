@@ -170,7 +170,8 @@ def to_session_set(sessions: list[LoggedSession], items: list[str]) -> SessionSe
 
 def grow_vocabulary(model: Jump, n_items: int) -> Jump:
     """A copy of `model` with `n_items` rows (>= its own) in every item-indexed table; existing rows are
-    copied, new rows keep the fresh model's initialisation. Scores of the old items are unchanged."""
+    copied, new rows keep the fresh model's initialisation (the dwell-median table: the global median).
+    Scores of the old items are unchanged."""
     old = model.config
     if n_items < old.n_items:
         raise ValueError(f"cannot shrink the vocabulary ({old.n_items} -> {n_items} rows)")
@@ -181,6 +182,8 @@ def grow_vocabulary(model: Jump, n_items: int) -> Jump:
             state[name] = value.clone()
         else:  # item-indexed: (n_items, ...) rows
             state[name][: old.n_items] = value
+            if name == "dwell_item_log_median":  # a new item's median dwell is unknown: row 0's global one
+                state[name][old.n_items :] = value[0]
     grown.load_state_dict(state)
     return grown
 

@@ -206,7 +206,7 @@ def fit_model(
                 log(f"{name}: early stopping, no validation improvement for {cfg.patience} epochs")
             break
     model.load_state_dict(best["state"])
-    fitted = model.after_fit(val, cfg.batch_size)  # post-hoc settings on the validation split (JUMP: dwell scale)
+    fitted = model.after_fit(tr, val, cfg.batch_size)  # post-hoc settings on the validation split (JUMP: dwell)
     if fitted:
         log(f"{name}: fitted on the validation split: " + ", ".join(f"{k} {v:.4g}" for k, v in fitted.items()))
     return {

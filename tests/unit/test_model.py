@@ -510,24 +510,30 @@ def test_elapsed_protocol_censors_the_latest_dwell_at_e():
             model.predict(batch, bad)
 
 
-def test_dwell_calibration_fits_the_mae_optimal_scale_on_validation():
+def dwell_sessions(seed, n_sessions=300, item_effect=0.0):
+    """Random sessions over items 1..11 with log-normal dwells (log-mean 2 + item_effect * (item - 6)/5)."""
     from jump_core.data.dataset import SessionSet
 
-    rng = np.random.default_rng(1)
-    lengths = rng.integers(2, 8, 300)
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 8, n_sessions)
     n = int(lengths.sum())
-    val = SessionSet(
-        items=rng.integers(1, 12, n),
+    items = rng.integers(1, 12, n)
+    return SessionSet(
+        items=items,
         ts=np.arange(n, dtype=float),
-        tau=np.exp(rng.normal(2.0, 0.7, n)),
+        tau=np.exp(rng.normal(2.0 + item_effect * (items - 6) / 5, 0.7, n)),
         delta=(rng.random(n) < 0.2).astype(np.uint8),
         offsets=np.concatenate([[0], np.cumsum(lengths)]),
         session_ids=np.array([f"s{i}".encode() for i in range(len(lengths))]),
     )
-    model = make_model().eval()
+
+
+def test_dwell_calibration_fits_the_mae_optimal_scale_on_validation():
+    val = dwell_sessions(1)
+    model = make_model(dwell_item_blend=False).eval()
     b = batch_of()
     before = model.predict(b, "paper").dwell.median
-    fitted = model.after_fit(val)
+    fitted = model.after_fit(val, val)
     s = fitted["dwell_scale"]
     assert s == model.config.dwell_scale and s != 1.0
     assert fitted["val_dwell_mae_s"] <= fitted["val_dwell_mae_before_s"]
@@ -544,8 +550,39 @@ def test_dwell_calibration_fits_the_mae_optimal_scale_on_validation():
     assert mae(s) == pytest.approx(fitted["val_dwell_mae_s"]) and mae(s) <= min(mae(s * 1.05), mae(s / 1.05))
     # every prediction path applies it; the paper's setting does not calibrate
     torch.testing.assert_close(model.predict(b, "live").dwell.median, before * s)
-    paper = make_model(dwell_calibration=False)
-    assert paper.after_fit(val) == {} and paper.config.dwell_scale == 1.0
+    paper = make_model(dwell_calibration=False, dwell_item_blend=False)
+    assert paper.after_fit(val, val) == {} and paper.config.dwell_scale == 1.0
+    assert not hasattr(paper, "dwell_item_log_median")
+
+
+def test_dwell_item_blend_learns_the_item_medians_weight_on_validation():
+    from jump_core.baselines.item_dwell import ItemMedianDwell, ItemMedianDwellConfig
+
+    # the dwell depends on the item only: an untrained session context adds nothing, the item's median does
+    train, val = dwell_sessions(2, 600, item_effect=2.0), dwell_sessions(3, 300, item_effect=2.0)
+    model = make_model().eval()
+    fitted = model.after_fit(train, val)
+    c = model.config
+    assert fitted["dwell_blend"] == c.dwell_blend <= 0.3 and fitted["dwell_scale"] == c.dwell_scale
+    table = ItemMedianDwell(ItemMedianDwellConfig(12)).fit(train)
+    torch.testing.assert_close(model.dwell_item_log_median, table.mu)
+    # on validation: at least as good as the item median itself (w = 0, s = 1 is on the grid) and the model alone
+    obs = val.delta == 0
+    tau = torch.from_numpy(val.tau[obs])
+    median_mae = float((tau - table.mu.double()[torch.from_numpy(val.items[obs])].exp()).abs().mean())
+    assert fitted["val_dwell_mae_s"] <= median_mae
+    assert fitted["val_dwell_mae_s"] < 0.9 * fitted["val_dwell_mae_before_s"]
+    # every path applies it: predict and the stream's live_step give the blended point
+    b = batch_of()
+    mu = model.predict(b, "live").dwell.mu  # (B, L)
+    point = model.dwell_point_estimate(mu, b.items)
+    c.dwell_blend, scale, c.dwell_scale = 1.0, c.dwell_scale, 1.0
+    alone = model.dwell_point_estimate(mu, b.items)
+    c.dwell_blend, c.dwell_scale = fitted["dwell_blend"], scale
+    w = c.dwell_blend
+    want = scale * torch.exp(w * torch.log(alone) + (1 - w) * model.dwell_item_log_median[b.items])
+    torch.testing.assert_close(point, want)
+    torch.testing.assert_close(model.predict(b, "live").dwell.median, want)
 
 
 def test_last_click_dwell_skip_drops_only_the_last_clicks_dwell_terms():

@@ -107,6 +107,8 @@ def test_grown_vocabulary_scores_the_old_items_exactly_as_before():
     old = Jump(JumpConfig(n_items=11, dim=8)).eval()
     with torch.no_grad():
         old.dwell_bias.weight.normal_()
+        old.dwell_item_log_median.normal_()
+    old.config.dwell_blend = 0.5  # the fitted dwell blend (JumpConfig.dwell_item_blend) is carried over
     grown = grow_vocabulary(old, 16).eval()
     batch = SessionBatch.from_sessions([[1, 5, 3], [10, 2]], [[4.0, 100.0, 30.0], [7.0, 30.0]], [[0, 0, 1], [0, 1]])
     s_old, (med_old, _, _) = old.predict(batch, "live")
@@ -114,6 +116,7 @@ def test_grown_vocabulary_scores_the_old_items_exactly_as_before():
     assert s_new.shape[1] == 16
     assert torch.allclose(s_new[:, :11], s_old, atol=1e-6) and torch.allclose(med_new, med_old)
     assert not torch.equal(grown.item_emb.weight[11:], torch.zeros(5, 8))  # new rows initialised
+    assert (grown.dwell_item_log_median[11:] == old.dwell_item_log_median[0]).all()  # new items: the global median
     with pytest.raises(ValueError):
         grow_vocabulary(old, 5)
 
