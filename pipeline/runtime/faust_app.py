@@ -59,6 +59,9 @@ def base_app(settings: Settings, role: str) -> faust.App:
         processing_guarantee="at_least_once",
     )
     faust_compat.configure(app, fetch_max_wait_ms=settings.fetch_max_wait_ms, kafka_kwargs=settings.aiokafka_kwargs())
+    # Faust creates its data directory without its parents: on a fresh machine the default
+    # ($TMPDIR/jump-stream/<app>) has none, and the worker died at start-up (FileNotFoundError)
+    Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
 
     @app.timer(interval=min(5.0, settings.health_stale_s / 4))
     async def _heartbeat():  # /healthz: the worker's event loop is alive
