@@ -68,15 +68,32 @@ def _add_trainer(sub):
     p.set_defaults(func=cmd_trainer)
 
 
-def _run_async_worker(s, main) -> int:
-    """A worker on its own asyncio loop: logging, topics, metrics endpoint, then main(settings)."""
-    import asyncio
+def _start_logging(s) -> None:
+    """The workers' log format, set before anything can log (the broker wait logs at once)."""
     import logging
+
+    logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+
+
+def _wait_for_broker(s, role: str) -> None:
+    """Log the bootstrap servers, a line every 5 s while none answers; one-line exit 2 after JUMP_BROKER_WAIT_S."""
+    import logging
+
+    from .runtime.kafka import wait_for_broker
+
+    _start_logging(s)
+    log = logging.getLogger("jump.pipeline")
+    wait_for_broker(s, say=lambda line: log.info("%s: %s", role, line))
+
+
+def _run_async_worker(s, main, role: str) -> int:
+    """A worker on its own asyncio loop: logging, the broker, topics, metrics endpoint, then main(settings)."""
+    import asyncio
 
     from . import metrics
     from .runtime.kafka import ensure_topics
 
-    logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    _wait_for_broker(s, role)
     if s.create_topics:
         ensure_topics(s)
     metrics.serve(s.metrics_port, s.metrics_addr, s.health_stale_s)
@@ -88,7 +105,7 @@ def cmd_trainer(a) -> int:
     from .config import Settings
     from .runtime.trainer import run_trainer
 
-    return _run_async_worker(Settings.from_env(), run_trainer)
+    return _run_async_worker(Settings.from_env(), run_trainer, "trainer")
 
 
 def _faust_argv(level: str) -> None:
@@ -101,6 +118,7 @@ def cmd_sessionizer(a) -> int:
     from .runtime.faust_app import create_sessionizer_app, run_worker
 
     s = Settings.from_env()
+    _wait_for_broker(s, "sessionizer")
     _faust_argv(s.log_level)
     run_worker(create_sessionizer_app(s), s)
     return 0
@@ -114,7 +132,8 @@ def cmd_inference(a) -> int:
     if s.inference_runtime == "aiokafka":
         from .runtime.inference import run_direct
 
-        return _run_async_worker(s, run_direct)
+        return _run_async_worker(s, run_direct, "inference")
+    _wait_for_broker(s, "inference")
     _faust_argv(s.log_level)
     run_worker(create_inference_app(s), s)
     return 0

@@ -36,8 +36,16 @@ class Settings:
         "consumer fetch long-poll limit (ms); Tansu answers a waiting fetch late, so "
         "this bounds each hop's latency there (Kafka answers as soon as data arrives)",
     )
+    broker_wait_s: float = _opt(
+        "JUMP_BROKER_WAIT_S",
+        60.0,
+        "at start, how long a worker or tool waits for a broker to answer (logging every 5 s) "
+        "before it exits with status 2",
+    )
     app_id: str = _opt("JUMP_APP_ID", "jump-stream", "Faust app id: consumer-group and changelog-topic prefix")
-    data_dir: str = _opt("JUMP_DATA_DIR", "", "Faust data directory (default: a per-app folder in the temp dir)")
+    data_dir: str = _opt(
+        "JUMP_DATA_DIR", "", "Faust data directory (default: a per-app folder in the temp dir; made with its parents)"
+    )
     # -- topics ---------------------------------------------------------------------------------
     topic_clicks: str = _opt("JUMP_TOPIC_CLICKS", "clicks", "input clicks")
     topic_rekeyed: str = _opt(
@@ -252,6 +260,7 @@ class Settings:
         need(self.trainer_dim >= 2, "JUMP_TRAINER_DIM", "must be >= 2")
         need(self.trainer_keep >= 2, "JUMP_TRAINER_KEEP", "must be >= 2 (the serving model and its predecessor)")
         need(self.health_stale_s > 0, "JUMP_HEALTH_STALE_S", "must be > 0")
+        need(self.broker_wait_s > 0, "JUMP_BROKER_WAIT_S", "must be > 0")
         need(bool(self.bootstrap_hosts), "KAFKA_BOOTSTRAP_SERVERS", "must list at least one host:port")
 
     # -- Kafka client settings (security passes through to every client) -----------------------

@@ -17,7 +17,7 @@ from typing import Any
 from jump_core.cli import add_csv_options, reader_options_from_args
 
 from ..config import Settings
-from ..runtime.kafka import ensure_topics, kafka_errors_as_runtime
+from ..runtime.kafka import ensure_topics, kafka_errors_as_runtime, wait_for_broker
 
 #: reader options that are not format options (key_kind() rejects them)
 _READ_ONLY_OPTIONS = ("skip_bad",)
@@ -249,6 +249,7 @@ def add_replay(subparsers) -> None:
 
 def cmd_replay(a) -> int:
     settings = Settings.from_env()
+    wait_for_broker(settings, say=lambda line: print(f"jump replay: {line}", file=sys.stderr))
     stats = kafka_errors_as_runtime(
         lambda: replay(
             settings,

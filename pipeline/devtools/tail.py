@@ -16,7 +16,7 @@ from typing import IO
 
 from .. import codec
 from ..config import Settings
-from ..runtime.kafka import kafka_errors_as_runtime
+from ..runtime.kafka import kafka_errors_as_runtime, wait_for_broker
 
 
 def _jsonable(obj):
@@ -191,6 +191,7 @@ def add_tail(subparsers) -> None:
 
 def cmd_tail(a) -> int:
     settings = Settings.from_env()
+    wait_for_broker(settings, say=lambda line: print(f"jump tail: {line}", file=sys.stderr))
     n = kafka_errors_as_runtime(
         lambda: tail(
             settings, topic=a.topic, from_beginning=a.from_beginning, max_records=a.max_records, timeout_s=a.timeout

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from typing import TYPE_CHECKING
@@ -43,38 +44,64 @@ def topic_specs(settings: Settings) -> dict[str, int]:
 
 
 def metadata_error(bootstrap_servers: str | list[str], timeout_s: float = 5.0, **kwargs) -> str | None:
-    """None when a kafka-python metadata request to `bootstrap_servers` succeeds, else the error."""
+    """None when a kafka-python metadata request to `bootstrap_servers` succeeds, else the error (one line).
+    kafka-python's own connection log is muted meanwhile: a broker that is down logs a dozen lines a second."""
     from kafka import KafkaConsumer
     from kafka.errors import KafkaConfigurationError, KafkaError
 
+    def said(e: BaseException) -> str:
+        text = str(e)
+        return text if text.startswith(type(e).__name__) else f"{type(e).__name__}: {text}"
+
     ms = int(timeout_s * 1000)
+    kafka_log = logging.getLogger("kafka")
+    level, kafka_log.level = kafka_log.level, logging.CRITICAL
     try:
-        c = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, request_timeout_ms=ms + 1000, bootstrap_timeout_ms=ms, **kwargs
-        )
-    except KafkaConfigurationError:
-        raise
-    except (KafkaError, OSError) as e:
-        return f"{type(e).__name__}: {e}"
-    try:
-        c.topics()
-        return None
-    except (KafkaError, OSError) as e:
-        return f"{type(e).__name__}: {e}"
+        try:
+            c = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers, request_timeout_ms=ms + 1000, bootstrap_timeout_ms=ms, **kwargs
+            )
+        except KafkaConfigurationError:
+            raise
+        except (KafkaError, OSError) as e:
+            return said(e)
+        try:
+            c.topics()
+            return None
+        except (KafkaError, OSError) as e:
+            return said(e)
+        finally:
+            c.close()
     finally:
-        c.close()
+        kafka_log.setLevel(level)
 
 
-def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
-    """Block until the cluster answers a metadata request; RuntimeError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
+def wait_for_broker(settings: Settings, timeout_s: float | None = None, say=None, every_s: float = 5.0) -> None:
+    """Block until the cluster answers a metadata request (default wait: JUMP_BROKER_WAIT_S).
+
+    `say(line)`, when given, hears which servers are tried at once and a line every `every_s` while none
+    answers. RuntimeError after the wait, one line naming KAFKA_BOOTSTRAP_SERVERS (the CLI's exit 2)."""
+    timeout_s = settings.broker_wait_s if timeout_s is None else timeout_s
+    servers = settings.bootstrap_servers
+    if say:
+        say(f"connecting to Kafka at {servers} (KAFKA_BOOTSTRAP_SERVERS)")
+    start = time.monotonic()
+    next_say = start + every_s
     while True:
-        last = metadata_error(timeout_s=min(5.0, timeout_s), **settings.kafka_python_kwargs())
+        last = metadata_error(timeout_s=max(0.5, min(every_s, timeout_s / 2)), **settings.kafka_python_kwargs())
         if last is None:
             return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Kafka at {settings.bootstrap_servers} did not answer within {timeout_s:g} s: {last}")
-        time.sleep(0.5)
+        now = time.monotonic()
+        if now - start >= timeout_s:
+            raise RuntimeError(
+                f"no Kafka broker answered at {servers} within {timeout_s:g} s: set KAFKA_BOOTSTRAP_SERVERS to a "
+                f"reachable broker (JUMP_BROKER_WAIT_S sets the wait); last error: {last}"
+            )
+        if say and now >= next_say:
+            waited = f"{now - start:.0f} of {timeout_s:g} s"
+            say(f"waiting for Kafka at {servers} (KAFKA_BOOTSTRAP_SERVERS): {last} [{waited}]")
+            next_say = now + every_s
+        time.sleep(min(0.5, max(0.0, start + timeout_s - now)))
 
 
 def _partition_counts(admin, names: list[str]) -> dict[str, int]:
