@@ -512,9 +512,10 @@ def _add_bench(sub, extra=()):
     t.add_argument("--data", default=None, help="a prepared dataset directory instead of the synthetic set")
     t.add_argument(
         "--variants",
-        default="fast,reference,fast_paper",
+        default="fast,reference,fast_paper,issue_day",
         help="comma-separated, timed side by side: fast (jump train's), reference (JumpConfig.fast_path=False, "
-        "foreach Adam), fast_paper (objective paper), reference_paper; the first one is also evaluated",
+        "foreach Adam), fast_paper (objective paper), issue_day (jump train's defaults when issue 12 was filed: "
+        "the paper's settings on the reference path), reference_paper; the first one is also evaluated",
     )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     t.add_argument("--no-eval", action="store_true", help="skip the full-evaluation timings")

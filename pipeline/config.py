@@ -162,7 +162,7 @@ class Settings:
     trainer_lr: float = _opt("JUMP_TRAINER_LR", 0.001, "Adam learning rate of training runs")
     trainer_time_budget_s: float = _opt("JUMP_TRAINER_TIME_BUDGET_S", 900.0, "wall-time cap of one training run (s)")
     trainer_min_item_count: int = _opt(
-        "JUMP_TRAINER_MIN_ITEM_COUNT", 2, "a new item enters the vocabulary once seen this often in the window"
+        "JUMP_TRAINER_MIN_ITEM_COUNT", 1, "a new item enters the vocabulary once seen this often in the window"
     )
     trainer_dim: int = _opt("JUMP_TRAINER_DIM", 100, "d of a model trained from scratch (retrain, or no model yet)")
     trainer_keep: int = _opt("JUMP_TRAINER_KEEP", 10, "checkpoints kept in JUMP_MODEL_DIR (older ones deleted)")

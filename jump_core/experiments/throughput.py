@@ -8,8 +8,11 @@ evaluation per protocol. Devices run side by side in one process so ratios are c
 Per device, training variants run side by side too, batch by batch on the same batches (so a load
 from other processes falls on all of them alike): `fast` (what `jump train` runs: JumpConfig's
 defaults, fused Adam), `reference` (JumpConfig.fast_path=False and foreach Adam: the implementation
-before the fast path) and `fast_paper` (objective "paper": no live step). The ratio fast / reference
-is the training speed-up.
+before the fast path), `fast_paper` (objective "paper": no live step) and `issue_day` (what `jump train`
+ran when issue 12 asked for a 2x speed-up: its defaults then, which are the paper's settings
+(model.PAPER_SETTINGS: z = 60, one time row per second, no live step), on the reference path with
+foreach Adam). The ratio fast / reference is the speed-up of the implementation on the same model; fast /
+issue_day is how much faster `jump train` with its defaults runs than it did then.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .. import registry
 from ..data.dataset import load_prepared
 from ..data.prepare import PrepareConfig, prepare
 from ..data.synth import SynthConfig, write_csv
+from ..model import PAPER_SETTINGS
 from ..training.evaluate import evaluate
 from ..training.train import TrainConfig, resolve_device
 
@@ -34,6 +38,7 @@ VARIANTS = {
     "reference": ({"fast_path": False}, False),
     "fast_paper": ({"objective": "paper"}, True),
     "reference_paper": ({"fast_path": False, "objective": "paper"}, False),  # on request (--variants)
+    "issue_day": ({**PAPER_SETTINGS, "fast_path": False}, False),
 }
 
 
@@ -50,7 +55,7 @@ def bench_train(
     json_out: str | None = None,
     warmup: int = 5,
     data_dir: str | None = None,
-    variants: str = "fast,reference,fast_paper",
+    variants: str = "fast,reference,fast_paper,issue_day",
     threads: int | None = None,
     evaluate_protocols: bool = True,
 ) -> dict:
@@ -123,8 +128,9 @@ def bench_train(
                 n_clicks += int(batch.lengths.sum())
         entry = {"timed_batches": batches, "timed_clicks": n_clicks}
         entry["train_clicks_per_s"] = {v: round(n_clicks / seconds[v], 1) for v in chosen}
-        if "fast" in seconds and "reference" in seconds:
-            entry["fast_over_reference"] = round(seconds["reference"] / seconds["fast"], 2)
+        for base in ("reference", "issue_day"):
+            if "fast" in seconds and base in seconds:
+                entry[f"fast_over_{base}"] = round(seconds[base] / seconds["fast"], 2)
         entry["peak_memory_mib"] = (
             round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             if device.type == "cuda"
@@ -137,7 +143,11 @@ def bench_train(
             f"({n_clicks:,} clicks, {results['threads']} threads): {rates}"
         )
         if "fast_over_reference" in entry:
-            print(f"[{name}] fast / reference training throughput: {entry['fast_over_reference']:.2f}x")
+            print(f"[{name}] fast / reference training throughput: {entry['fast_over_reference']:.2f}x (same model)")
+        if "fast_over_issue_day" in entry:
+            print(
+                f"[{name}] fast / issue_day: {entry['fast_over_issue_day']:.2f}x (jump train's defaults, now and then)"
+            )
         print(f"[{name}] peak memory {entry['peak_memory_mib']:,.0f} MiB ({entry['peak_memory_kind']})")
         model = runs[chosen[0]][0]
         for protocol in ("paper", "live") if evaluate_protocols else ():

@@ -126,7 +126,7 @@ class ContinualConfig:
     time_budget_s: float = 900.0
     holdout_fraction: float = 0.1
     margin: float = 0.005
-    min_item_count: int = 2
+    min_item_count: int = 1  # the long tail, as `jump prepare` (scripts/min_item_count_study.py chose 1)
     dim: int = 100  # of a model trained from scratch
     c1: float = C1_DEFAULT  # eq. 4 thresholds of the stream (a fine-tuned model must share them)
     c2: float = C2_DEFAULT
