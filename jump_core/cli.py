@@ -199,6 +199,12 @@ def _add_train(sub):
         ("sigma_mode", SIGMA_MODES, "log-dwell sigma of eq. 10: fixed (the paper) or learned"),
         ("sigma", float, "sigma's value (fixed) or starting value (learned)"),
         ("dwell_point", DWELL_POINTS, "dwell point estimate"),
+        ("dwell_calibration", bool, "scale the dwell point for absolute error on the validation split"),
+        (
+            "dwell_item_blend",
+            bool,
+            "blend the dwell point with the item's training median (weight fitted on validation)",
+        ),
         ("last_click_dwell", LAST_CLICK_DWELL, "dwell term of a session's last click: eq. 4's (c2, censored) or none"),
         ("dropout", float, "dropout on embeddings and features (training only)"),
         ("time_buckets", ("second", "log"), "rows of the time embedding"),
@@ -207,7 +213,12 @@ def _add_train(sub):
         g = p.add_argument_group(group)
         for name, kind, text in opts:
             flag = "--time-budget" if name == "time_budget_s" else "--" + name.replace("_", "-")
-            kw = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": name.upper()}
+            if isinstance(kind, tuple):
+                kw = {"choices": kind}
+            elif kind is bool:
+                kw = {"type": _flag_value, "metavar": "true|false"}
+            else:
+                kw = {"type": kind, "metavar": name.upper()}
             text = f"{text or name.replace('_', ' ')} (default {defaults[name]})"
             g.add_argument(flag, dest=f"{group}.{name}", default=None, help=text, **kw)
     p.add_argument(
@@ -218,6 +229,14 @@ def _add_train(sub):
     )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
+
+
+def _flag_value(text: str) -> bool:
+    """A boolean option's value: true/false (also 1/0, yes/no, on/off)."""
+    value = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+    return value[text.lower()]
 
 
 def train_config_from_args(a, c1: float, c2: float):

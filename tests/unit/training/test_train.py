@@ -159,6 +159,12 @@ def test_jump_train_defaults_are_the_dataclasses_and_paper_is_one_flag_away():
         0.2,
         "fixed",
     )
+    # boolean settings take true/false; --paper turns the dwell blend and calibration off
+    assert (paper.model["dwell_item_blend"], paper.model["dwell_calibration"]) == (False, False)
+    on = train_config_from_args(_train_args("--paper", "--dwell-item-blend", "true", "--dwell-calibration", "on"), 1, 2)
+    assert (on.model["dwell_item_blend"], on.model["dwell_calibration"]) == (True, True)
+    with pytest.raises(SystemExit):
+        _train_args("--dwell-item-blend", "maybe")
 
 
 def test_jump_train_refuses_a_bad_setting_with_one_line(tmp_path, synthetic, capsys):
