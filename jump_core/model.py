@@ -103,14 +103,17 @@ class JumpConfig:
     last_click_dwell: str = "skip"
     dwell_scale: float = 1.0
     # Not in the paper: after training, the log point estimate is blended with the log of the item's median
-    # observed dwell in the training split (ItemMedianDwell's table: its own median with >= 3 observations,
-    # else the global one), log p = w log p_model + (1 - w) log median_item, then scaled as above. w is the
-    # one (of 0, 0.1, .., 1) with the least absolute error on the validation split (`Jump.after_fit`).
-    # The per-item dwell head (eq. 11) is a noisy estimate for rare items, and the item's empirical median
-    # is the strongest dwell baseline; the blend keeps what the session context adds. `dwell_blend` is the
-    # fitted w (1 = the model alone); the table is the `dwell_item_log_median` buffer.
+    # observed dwell in the training split and the global one (ItemMedianDwell's table: an item's own median
+    # with >= 3 observations, else the global one; the global one is row 0):
+    #     log p = w_m log p_model + w_i log median_item + (1 - w_m - w_i) log median_global,
+    # then scaled as above. (w_m, w_i) on a 0.1 grid is the pair with the least absolute error on the
+    # validation split (`Jump.after_fit`). Eq. 11's per-item head is noisy for rare items, and the medians are
+    # the strongest dwell baselines; the blend keeps what the session context adds, and the fitted weights say
+    # how much that is. `dwell_blend` = w_m (1 = the model alone), `dwell_blend_item` = w_i; the table is the
+    # `dwell_item_log_median` buffer.
     dwell_item_blend: bool = True
     dwell_blend: float = 1.0
+    dwell_blend_item: float = 0.0
     # Not in the paper: dropout on the click embeddings (eq. 16's output) and on the session features
     # before both heads, in training only (serving is unchanged). 0 = the paper's model; 0.3 from the
     # RecSys15 tuning run (without it JUMP overfits after 4 epochs of the extract).
@@ -672,21 +675,23 @@ class Jump(NeuralModel):
         sigma = self.dwell_sigma(items)
         point = observed_median(mu, sigma, c.c1) if c.dwell_point == "observed_median" else torch.exp(mu)
         if c.dwell_item_blend and c.dwell_blend != 1.0:
-            prior = self.dwell_item_log_median[items]  # (...)
-            point = torch.exp(c.dwell_blend * torch.log(point) + (1.0 - c.dwell_blend) * prior)
+            table = self.dwell_item_log_median
+            w_global = 1.0 - c.dwell_blend - c.dwell_blend_item
+            prior = c.dwell_blend_item * table[items] + w_global * table[0]  # (...)
+            point = torch.exp(c.dwell_blend * torch.log(point) + prior)
         return point * c.dwell_scale if c.dwell_scale != 1.0 else point
 
     @torch.no_grad()
     def after_fit(self, train, val, batch_size: int = 100) -> dict:
         """The post-hoc dwell settings, fitted on the validation sessions (never the test split):
-        `dwell_item_blend`'s table from the training sessions and its weight w, then `dwell_calibration`'s
-        scale s. For each w on the grid, s minimises sum |tau - s p_w| over the observed dwells tau (the
-        p_w-weighted median of tau / p_w); the (w, s) with the least absolute error is kept."""
+        `dwell_item_blend`'s table from the training sessions and its weights (w_m, w_i), then
+        `dwell_calibration`'s scale s. For each pair on the grid, s minimises sum |tau - s p| over the
+        observed dwells tau (the p-weighted median of tau / p); the triple with the least absolute error is kept."""
         c = self.config
         if not (c.dwell_calibration or c.dwell_item_blend) or len(val) == 0:
             return {}
         self.eval()
-        c.dwell_scale, c.dwell_blend = 1.0, 1.0
+        c.dwell_scale, c.dwell_blend, c.dwell_blend_item = 1.0, 1.0, 0.0
         if c.dwell_item_blend:
             from .baselines.item_dwell import ItemMedianDwell, ItemMedianDwellConfig  # its table, one implementation
 
@@ -704,11 +709,14 @@ class Jump(NeuralModel):
         p, tau = torch.cat(points), torch.cat(taus)
         if len(p) == 0:
             return {}
-        prior = torch.cat(priors) if priors else None
+        log_p = torch.log(p)  # (n_obs,)
+        item = torch.cat(priors) if priors else None  # (n_obs,)
+        glob = float(self.dwell_item_log_median[0]) if c.dwell_item_blend else 0.0
+        grid = [(m / 10, i / 10) for m in range(11) for i in range(11 - m)] if c.dwell_item_blend else [(1.0, 0.0)]
         before = float((tau - p).abs().mean())
         best = None
-        for w in [i / 10 for i in range(11)] if c.dwell_item_blend else [1.0]:
-            pw = p if w == 1.0 else torch.exp(w * torch.log(p) + (1 - w) * prior)  # (n_obs,)
+        for w_m, w_i in grid:
+            pw = p if w_m == 1.0 else torch.exp(w_m * log_p + w_i * item + (1 - w_m - w_i) * glob)  # (n_obs,)
             scale = 1.0
             if c.dwell_calibration:
                 ratio, order = torch.sort(tau / pw)
@@ -716,10 +724,12 @@ class Jump(NeuralModel):
                 scale = float(ratio[int(torch.searchsorted(weight, weight[-1] / 2))])
             mae = float((tau - scale * pw).abs().mean())
             if best is None or mae < best[0]:
-                best = (mae, w, scale)
-        mae, c.dwell_blend, c.dwell_scale = best
+                best = (mae, w_m, w_i, scale)
+        mae, c.dwell_blend, c.dwell_blend_item, c.dwell_scale = best
         fitted = {"dwell_scale": c.dwell_scale, "val_dwell_mae_before_s": before, "val_dwell_mae_s": mae}
-        return {**fitted, "dwell_blend": c.dwell_blend} if c.dwell_item_blend else fitted
+        if c.dwell_item_blend:
+            fitted.update(dwell_blend=c.dwell_blend, dwell_blend_item=c.dwell_blend_item)
+        return fitted
 
     # -- the model contract ----------------------------------------------------------------------
     def calculate_loss(self, batch: SessionBatch) -> Loss:

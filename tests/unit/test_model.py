@@ -564,6 +564,7 @@ def test_dwell_item_blend_learns_the_item_medians_weight_on_validation():
     fitted = model.after_fit(train, val)
     c = model.config
     assert fitted["dwell_blend"] == c.dwell_blend <= 0.3 and fitted["dwell_scale"] == c.dwell_scale
+    assert fitted["dwell_blend_item"] == c.dwell_blend_item >= 0.5  # the item effect is real: the item median
     table = ItemMedianDwell(ItemMedianDwellConfig(12)).fit(train)
     torch.testing.assert_close(model.dwell_item_log_median, table.mu)
     # on validation: at least as good as the item median itself (w = 0, s = 1 is on the grid) and the model alone
@@ -579,8 +580,8 @@ def test_dwell_item_blend_learns_the_item_medians_weight_on_validation():
     c.dwell_blend, scale, c.dwell_scale = 1.0, c.dwell_scale, 1.0
     alone = model.dwell_point_estimate(mu, b.items)
     c.dwell_blend, c.dwell_scale = fitted["dwell_blend"], scale
-    w = c.dwell_blend
-    want = scale * torch.exp(w * torch.log(alone) + (1 - w) * model.dwell_item_log_median[b.items])
+    w, w_i, table = c.dwell_blend, c.dwell_blend_item, model.dwell_item_log_median
+    want = scale * torch.exp(w * torch.log(alone) + w_i * table[b.items] + (1 - w - w_i) * table[0])
     torch.testing.assert_close(point, want)
     torch.testing.assert_close(model.predict(b, "live").dwell.median, want)
 
