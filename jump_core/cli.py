@@ -572,7 +572,12 @@ def cmd_report(a) -> int:
 
     rows, k, models = {}, 20, {}
     for path in a.inputs:
-        r = json.loads(Path(path).read_text())
+        try:
+            r = json.loads(Path(path).read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a `jump evaluate --json` file ({type(e).__name__}: {e})") from None
+        if not isinstance(r, dict) or "model_config" not in r or "protocol" not in r:
+            raise ValueError(f"{path}: not a `jump evaluate --json` file (no model_config / protocol)")
         k = r.get("k", 20)
         name = Path(r.get("checkpoint", path)).stem  # the checkpoint names the model: jump_paper.ckpt -> jump_paper
         cfg = {**PAPER_SETTINGS, **r["model_config"]}  # a config from before these fields is the paper's

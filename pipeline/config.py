@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 
 from jump_core.sessions import C1_DEFAULT, C2_DEFAULT, REDDIT_GAP
@@ -261,6 +262,16 @@ class Settings:
         need(self.trainer_keep >= 2, "JUMP_TRAINER_KEEP", "must be >= 2 (the serving model and its predecessor)")
         need(self.health_stale_s > 0, "JUMP_HEALTH_STALE_S", "must be > 0")
         need(self.broker_wait_s > 0, "JUMP_BROKER_WAIT_S", "must be > 0")
+        need(
+            self.device == "auto" or self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device) is not None,
+            "JUMP_DEVICE",
+            f"must be auto, cpu, cuda or cuda:N, not {self.device!r}",
+        )
+        need(
+            self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"),
+            "JUMP_LOG_LEVEL",
+            f"must be debug, info, warning, error or critical, not {self.log_level!r}",
+        )
         need(bool(self.bootstrap_hosts), "KAFKA_BOOTSTRAP_SERVERS", "must list at least one host:port")
 
     # -- Kafka client settings (security passes through to every client) -----------------------

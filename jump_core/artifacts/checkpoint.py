@@ -73,8 +73,19 @@ def load_checkpoint(path: str | Path, map_location="cpu", expect_items: list[str
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt zip, truncated file, disallowed pickle content
+        # torch's own message is long and advises weights_only=False, the unsafe option: keep only its cause
+        text = str(e)
+        if "Unsupported global" in text:
+            why = "it holds Python objects other than tensors and plain data"
+        elif "WeightsUnpickler error" in text:
+            cause = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+            why = f"not a checkpoint or corrupt ({cause[0].strip() if cause else 'unpickling failed'})"
+        else:
+            why = f"truncated or corrupt ({text.strip().splitlines()[0] if text.strip() else 'unreadable'})"
         raise CheckpointError(
-            f"{path}: not a readable JUMP checkpoint ({type(e).__name__}: {str(e)[:200]})", "unreadable"
+            f"{path}: not a readable JUMP checkpoint ({type(e).__name__}: {why}); it is not loaded, since "
+            "only plain-data checkpoints written by `jump train` are read",
+            "unreadable",
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

@@ -59,6 +59,20 @@ class PrepareConfig:
     skip_bad: bool = False
     reader_options: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Refuse settings that would give an unusable dataset (the CLI's one line, exit 2)."""
+        checks = (
+            (0.0 <= self.test_fraction < 1.0, "--test-fraction", "must be in [0, 1)", self.test_fraction),
+            (self.test_days > 0, "--test-days", "must be > 0", self.test_days),
+            (self.gap is None or self.gap > 0, "--gap", "must be > 0 seconds", self.gap),
+            (self.c1 > 0 and self.c2 > 0, "--c1/--c2", "must be > 0 seconds", (self.c1, self.c2)),
+            (self.min_item_count >= 1, "--min-item-count", "must be >= 1", self.min_item_count),
+            (self.min_session_len >= 1, "--min-session-len", "must be >= 1", self.min_session_len),
+        )
+        for ok, name, rule, value in checks:
+            if not ok:
+                raise ValueError(f"{name} {rule}, not {value!r}")
+
 
 @dataclass
 class RawSessions:
@@ -203,8 +217,18 @@ def prepare(cfg: PrepareConfig, log=print) -> dict:
         "raw_sessions": len(raw.sessions),
         "raw_items": len(raw.item_names),
     }
+    if len(raw.sessions) == 0:
+        raise ValueError(
+            f"no sessions in {', '.join(map(str, cfg.inputs))} ({raw.stats.summary()}): check --format, "
+            "the column options and --delimiter"
+        )
     sessions, filt = filter_sessions(raw.sessions, _rare_filter(raw, cfg.min_item_count), cfg.min_session_len)
     counts["filter"] = filt
+    if len(sessions) == 0:
+        raise ValueError(
+            f"no session of {cfg.min_session_len}+ clicks is left after the filter ({len(raw.sessions):,} read): "
+            "check --gap and --min-item-count"
+        )
     names, max_gap = raw.item_names, raw.max_gap
     if cfg.split == "given":
         if not cfg.test_inputs:

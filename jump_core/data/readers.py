@@ -55,6 +55,8 @@ import csv
 import gzip
 import math
 import os
+import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,6 +143,9 @@ class ReadStats:
 # --------------------------------------------------------------------------- timestamps
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def parse_timestamp(raw: str, unit: str) -> float:
     """Unix seconds (float) from ``raw`` in ``unit``: "s", "ms", "us" (numbers) or "iso" (ISO-8601;
     a trailing ``Z`` or no offset means UTC; a bare date is its midnight UTC).
@@ -158,7 +163,8 @@ def parse_timestamp(raw: str, unit: str) -> float:
         try:
             ts = float(raw) / _SCALE[unit]
         except ValueError:
-            raise ValueError(f"timestamp {raw!r} is not a number") from None
+            hint = " (it looks like an ISO-8601 time: --time-unit iso)" if _ISO_DATE.match(raw.strip()) else ""
+            raise ValueError(f"timestamp {raw!r} is not a number{hint}") from None
     if not math.isfinite(ts):
         raise ValueError(f"timestamp {raw!r} is not finite")
     if ts < 0:
@@ -333,7 +339,13 @@ def _column(col: Column, header: list[str] | None, where: str) -> int:
     loose = [k for k, h in enumerate(names) if _norm(h) == _norm(col)]
     if len(loose) == 1:
         return loose[0]
-    raise ValueError(f"{where}: header {header!r} has no column {col!r}")
+    hint = ""
+    if len(header) == 1:  # one column: the file is likely split by another delimiter
+        for d in (";", "\t", "|", ","):
+            if len(header[0].split(d)) > 1:
+                hint = f" (the header is one column: is the delimiter {d!r}? --delimiter {d!r})"
+                break
+    raise ValueError(f"{where}: header {header!r} has no column {col!r}{hint}")
 
 
 def _row_parser(fmt: _Format, header: list[str] | None, where: str) -> Callable[[list[str]], tuple]:
@@ -386,9 +398,15 @@ def _row_parser(fmt: _Format, header: list[str] | None, where: str) -> Callable[
 
 
 def _open_text(path: str) -> IO[str]:
-    """Open ``path`` for csv reading; ``.gz`` files are decompressed transparently."""
+    """Open ``path`` for csv reading; ``.gz`` files are decompressed transparently. A directory, or a
+    ``.gz`` name whose content is not gzip, is a ValueError naming the file."""
     kwargs = {"encoding": "utf-8-sig", "errors": "replace", "newline": ""}
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory, not a file (give the files in it)")
     if path.endswith(".gz"):
+        with open(path, "rb") as raw:
+            if raw.read(2) not in (b"\x1f\x8b", b""):
+                raise ValueError(f"{path}: not a gzip file, though its name ends in .gz")
         return gzip.open(path, "rt", **kwargs)
     return open(path, **kwargs)
 
@@ -421,26 +439,33 @@ def _read_file(path: str, fmt: _Format, skip_bad: bool, stats: ReadStats) -> Ite
     """The shared row loop: header, line numbers, skip_bad and stats for one file."""
     parse = None if fmt.header else _row_parser(fmt, None, path)
     with _open_text(path) as fh:
-        for line, fields in _records(fh, fmt):
-            if parse is None:
-                if isinstance(fields, csv.Error):
-                    raise ValueError(f"{path}:{line}: unreadable header: {fields}")
-                parse = _row_parser(fmt, fields, f"{path}:{line}")
-                continue
-            stats.rows += 1
-            try:
-                if isinstance(fields, csv.Error):
-                    raise _RowProblem("unparseable line", f"unparseable line: {fields}")
-                click = parse(fields)
-            except _NotAClick as exc:
-                stats.count(exc.category, malformed=False)
-                continue
-            except _RowProblem as exc:
-                if not skip_bad:
-                    raise MalformedRowError(path, line, exc.reason, exc.category) from None
-                stats.count(exc.category, malformed=True)
-                continue
-            yield click
+        try:
+            yield from _parsed_rows(path, fh, fmt, parse, skip_bad, stats)
+        except (EOFError, OSError, zlib.error) as exc:  # a truncated or corrupt .gz, a read error
+            raise ValueError(f"{path}: cannot read it: {exc}") from None
+
+
+def _parsed_rows(path: str, fh: IO[str], fmt: _Format, parse, skip_bad: bool, stats: ReadStats) -> Iterator[tuple]:
+    for line, fields in _records(fh, fmt):
+        if parse is None:
+            if isinstance(fields, csv.Error):
+                raise ValueError(f"{path}:{line}: unreadable header: {fields}")
+            parse = _row_parser(fmt, fields, f"{path}:{line}")
+            continue
+        stats.rows += 1
+        try:
+            if isinstance(fields, csv.Error):
+                raise _RowProblem("unparseable line", f"unparseable line: {fields}")
+            click = parse(fields)
+        except _NotAClick as exc:
+            stats.count(exc.category, malformed=False)
+            continue
+        except _RowProblem as exc:
+            if not skip_bad:
+                raise MalformedRowError(path, line, exc.reason, exc.category) from None
+            stats.count(exc.category, malformed=True)
+            continue
+        yield click
 
 
 def _paths(paths: PathArg) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -72,8 +73,11 @@ PAPER_TRAIN = {
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """auto (CUDA when available, else CPU), cpu, cuda or cuda:N; anything else is a ValueError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name or ""):
+        raise ValueError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' requested but CUDA is not available")

@@ -22,6 +22,8 @@ SPECIAL = {
     "trainer_holdout_fraction": ("0.25", 0.25),
     "trainer_margin": ("0.25", 0.25),
     "trainer_keep": ("7", 7),
+    "device": ("cuda:1", "cuda:1"),
+    "log_level": ("debug", "debug"),
 }
 BY_KIND = {int: ("7", 7), float: ("2.5", 2.5), bool: ("no", False), str: ("some-value", "some-value")}
 
