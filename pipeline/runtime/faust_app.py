@@ -102,17 +102,32 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
     table = app.Table("sessions", partitions=s.partitions, key_type=bytes, value_type=bytes)  # raw bytes
     topic_index = {s.topic_clicks: 0, s.topic_rekeyed: 1}
     core = SessionizerCore(s)
-    state = {"loaded_generation": -1, "generation": 0, "owned": set(), "assigned": set()}
+    state = {
+        "loaded_generation": -1,
+        "generation": 0,
+        "owned": set(),
+        "assigned": set(),
+        "agent_started": False,
+        "ready": False,
+    }
 
     @app.on_partitions_assigned.connect
     async def _assigned(app_, assigned, **kwargs):
         state["assigned"] = {tp.partition for tp in assigned if tp.topic in topic_index}
         state["generation"] += 1
 
+    @app.timer(interval=0.5)
+    async def _readiness():  # /readyz: 200 only while the Table is recovered (faust_compat.table_recovered)
+        ready = state["agent_started"] and faust_compat.table_recovered(app)
+        if ready != state["ready"]:
+            log.info("sessionizer %s", "ready: the Table is recovered" if ready else "not ready: recovering the Table")
+            state["ready"] = ready
+        metrics.set_ready(ready)
+
     @app.agent(source)
     async def sessionize(stream):
         producer = app.producer
-        metrics.set_ready(True)
+        state["agent_started"] = True
         async for events in stream.take_events(s.sessionizer_batch, within=s.sessionizer_wait_s):
             t0 = time.perf_counter()
             if state["loaded_generation"] != state["generation"]:

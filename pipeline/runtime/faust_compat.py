@@ -224,3 +224,15 @@ def read_offset(consumer, tp) -> int | None:
     this (+ 1), since ListOffsets-based end offsets are wrong on Tansu.
     """
     return consumer._read_offset.get(tp)
+
+
+# --------------------------------------------------------------------------- 5. readiness
+
+
+def table_recovered(app) -> bool:
+    """True once the worker's Tables have recovered from their changelogs and no recovery runs now.
+
+    Private: Faust sets `app.tables.recovery.completed` (an Event, never cleared) after the first
+    recovery, and `app.in_recovery` during every later one (a rebalance). The sessionizer's /readyz
+    follows this, so a rolling update waits until the new pod's Table is back."""
+    return app.tables.recovery.completed.is_set() and not app.in_recovery
