@@ -115,9 +115,11 @@ def _faust_argv(level: str) -> None:
 
 def cmd_sessionizer(a) -> int:
     from .config import Settings
+    from .runtime import faust_compat
     from .runtime.faust_app import create_sessionizer_app, run_worker
 
     s = Settings.from_env()
+    faust_compat.check_versions()  # an untested Faust is refused before anything waits
     _wait_for_broker(s, "sessionizer")
     _faust_argv(s.log_level)
     run_worker(create_sessionizer_app(s), s)
@@ -126,6 +128,7 @@ def cmd_sessionizer(a) -> int:
 
 def cmd_inference(a) -> int:
     from .config import Settings
+    from .runtime import faust_compat
     from .runtime.faust_app import create_inference_app, run_worker
 
     s = Settings.from_env()
@@ -133,6 +136,7 @@ def cmd_inference(a) -> int:
         from .runtime.inference import run_direct
 
         return _run_async_worker(s, run_direct, "inference")
+    faust_compat.check_versions()
     _wait_for_broker(s, "inference")
     _faust_argv(s.log_level)
     run_worker(create_inference_app(s), s)

@@ -60,6 +60,8 @@ RECORDS: dict[str, tuple[str, ...]] = {
         "key",
         "value",
         "dead_ts",
+        "key_size",
+        "value_size",
     ),
     "tick": ("schema", "tick", "wall_ts"),
     "model_update": (
@@ -183,6 +185,10 @@ def encode(kind: str, record: dict) -> bytes:
     return pack(record)
 
 
+DEAD_VALUE_MAX = 64 * 1024  # bytes of a rejected value kept in its dead letter
+DEAD_KEY_MAX = 1024  # bytes of a rejected key kept
+
+
 def encode_dead_letter(
     reason: str,
     detail: str,
@@ -193,7 +199,9 @@ def encode_dead_letter(
     value: bytes | None,
     dead_ts: float,
 ) -> bytes:
-    """The dead-letter record of a rejected message: the reason, and the original bytes."""
+    """The dead-letter record of a rejected message: the reason, and the original bytes -- cut to
+    DEAD_VALUE_MAX / DEAD_KEY_MAX bytes (`key_size`, `value_size`: the full sizes): a rejected 1 MB
+    click must not make a dead letter larger than the producer's request limit."""
     assert reason in REASONS, reason
     return encode(
         "dead_letter",
@@ -203,9 +211,11 @@ def encode_dead_letter(
             "source_topic": topic,
             "source_partition": partition,
             "source_offset": offset,
-            "key": key,
-            "value": value,
+            "key": key if key is None else key[:DEAD_KEY_MAX],
+            "value": value if value is None else value[:DEAD_VALUE_MAX],
             "dead_ts": dead_ts,
+            "key_size": None if key is None else len(key),
+            "value_size": None if value is None else len(value),
         },
     )
 

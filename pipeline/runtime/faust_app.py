@@ -13,7 +13,9 @@ an app on untested faust-streaming / aiokafka versions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +29,34 @@ from . import faust_compat
 from .kafka import ensure_topics
 
 log = logging.getLogger("jump.pipeline")
+
+
+def crash_only(role: str):
+    """An agent body that fails ends the process (exit status 70), so its supervisor restarts it.
+
+    Faust logs a crashed agent and keeps the worker running without it: the process looks alive (and
+    its liveness probe passed) while nothing is consumed any more. Exiting instead is what a SIGKILL
+    does, which the crash tests cover: uncommitted input is consumed again (at-least-once)."""
+
+    def wrap(body):
+        @functools.wraps(body)
+        async def agent(stream):
+            try:
+                await body(stream)
+            except Exception:
+                log.critical(
+                    "%s: the agent failed; exiting so the supervisor restarts the worker (input not yet "
+                    "committed is consumed again)",
+                    role,
+                    exc_info=True,
+                )
+                metrics.set_ready(False)
+                logging.shutdown()
+                os._exit(70)
+
+        return agent
+
+    return wrap
 
 
 def base_app(settings: Settings, role: str) -> faust.App:
@@ -125,6 +155,7 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
         metrics.set_ready(ready)
 
     @app.agent(source)
+    @crash_only("sessionizer")
     async def sessionize(stream):
         producer = app.producer
         state["agent_started"] = True
@@ -216,6 +247,7 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
         await watch_updates(s, runner)
 
     @app.agent(source)
+    @crash_only("inference")
     async def infer(stream):
         producer = app.producer
 

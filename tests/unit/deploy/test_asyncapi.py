@@ -199,6 +199,8 @@ def _samples() -> dict[str, list[dict]]:
         "key": b"u-1042",
         "value": b'{"user": "u-1042", "item": "1", "ts": "x"}',
         "dead_ts": 1700002513.0,
+        "key_size": 6,
+        "value_size": 43,
     }
     state = hashlib.sha256(b"weights of jump-v000003").hexdigest()
     parent = f"jump-v000002:{hashlib.sha256(b'weights of jump-v000002').hexdigest()[:12]}"
@@ -315,7 +317,7 @@ def _samples() -> dict[str, list[dict]]:
         ],
         "dead_letter": [
             dead,
-            {**dead, "key": None, "value": None, "reason": "undecodable"},
+            {**dead, "key": None, "value": None, "key_size": None, "value_size": None, "reason": "undecodable"},
             {**dead, "reason": "late", "source_topic": "jump-clicks-rekeyed"},
             {
                 **dead,

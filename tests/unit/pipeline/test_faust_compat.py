@@ -298,3 +298,33 @@ def test_faust_consumer_keeps_the_last_read_offset_per_partition():
     consumer._read_offset[tp] = 41  # as Faust's fetch loop sets it
     assert faust_compat.read_offset(consumer, tp) == 41
     assert "set_read_offset(tp, offset)" in inspect.getsource(type(consumer)._drain_messages)
+
+
+def test_a_failing_agent_ends_the_process_so_the_supervisor_restarts_it(monkeypatch, caplog):
+    """Faust would log a crashed agent and keep a worker that consumes nothing; crash_only exits (70)."""
+    import asyncio
+
+    from pipeline import metrics
+    from pipeline.runtime import faust_app
+
+    def exit_(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(faust_app.os, "_exit", exit_)
+
+    @faust_app.crash_only("sessionizer")
+    async def body(stream):
+        raise RuntimeError("producer refused the record")
+
+    metrics.set_ready(True)
+    with pytest.raises(SystemExit) as e:
+        asyncio.run(body(None))
+    assert e.value.code == 70 and not metrics.health()[1]
+    assert "sessionizer: the agent failed; exiting" in caplog.text and "producer refused" in caplog.text
+
+    @faust_app.crash_only("sessionizer")
+    async def cancelled(stream):  # a normal shutdown cancels the agent: not a failure
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancelled(None))
