@@ -30,10 +30,15 @@ function `jump prepare` uses, so the training log equals offline preparation of 
 Durability: every key's state records the last source offset applied to it, and each partition's
 meta record (stream time + last applied offsets) is written after the batch's state writes. On
 restart a message is a replay when its offset is <= its key's recorded offset, or <= the
-partition's meta offset (its batch was fully persisted). The agent sends a batch's outputs and
-waits for their delivery *before* writing the state, so a persisted state never hides an output
-that was lost; the converse (output sent, state lost) re-sends records with the same keys --
-at-least-once with idempotent keys.
+partition's meta offset (its batch was fully persisted). A closed session's key is deleted only
+*after* the meta record (`Output.deletes`), and a session that got clicks in the batch that closes
+it is first written in its final state: a deletion persisted ahead of the meta record would leave
+neither offset covering the clicks it had in that batch, and their replay would open a second
+session made of them (seen as an extra session after a SIGKILL). A crash between the meta record
+and the deletions restores the closed session, which closes again with the same content.
+The agent sends a batch's outputs and waits for their delivery *before* writing the state, so a
+persisted state never hides an output that was lost; the converse (output sent, state lost)
+re-sends records with the same keys -- at-least-once with idempotent keys.
 """
 
 from __future__ import annotations
@@ -124,8 +129,9 @@ class Output:
     training_log: list = field(default_factory=list)
     dead_letters: list = field(default_factory=list)
     rekeyed: list = field(default_factory=list)
-    state: dict = field(default_factory=dict)  # table key -> (partition, Session or None: delete)
-    meta: dict = field(default_factory=dict)  # partition -> (table key, bytes)
+    state: dict = field(default_factory=dict)  # table key -> (partition, Session): write first
+    meta: dict = field(default_factory=dict)  # partition -> (table key, bytes): write second
+    deletes: dict = field(default_factory=dict)  # table key -> partition: delete last (closed sessions)
     counts: dict = field(default_factory=dict)  # outcome -> n
     dead_reasons: dict = field(default_factory=dict)  # reason -> n
     closed: list = field(default_factory=list)  # (close_reason, n_clicks, tau list) for metrics
@@ -299,6 +305,7 @@ class SessionizerCore:
         }
         out.requests.append((m.partition, key, codec.encode("request", request)))
         out.state[key] = (sess.partition, sess)
+        out.deletes.pop(key, None)  # the key's session closed earlier in this batch: a new one lives
         if at == len(sess.ts) - 1:
             self._push_deadline(key, sess)
         out.count("accepted")
@@ -320,7 +327,9 @@ class SessionizerCore:
         out.training_log.append((sess.partition, sess.sid.encode(), codec.encode("training_log", record)))
         out.closed.append((reason, len(sess.items), tau.tolist(), delta.tolist()))
         del self.sessions[key]
-        out.state[key] = (sess.partition, None)
+        if out.state.get(key, (None, None))[1] is not sess:  # its final state is already persisted
+            out.state.pop(key, None)
+        out.deletes[key] = sess.partition
 
     def _close_expired(self, p: int, out: Output) -> None:
         heap = self.deadlines.get(p)

@@ -191,16 +191,17 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
                 futures.append(await send(s.topic_rekeyed, k, v, None, None, None))
             if futures:
                 await asyncio.gather(*futures)
-            # 2. then the state, 3. then each partition's meta record, alone in its own batch
+            # 2. then the state, 3. then each partition's meta record, alone in its own batch,
+            # 4. then the closed sessions' deletions (see "Durability" in pipeline/core/sessionizer.py)
             by_partition = {e.message.partition: e for e in events}
             for key, (p, sess) in out.state.items():
-                faust_compat.write_table(
-                    table, by_partition.get(p, events[-1]), key, None if sess is None else sess.pack()
-                )
+                faust_compat.write_table(table, by_partition.get(p, events[-1]), key, sess.pack())
             await producer.flush()
             for p, (key, raw) in out.meta.items():
                 faust_compat.write_table(table, by_partition.get(p, events[-1]), key, raw)
             await producer.flush()
+            for key, p in out.deletes.items():  # not awaited: a lost deletion re-closes the same session
+                faust_compat.write_table(table, by_partition.get(p, events[-1]), key, None)
             metrics.record_sessionizer_batch(out)
             metrics.open_sessions.set(core.open_sessions)
             if core.meta:

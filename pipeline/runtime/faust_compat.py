@@ -1,6 +1,6 @@
 """Every use of faust-streaming's and aiokafka's private internals, in one place.
 
-The Faust apps (pipeline/runtime/faust_app.py) need four things neither library offers publicly:
+The Faust apps (pipeline/runtime/faust_app.py) need five things neither library offers publicly:
 
 1. A fetch long-poll shorter than Faust's: Faust builds its worker consumer with a hard-coded
    `fetch_max_wait_ms=1500`, and Tansu answers a waiting fetch late, which put up to ~0.5 s on
@@ -16,6 +16,20 @@ The Faust apps (pipeline/runtime/faust_app.py) need four things neither library 
    to an event of the session's own partition.
 4. Consumer lag without ListOffsets: Faust's consumer keeps the last offset handed to the streams
    in `_read_offset` (`read_offset`), to subtract from the fetch high watermark.
+5. No clicks dropped after a recovery (the restart stall of issue 14). Faust's recovery resumes
+   the stream partitions, seeks them to the committed offsets, then calls
+   `app.flow_control.resume()`, which *clears every stream queue*, and only then resumes the
+   consumer's flow. But the flow is already running then (the changelog reading turned it on),
+   so records fetched after the seek sit in the queues when they are cleared: they are gone for
+   this process (Faust's read offset has passed them, so they are never fetched again), and the
+   committed offset never moves again, because Faust commits only over a gap-free run of acked
+   offsets from the committed one. Upstream: faust-streaming/faust#596 (open). Seen here as a
+   restarted sessionizer whose training log stopped short and whose group offset froze (about one
+   restart in five on the embedded broker; a slow seek makes it certain).
+   `Consumer.perform_seek` is patched to stop the consumer's flow before it seeks
+   (`_patch_seek_stops_flow`): nothing reaches the queues between the seek and the clear, what
+   was queued before the seek is fetched again from the committed offset, and the recovery's own
+   `consumer.resume_flow()`, right after the clear, starts the flow again.
 
 Per-app settings (the fetch wait, the Kafka client options of the recovery fetch) are kept here,
 keyed by app (`configure`), not as attributes set on `faust.App`.
@@ -93,9 +107,10 @@ def options(app) -> AppOptions | None:
 
 
 def install() -> None:
-    """Install both patches of Faust's aiokafka driver (idempotent)."""
+    """Install the patches of Faust's aiokafka driver and consumer (idempotent)."""
     _patch_fetch_wait()
     _patch_recovery_highwaters()
+    _patch_seek_stops_flow()
 
 
 # --------------------------------------------------------------------------- 1. fetch wait
@@ -226,7 +241,40 @@ def read_offset(consumer, tp) -> int | None:
     return consumer._read_offset.get(tp)
 
 
-# --------------------------------------------------------------------------- 5. readiness
+# --------------------------------------------------------------------------- 5. seek, then clear, then flow
+
+
+def seek_stopping_flow(original):
+    """`original` (Faust's `Consumer.perform_seek`) preceded by `consumer.stop_flow()`."""
+
+    async def perform_seek(self) -> None:
+        self.stop_flow()
+        await original(self)
+
+    return perform_seek
+
+
+def _patch_seek_stops_flow() -> None:
+    """Stop the consumer's flow before `perform_seek` (see 5. in the module docstring).
+
+    Faust calls `perform_seek` from its recovery, right before `app.flow_control.resume()` (which
+    clears the stream queues) and `consumer.resume_flow()`, and from `getmany` when records arrive
+    while the flow is stopped. In both the flow is stopped after the seek anyway; stopping it
+    before means no record fetched after the seek is delivered, and then cleared, before the
+    recovery resumes the flow."""
+    from faust.transport.consumer import Consumer
+
+    original = Consumer.perform_seek
+    if getattr(original, "jump_patched", False):
+        return
+
+    perform_seek = seek_stopping_flow(original)
+    perform_seek.jump_patched = True
+    perform_seek.jump_original = original
+    Consumer.perform_seek = perform_seek
+
+
+# --------------------------------------------------------------------------- 6. readiness
 
 
 def table_recovered(app) -> bool:

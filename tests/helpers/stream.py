@@ -74,10 +74,10 @@ class Pipeline:
         self.procs = {}
         ensure_topics(settings)
 
-    def start(self, role: str):
+    def start(self, role: str, extra_env: dict | None = None):
         log = self.tmp / f"{role}.log"
         s = replace(self.s, metrics_port=self.ports[role])
-        self.procs[role] = procs.start_worker(role, s, log)
+        self.procs[role] = procs.start_worker(role, s, log, extra_env)
         procs.wait_metrics(self.ports[role], self.procs[role], timeout_s=90, log_path=log)
 
     def metrics(self, role: str) -> dict:

@@ -11,7 +11,10 @@ What each test pins down:
   that the patched one takes the larger of ListOffsets and the fetch high watermark;
 - `faust.streams._current_event`: the ContextVar `current_event()` reads, which Faust's Table uses
   to pick the changelog partition of a write;
-- `Consumer._read_offset`: the mapping of the last offset handed to the streams.
+- `Consumer._read_offset`: the mapping of the last offset handed to the streams;
+- `Consumer.perform_seek` (patched): that Faust's recovery still seeks, then clears the stream
+  queues (`flow_control.resume()`), then resumes the consumer's flow, and that the patched seek
+  stops the flow before it seeks (faust-streaming/faust#596).
 """
 
 from __future__ import annotations
@@ -104,12 +107,15 @@ def test_jump_sessionizer_refuses_another_faust_version_in_one_stderr_line(monke
 
 
 def test_patches_are_installed_once_and_idempotently():
+    from faust.transport.consumer import Consumer as FaustConsumer
+
     faust_compat.install()
-    create, highwaters = Thread._create_worker_consumer, Thread._highwaters
+    create, highwaters, seek = Thread._create_worker_consumer, Thread._highwaters, FaustConsumer.perform_seek
     faust_compat.install()
     base_app(settings(), "twice")
     assert Thread._create_worker_consumer is create and Thread._highwaters is highwaters
-    for patched in (create, highwaters):
+    assert FaustConsumer.perform_seek is seek
+    for patched in (create, highwaters, seek):
         assert patched.jump_patched
         assert not getattr(patched.jump_original, "jump_patched", False)  # Faust's own, never a patch of a patch
 
@@ -328,3 +334,42 @@ def test_a_failing_agent_ends_the_process_so_the_supervisor_restarts_it(monkeypa
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(cancelled(None))
+
+
+# --------------------------------------------------------------------------- 5. seek, then clear, then flow
+
+
+def _calls_in_order(source: str, calls: list[str]) -> bool:
+    at = [source.find(c) for c in calls]
+    return all(i >= 0 for i in at) and at == sorted(at)
+
+
+def test_recovery_seeks_then_clears_the_queues_then_resumes_the_flow():
+    """The patch relies on this order in both of Faust's resume paths: `perform_seek`, then
+    `app.flow_control.resume()` (which clears every stream queue), then `consumer.resume_flow()`."""
+    from faust.tables.recovery import Recovery
+    from mode.utils.queues import FlowControlEvent
+
+    assert "self.clear()" in inspect.getsource(FlowControlEvent.resume)  # resuming drops what is queued
+    order = ["consumer.perform_seek()", "flow_control.resume()", "consumer.resume_flow()"]
+    for resume in (Recovery.on_recovery_completed, Recovery._resume_streams):
+        assert _calls_in_order(inspect.getsource(resume), order), resume.__name__
+
+
+def test_the_patched_seek_stops_the_flow_before_it_seeks():
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    faust_compat.install()
+    assert FaustConsumer.perform_seek.jump_patched
+    seen = []
+
+    async def original(consumer):  # records the flow's state when the seek happens
+        seen.append(consumer.flow_active)
+
+    consumer = base_app(settings(), "seek").consumer
+    consumer.resume_flow()
+    asyncio.run(faust_compat.seek_stopping_flow(original)(consumer))
+    assert seen == [False]  # stopped before the seek
+    assert not consumer.flow_active and consumer.suspend_flow.is_set()  # the recovery's resume_flow() restarts it
+    consumer.resume_flow()
+    assert consumer.flow_active

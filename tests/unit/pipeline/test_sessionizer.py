@@ -138,12 +138,22 @@ def test_idle_tick_closes_partition_sessions():
     assert f.core.open_sessions == 1 and out.counts == {"ticks": 1}
 
 
-def _persist(table: dict, out) -> None:
-    for key, (_, sess) in out.state.items():
-        if sess is None:
+def _writes(out) -> list:
+    """The agent's Table writes for one batch, in its order: states, meta records, deletions."""
+    return (
+        [(key, sess.pack()) for key, (_, sess) in out.state.items()]
+        + [(key, raw) for key, raw in out.meta.values()]
+        + [(key, None) for key in out.deletes]
+    )
+
+
+def _persist(table: dict, out, upto: int | None = None) -> None:
+    """Apply the batch's first `upto` writes (all by default) to `table`, as the changelog has them."""
+    for key, raw in _writes(out)[:upto]:
+        if raw is None:
             table.pop(key, None)
         else:
-            table[key] = sess.pack()
+            table[key] = raw
 
 
 def test_restart_reprocessing_neither_loses_nor_duplicates():
@@ -170,6 +180,47 @@ def test_restart_reprocessing_neither_loses_nor_duplicates():
     # every click got a request: the re-sent ones carry the same (session_id, position) keys
     seen = {(r["session_id"], r["position"]) for o in (out1, out2, out) for r in requests(o)}
     assert len(seen) == len(msgs)
+
+
+def test_a_crash_at_any_write_of_a_closing_batch_loses_and_adds_no_session():
+    """A session that gets its last clicks and closes (stream time) in the same batch: whatever
+    prefix of that batch's Table writes reached the changelog, the restarted core replaying from
+    the batch's first offset yields exactly the clean run's sessions (duplicates identical).
+    Deleting the closed key before the meta record used to make the replayed clicks a new,
+    extra session."""
+    gap = 3600.0
+    f = Feed()
+    first = [f.msg("u", "a", 0.0), f.msg("u", "b", 10.0), f.msg("v", "x", 20.0)]
+    # batch 2: u's tail (c, d), then v's next click far ahead: stream time closes u (v's first
+    # session closes by gap)
+    closing = [
+        f.msg("u", "c", 30.0),
+        f.msg("u", "d", 40.0),
+        f.msg("v", "y", 40.0 + gap + 100),
+        f.msg("w", "z", 50.0 + gap + 100),
+    ]
+    later = [f.msg("v", "y2", 60.0 + gap + 100), f.msg("u", "e", 10 * gap)]
+    clean = SessionizerCore(f.s, clock=lambda: NOW)
+    expected = logs(clean.process(first + closing + later)) + logs(clean.flush_all())
+    want = {(g["session_id"], tuple(g["items"])) for g in expected}
+    n_writes = None
+    upto = 0
+    while n_writes is None or upto <= n_writes:
+        core = SessionizerCore(f.s, clock=lambda: NOW)
+        table: dict = {}
+        out1 = core.process(first)
+        _persist(table, out1)
+        out2 = core.process(closing)
+        assert ["a", "b", "c", "d"] in [g["items"] for g in logs(out2)]  # u closed by stream time
+        n_writes = len(_writes(out2))
+        _persist(table, out2, upto)  # the crash: only the first `upto` writes of batch 2 persisted
+        restarted = SessionizerCore(f.s, clock=lambda: NOW)
+        restarted.load(table.items())
+        got = logs(out1) + logs(out2) + logs(restarted.process(closing + later)) + logs(restarted.flush_all())
+        sessions = {(g["session_id"], tuple(g["items"])) for g in got}
+        assert sessions == want, f"crash after {upto} of {n_writes} writes"
+        upto += 1
+    assert n_writes >= 4  # u's final state, v and w's states, the meta record, u's deletion
 
 
 def test_session_state_round_trip():
