@@ -415,16 +415,24 @@ def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path, seek_delay_s
             ]
             report = (
                 f"{e}\n--- restarted sessionizer\n{_progress(pipe)}\nmissing {len(missing)}: {detail}"
-                f"\nextra {len(extra)}: {extra[:8]}\ntraining log read/high watermark per partition: "
-                f"{_read_vs_highwater(pipe, pipe.s.topic_training_log)}"
+                f"\nextra {len(extra)}: {extra[:8]}\nread/last offset + 1/high watermark per partition: "
+                + "; ".join(
+                    f"{t}: {_read_vs_highwater(pipe, t)}"
+                    for t in (
+                        pipe.s.topic_training_log,
+                        pipe.s.topic_requests,
+                        pipe.s.topic_predictions,
+                        f"{pipe.s.app_id}-sessionizer-sessions-changelog",
+                    )
+                )
             )
             if extra or not _consumed_everything(pipe):
                 raise AssertionError(report) from None
             # Known issue (README "Known issues"), about one plain restart in ten on the embedded
-            # broker: the restarted worker consumed every click and closed every session, but
-            # training-log records of sessions the killed worker had closed are not read back.
-            # Lost or unreadable (Tansu's fetch) is not settled yet; the report says which.
-            pytest.xfail(f"known issue: training-log records of the killed worker not read back\n{report}")
+            # broker: the restarted worker consumed every click and closed every session, but the
+            # training-log records it sent to one partition are absent (that partition's fetch high
+            # watermark stays 0 though the sends were acknowledged). The report shows every output.
+            pytest.xfail(f"known issue: a training-log partition empty after the restart\n{report}")
         extra = {k.decode() for k in logs} - set(offline)
         if extra:  # explain the difference
             users = {x.rsplit("@", 1)[0] for x in extra}
