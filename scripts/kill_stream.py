@@ -95,7 +95,10 @@ def main() -> int:
         partitions=2,
         output_partitions=2,
         tick_interval_s=1.0,
-        idle_close_s=3.0,
+        # the paced replay has quiet stretches of a few wall seconds; the idle fallback (wall clock,
+        # which offline preparation does not have) must not split sessions there, only close the
+        # last ones after the replay
+        idle_close_s=20.0,
         data_dir=str(work / "faust"),
         checkpoint=str(work / "model.ckpt"),
         model_dir=str(work / "models"),
@@ -132,7 +135,8 @@ def main() -> int:
     try:
         for r in ROLES:
             procs.wait_metrics(ports[r], workers[r], timeout_s=120, log_path=logs[r])
-        span = synth.span_days * 86400
+        ts = [t for d in offline.values() for t in d[1]]
+        span = max(ts) - min(ts)  # the clicks' event-time span (sessions run past synth's span_days)
         feeder = threading.Thread(
             target=replay,
             args=(s, "csv", [str(clicks)]),
@@ -155,8 +159,12 @@ def main() -> int:
             dead = [r for r, w in workers.items() if w.poll() is not None]
             if dead:
                 raise RuntimeError(f"{dead} exited on its own; logs in {work}")
-            m_s = procs.scrape(ports["sessionizer"])
-            m_i = procs.scrape(ports["inference"])
+            try:
+                m_s = procs.scrape(ports["sessionizer"])
+                m_i = procs.scrape(ports["inference"])
+            except OSError:  # a worker restarted by the last kill is not serving /metrics yet
+                time.sleep(2)
+                continue
             closed = procs.metric_sum(m_s, "jump_open_sessions") == 0
             if closed and procs.metric_sum(m_i, "jump_predictions_total") > 0:
                 logs_ = read_topic(s, s.topic_training_log, "training_log")
@@ -207,6 +215,16 @@ def main() -> int:
         "duplicates_differing_under_one_model": differing,
         "models_served": sorted({r["model_version"] for r in preds}),
         "work": str(work),
+    }
+
+    def brief(c):  # (clicks, first ts, last ts) of a session's content
+        return (len(c[1]), c[1][0], c[1][-1]) if c[1] else (0, None, None)
+
+    result["examples"] = {
+        "extra": [(sid, [brief(c) for c in by_session[sid]]) for sid in extra[:10]],
+        "wrong": [
+            (sid, {"offline": brief(offline[sid]), "stream": [brief(c) for c in by_session[sid]]}) for sid in wrong[:10]
+        ],
     }
     result["passed"] = not missing and not extra and not wrong and len(by_click) == a.clicks and differing == 0
     if a.json:
