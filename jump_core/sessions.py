@@ -23,6 +23,8 @@ def is_new_session(prev_ts, ts, gap: float | None):
     The rule: inactivity strictly longer than `gap` seconds. `gap=None` means the data gives
     session ids and time never splits a session. Scalars or arrays (elementwise).
     """
+    if isinstance(ts, float | int) and isinstance(prev_ts, float | int):  # the stream's case, per click
+        return gap is not None and bool(ts - prev_ts > gap)
     if gap is None:
         return np.zeros(np.shape(ts), dtype=bool) if np.ndim(ts) else False
     return (np.asarray(ts) - np.asarray(prev_ts) > gap) if np.ndim(ts) else bool(ts - prev_ts > gap)

@@ -38,7 +38,11 @@ session made of them (seen as an extra session after a SIGKILL). A crash between
 and the deletions restores the closed session, which closes again with the same content.
 The agent sends a batch's outputs and waits for their delivery *before* writing the state, so a
 persisted state never hides an output that was lost; the converse (output sent, state lost)
-re-sends records with the same keys -- at-least-once with idempotent keys.
+re-sends records with the same keys -- at-least-once with idempotent keys. The agent writes a
+partition's state records, then its meta record, then its deletions as *one* record batch of the
+changelog when they fit one (runtime.batches): the broker appends a batch whole or not at all, so
+the order above holds without a round trip between the steps; when they do not fit, each step is
+delivered before the next is sent.
 """
 
 from __future__ import annotations
@@ -312,6 +316,7 @@ class SessionizerCore:
 
     def _close(self, key: bytes, sess: Session, reason: str, out: Output) -> None:
         tau, delta = censor(sess.ts, None, self.s.c1, self.s.c2)
+        tau, delta = tau.tolist(), delta.tolist()
         record = {
             "session_key": key.decode(),
             "session_id": sess.sid,
@@ -320,12 +325,12 @@ class SessionizerCore:
             "n_clicks": len(sess.items),
             "items": list(sess.items),
             "ts": list(sess.ts),
-            "tau": tau.tolist(),
-            "delta": delta.tolist(),
+            "tau": tau,
+            "delta": delta,
             "close_reason": reason,
         }
         out.training_log.append((sess.partition, sess.sid.encode(), codec.encode("training_log", record)))
-        out.closed.append((reason, len(sess.items), tau.tolist(), delta.tolist()))
+        out.closed.append((reason, len(sess.items), tau, delta))
         del self.sessions[key]
         if out.state.get(key, (None, None))[1] is not sess:  # its final state is already persisted
             out.state.pop(key, None)

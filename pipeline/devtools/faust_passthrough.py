@@ -3,17 +3,19 @@
 
 Settings come from the environment (as for a worker), plus BENCH_MODE (`plain`: the agent re-sends
 every value one by one, `async for value in stream: await out.send(value=value)`; `batch`: the
-pipeline's batch hot path, `stream.take_events(1000, within=0.05)` + `app.producer.send`),
+sessionizer's batch hot path without its work: `stream.take_events` with the sessionizer's batch
+size and wait, every value re-sent in record batches (runtime.batches), delivery awaited),
 BENCH_SRC (the topic read) and BENCH_OUT (the topic written).
 """
 
-import asyncio
 import os
 import sys
 
 import faust
 
 from pipeline.config import Settings
+from pipeline.runtime import faust_compat
+from pipeline.runtime.batches import RecordBatches
 from pipeline.runtime.faust_app import base_app
 
 
@@ -36,12 +38,11 @@ def create_app(s: Settings, mode: str, src: str, out: str) -> faust.App:
 
         @app.agent(source)
         async def passthrough(stream):
-            producer = app.producer
-            async for events in stream.take_events(1000, within=0.05):
-                futures = [
-                    await producer.send(out, None, e.message.value, e.message.partition, None, None) for e in events
-                ]
-                await asyncio.gather(*futures)
+            batches = RecordBatches(faust_compat.kafka_producer(app))
+            async for events in stream.take_events(s.sessionizer_batch, within=s.sessionizer_wait_s):
+                for e in events:
+                    batches.add(out, e.message.partition, e.message.key, e.message.value)
+                await batches.deliver()
 
     return app
 

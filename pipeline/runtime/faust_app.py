@@ -21,11 +21,13 @@ import time
 from pathlib import Path
 
 import faust
+from faust.sensors import Monitor
 
 from .. import codec, metrics
 from ..config import Settings
 from ..core.sessionizer import Message, SessionizerCore
 from . import faust_compat
+from .batches import RecordBatches
 from .kafka import ensure_topics
 
 log = logging.getLogger("jump.pipeline")
@@ -59,6 +61,24 @@ def crash_only(role: str):
     return wrap
 
 
+class QuietMonitor(Monitor):
+    """Faust's Monitor without its per-message and per-event bookkeeping (counters, timestamps and
+    per-stream dictionaries, ~4 calls per record). Its only reader is Faust's web server, which the
+    workers turn off; they export their own Prometheus metrics. Everything else is the Monitor's."""
+
+    def on_message_in(self, tp, offset, message) -> None:
+        pass
+
+    def on_stream_event_in(self, tp, offset, stream, event):
+        return None
+
+    def on_stream_event_out(self, tp, offset, stream, event, state=None) -> None:
+        pass
+
+    def on_message_out(self, tp, offset, message) -> None:
+        pass
+
+
 def base_app(settings: Settings, role: str) -> faust.App:
     """A Faust app with the pipeline's settings (also the stream benchmark's pass-through app).
 
@@ -87,6 +107,7 @@ def base_app(settings: Settings, role: str) -> faust.App:
         producer_max_batch_size=1 << 18,
         web_enabled=False,
         processing_guarantee="at_least_once",
+        Monitor=QuietMonitor,
     )
     faust_compat.configure(app, fetch_max_wait_ms=settings.fetch_max_wait_ms, kafka_kwargs=settings.aiokafka_kwargs())
     # Faust creates its data directory without its parents: on a fresh machine the default
@@ -154,10 +175,37 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
             state["ready"] = ready
         metrics.set_ready(ready)
 
+    changelog = faust_compat.changelog_topic(table)
+
+    async def write_changelog(batches: RecordBatches, out) -> None:
+        """State, then meta, then deletions. A partition's records that fit one record batch are one
+        atomic append (all or none: the order cannot be broken by a failed write), in one round trip;
+        otherwise each step is delivered before the next is sent."""
+        steps = [
+            [(p, key, sess.pack()) for key, (p, sess) in out.state.items()],
+            [(p, key, raw) for p, (key, raw) in out.meta.items()],
+            [(p, key, None) for key, p in out.deletes.items()],
+        ]
+        one = True
+        for step in steps:
+            for p, key, raw in step:
+                one = batches.add(changelog, p, key, raw) and one
+        if not one:  # too large for one batch per partition: three steps, each delivered first
+            batches = RecordBatches(batches.producer)
+            for step in steps:
+                for p, key, raw in step:
+                    batches.add(changelog, p, key, raw)
+                await batches.deliver()
+        else:
+            await batches.deliver()
+        for step in steps:
+            for _, key, raw in step:
+                faust_compat.mirror_table(table, key, raw)
+
     @app.agent(source)
     @crash_only("sessionizer")
     async def sessionize(stream):
-        producer = app.producer
+        producer = faust_compat.kafka_producer(app)
         state["agent_started"] = True
         async for events in stream.take_events(s.sessionizer_batch, within=s.sessionizer_wait_s):
             t0 = time.perf_counter()
@@ -179,29 +227,22 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
             ]
             out = core.process(msgs)
             # 1. outputs first, delivery awaited: a persisted state never hides a lost output
-            futures = []
-            send = producer.send
+            batches = RecordBatches(producer)
             for p, k, v in out.requests:
-                futures.append(await send(s.topic_requests, k, v, p, None, None))
+                batches.add(s.topic_requests, p, k, v)
             for p, k, v in out.training_log:
-                futures.append(await send(s.topic_training_log, k, v, p % s.output_partitions, None, None))
+                batches.add(s.topic_training_log, p % s.output_partitions, k, v)
             for p, k, v in out.dead_letters:
-                futures.append(await send(s.topic_dead_letters, k, v, p % s.output_partitions, None, None))
-            for _, k, v in out.rekeyed:
-                futures.append(await send(s.topic_rekeyed, k, v, None, None, None))
+                batches.add(s.topic_dead_letters, p % s.output_partitions, k, v)
+            futures = await batches.send()
+            for _, k, v in out.rekeyed:  # the partitioner picks the session key's partition
+                futures.append(await producer.send(s.topic_rekeyed, v, k))
             if futures:
                 await asyncio.gather(*futures)
-            # 2. then the state, 3. then each partition's meta record, alone in its own batch,
-            # 4. then the closed sessions' deletions (see "Durability" in pipeline/core/sessionizer.py)
-            by_partition = {e.message.partition: e for e in events}
-            for key, (p, sess) in out.state.items():
-                faust_compat.write_table(table, by_partition.get(p, events[-1]), key, sess.pack())
-            await producer.flush()
-            for p, (key, raw) in out.meta.items():
-                faust_compat.write_table(table, by_partition.get(p, events[-1]), key, raw)
-            await producer.flush()
-            for key, p in out.deletes.items():  # not awaited: a lost deletion re-closes the same session
-                faust_compat.write_table(table, by_partition.get(p, events[-1]), key, None)
+            # 2. then the state, 3. then each partition's meta record, 4. then the closed sessions'
+            # deletions (see "Durability" in pipeline/core/sessionizer.py): changelog records of the
+            # key's own partition, mirrored in the Table's store.
+            await write_changelog(batches, out)
             metrics.record_sessionizer_batch(out)
             metrics.open_sessions.set(core.open_sessions)
             if core.meta:

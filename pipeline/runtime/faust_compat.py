@@ -10,10 +10,14 @@ The Faust apps (pipeline/runtime/faust_app.py) need five things neither library 
    answers wrong (too low, even 0 for a non-empty partition), so a restarted sessionizer would
    recover part of its state. `_highwaters` is patched to take the larger of ListOffsets and the
    high watermark of a real fetch (`fetch_highwaters`); on Kafka the two agree.
-3. Table writes attributed to the right event: Faust sends a Table write to the changelog
-   partition of the *current event* (`faust.streams._current_event`), which inside a
-   `take_events` batch is one event for the whole batch. `write_table` makes each write current
-   to an event of the session's own partition.
+3. Table writes as record batches. `table[key] = value` sends one changelog record through
+   Faust's per-record machinery (a FutureMessage, the ProducerBuffer, a callback) to the changelog
+   partition of the *current event* (`faust.streams._current_event`), which inside a `take_events`
+   batch is one event for the whole batch. The sessionizer instead writes its changelog records
+   itself, in record batches to the session's own partition of `changelog_topic(table)` with the
+   aiokafka producer under Faust's (`kafka_producer`), and mirrors each write in the Table's store
+   (`mirror_table`): the same bytes (raw key and value) in the same topic and partition, so
+   Faust's recovery reads them as its own; only the per-record cost is gone.
 4. Consumer lag without ListOffsets: Faust's consumer keeps the last offset handed to the streams
    in `_read_offset` (`read_offset`), to subtract from the fetch high watermark.
 5. No clicks dropped after a recovery (the restart stall of issue 14). Faust's recovery resumes
@@ -207,26 +211,26 @@ async def fetch_highwaters(kafka_kwargs: dict, partitions: list, reported: dict,
 # --------------------------------------------------------------------------- 3. Table writes
 
 
-def write_table(table, event, key: bytes, value: bytes | None) -> None:
-    """`table[key] = value` (None: delete the key) as a write of `event`.
+def kafka_producer(app):
+    """The aiokafka producer under Faust's (private: `Producer._ensure_producer()`), started with the
+    app; its `create_batch` / `send_batch` write record batches (runtime.batches)."""
+    return app.producer._ensure_producer()
 
-    Faust sends a Table write to the changelog partition of the current event, which it keeps in
-    the private ContextVar `faust.streams._current_event` (read by `faust.streams.current_event()`).
-    Inside a `take_events` batch that is one event for the whole batch, and a timer has none (Table
-    writes are only attributable inside an agent's event): so each write is made current to an
-    event of the session's own partition, and the previous current event restored after it.
-    """
-    from faust.streams import _current_event
 
-    token = _current_event.set(weakref.ref(event))
-    try:
-        if value is None:
-            if key in table.data:
-                del table[key]
-        else:
-            table[key] = value
-    finally:
-        _current_event.reset(token)
+def changelog_topic(table) -> str:
+    """The Table's changelog topic name (`<app id>-<table name>-changelog`)."""
+    return table.changelog_topic.get_topic_name()
+
+
+def mirror_table(table, key: bytes, value: bytes | None) -> None:
+    """Set (None: delete) `key` in the Table's in-memory store only, without a changelog record: the
+    caller has written that record itself. Together they are what `table[key] = value` does."""
+    store = table.data
+    if value is None:
+        if key in store:
+            del store[key]
+    else:
+        store[key] = value
 
 
 # --------------------------------------------------------------------------- 4. consumer lag

@@ -9,8 +9,9 @@ What each test pins down:
   hands it to the Fetcher (so setting it before start is as good as the constructor argument);
 - `_highwaters` (patched): its signature, that Faust's `Consumer.highwaters` goes through it, and
   that the patched one takes the larger of ListOffsets and the fetch high watermark;
-- `faust.streams._current_event`: the ContextVar `current_event()` reads, which Faust's Table uses
-  to pick the changelog partition of a write;
+- the Table's store and changelog topic, and Faust's raw serialisation of a bytes Table's keys
+  and values (the sessionizer writes its changelog records itself, `mirror_table`), and the
+  aiokafka producer under Faust's (`kafka_producer`);
 - `Consumer._read_offset`: the mapping of the last offset handed to the streams;
 - `Consumer.perform_seek` (patched): that Faust's recovery still seeks, then clears the stream
   queues (`flow_control.resume()`), then resumes the consumer's flow, and that the patched seek
@@ -20,7 +21,6 @@ What each test pins down:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import gc
 import inspect
 import re
@@ -28,9 +28,9 @@ import sys
 import weakref
 from pathlib import Path
 from types import SimpleNamespace
-from typing import ClassVar
 
 import faust
+import faust.exceptions
 import faust.streams
 import pytest
 from faust.transport.drivers import aiokafka as driver
@@ -245,48 +245,22 @@ def test_fetch_highwaters_falls_back_to_list_offsets_when_the_fetch_fails():
 # --------------------------------------------------------------------------- 3. Table writes
 
 
-def test_current_event_is_the_context_variable_that_tables_read():
-    from faust.tables import base as table_base
-
-    assert isinstance(faust.streams._current_event, contextvars.ContextVar)
-    assert table_base.current_event is faust.streams.current_event
-    event = Event(1)
-    token = faust.streams._current_event.set(weakref.ref(event))
-    try:
-        assert faust.streams.current_event() is event
-    finally:
-        faust.streams._current_event.reset(token)
-    assert faust.streams.current_event() is None
-
-
-def test_write_table_attributes_each_write_to_its_event_and_restores_the_current_one():
+def test_a_mirrored_write_is_what_a_table_write_puts_in_the_store_and_the_changelog_takes_raw_bytes():
     app = base_app(settings(), "table")
     table = app.Table("sessions", partitions=2, key_type=bytes, value_type=bytes)
-    seen = []
-
-    class Probe:
-        """Records, per write, the changelog partition Faust's Table would send it to."""
-
-        data: ClassVar[dict] = {b"gone": b"x"}
-
-        def __setitem__(self, key, value):
-            seen.append(("set", key, table.partition_for_key(key)))
-
-        def __delitem__(self, key):
-            seen.append(("del", key, table.partition_for_key(key)))
-
-    outer = Event(0)
-    token = faust.streams._current_event.set(weakref.ref(outer))
-    try:
-        faust_compat.write_table(Probe(), Event(1), b"k", b"v")
-        faust_compat.write_table(Probe(), Event(1), b"gone", None)
-        faust_compat.write_table(Probe(), Event(1), b"absent", None)  # deleting a missing key: no write
-        assert faust.streams.current_event() is outer
-    finally:
-        faust.streams._current_event.reset(token)
-    assert seen == [("set", b"k", 1), ("del", b"gone", 1)]
-    with pytest.raises(TypeError, match="outside of stream"):  # why write_table exists
-        table.partition_for_key(b"k")
+    assert faust_compat.changelog_topic(table) == f"{app.conf.id}-sessions-changelog"
+    faust_compat.mirror_table(table, b"k", b"v")
+    assert table.data[b"k"] == b"v" and dict(table.data.items()) == {b"k": b"v"}
+    faust_compat.mirror_table(table, b"k", None)
+    faust_compat.mirror_table(table, b"absent", None)  # deleting a missing key is no error
+    assert dict(table.data.items()) == {}
+    # Faust serialises a bytes key and value of this Table as themselves, so the records the
+    # sessionizer writes itself are the bytes Faust's own write would send (and recovery reads)
+    reg = app.serializers
+    assert reg.dumps_key(table.key_type, b"\x00k", serializer=table.key_serializer) == b"\x00k"
+    assert reg.dumps_value(table.value_type, b"\x93v", serializer=table.value_serializer) == b"\x93v"
+    with pytest.raises(faust.exceptions.NotReady):
+        faust_compat.kafka_producer(app)  # the producer starts with the worker
 
 
 # --------------------------------------------------------------------------- 4. consumer lag
