@@ -121,8 +121,12 @@ def base_app(settings: Settings, role: str) -> faust.App:
     return app
 
 
-def _update_lag(app: faust.App, topics: set[str]) -> None:
-    """Consumer lag from the fetch high watermark (ListOffsets is wrong on Tansu, see README)."""
+def _update_lag(app: faust.App, topics: set[str], processed: dict) -> None:
+    """Consumer lag: records not yet processed by the agent, from the fetch high watermark (ListOffsets
+    is wrong on Tansu, see README) minus the last offset the agent processed (`processed`, per
+    (topic, partition)). Faust fetches ahead into its stream buffer, so the last offset it read
+    (`faust_compat.read_offset`) would hide that backlog; it stands in only for a partition the agent
+    has not processed a record of yet."""
     try:
         consumer = app.consumer
         total = 0
@@ -130,12 +134,21 @@ def _update_lag(app: faust.App, topics: set[str]) -> None:
             if tp.topic not in topics:
                 continue
             hw = consumer.highwater(tp)
-            pos = faust_compat.read_offset(consumer, tp)  # last offset handed to the streams
+            pos = processed.get((tp.topic, tp.partition))
+            if pos is None:
+                pos = faust_compat.read_offset(consumer, tp)
             if hw is not None and pos is not None:
                 total += max(0, hw - (pos + 1))
         metrics.consumer_lag.labels(app.conf.id).set(total)
     except Exception:  # lag is best effort; never break the hot path for it
         pass
+
+
+def _processed(events, into: dict) -> None:
+    """The last offset of each (topic, partition) in a batch of events, into `into`."""
+    for e in events:
+        m = e.message
+        into[(m.topic, m.partition)] = m.offset
 
 
 def create_sessionizer_app(settings: Settings) -> faust.App:
@@ -160,12 +173,14 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
         "assigned": set(),
         "agent_started": False,
         "ready": False,
+        "processed": {},  # (topic, partition) -> last offset processed, for the lag
     }
 
     @app.on_partitions_assigned.connect
     async def _assigned(app_, assigned, **kwargs):
         state["assigned"] = {tp.partition for tp in assigned if tp.topic in topic_index}
         state["generation"] += 1
+        state["processed"] = {}
 
     @app.timer(interval=0.5)
     async def _readiness():  # /readyz: 200 only while the Table is recovered (faust_compat.table_recovered)
@@ -248,7 +263,8 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
             if core.meta:
                 metrics.stream_time.set(max(m.stream_time for m in core.meta.values()))
             metrics.batch_seconds.observe(time.perf_counter() - t0)
-            _update_lag(app, {s.topic_clicks, s.topic_rekeyed})
+            _processed(events, state["processed"])
+            _update_lag(app, {s.topic_clicks, s.topic_rekeyed}, state["processed"])
 
     @app.timer(interval=s.tick_interval_s)
     async def tick():
@@ -298,6 +314,7 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
 
         await runner.wait_for_model()
         metrics.set_ready(True)
+        processed: dict = {}  # (topic, partition) -> last offset processed, for the lag
         async for events in stream.take_events(s.max_batch, within=s.max_wait_s):
             runner.swap()  # a staged model serves from this batch on
             await runner.handle(
@@ -314,7 +331,8 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
                 ],
                 send,
             )
-            _update_lag(app, {s.topic_requests})
+            _processed(events, processed)
+            _update_lag(app, {s.topic_requests}, processed)
 
     return app
 

@@ -1,6 +1,6 @@
 """Every use of faust-streaming's and aiokafka's private internals, in one place.
 
-The Faust apps (pipeline/runtime/faust_app.py) need five things neither library offers publicly:
+The Faust apps (pipeline/runtime/faust_app.py) need seven things neither library offers publicly:
 
 1. A fetch long-poll shorter than Faust's: Faust builds its worker consumer with a hard-coded
    `fetch_max_wait_ms=1500`, and Tansu answers a waiting fetch late, which put up to ~0.5 s on
@@ -34,6 +34,20 @@ The Faust apps (pipeline/runtime/faust_app.py) need five things neither library 
    (`_patch_seek_stops_flow`): nothing reaches the queues between the seek and the clear, what
    was queued before the seek is fetched again from the committed offset, and the recovery's own
    `consumer.resume_flow()`, right after the clear, starts the flow again.
+6. Readiness: whether the Tables have recovered (`table_recovered`: Faust's recovery's
+   `completed` event and `app.in_recovery`), for the sessionizer's /readyz.
+7. No four tasks per consumed record. For every record, Faust's `Consumer._drain_messages` runs
+   `await self.wait_first(callback(message), self.suspend_flow.wait())`: the delivery to the
+   stream queues raced against a rebalance's suspension. mode's `wait_first` makes a task of
+   each, plus two for the service's stopped and crashed events, waits, and cancels the losers:
+   about four tasks and several event-loop turns per record, most of Faust's per-event cost (the
+   sessions benchmark's Faust pass-through: ~2.4k records/s on 4 partitions). The delivery almost
+   never waits (it blocks only while flow control is suspended, the producer buffer is over its
+   limit, or a stream queue is full), so the Consumer's `wait_first` is patched to start the
+   callback eagerly, as Python 3.12's eager tasks do (`eager_wait_first`): when it finishes without
+   suspending, that is the result and no task is made; when it suspends, the started coroutine
+   is resumed in a task and raced exactly as before. Stopped, crashed, or a suspension already
+   signalled: Faust's own `wait_first`.
 
 Per-app settings (the fetch wait, the Kafka client options of the recovery fetch) are kept here,
 keyed by app (`configure`), not as attributes set on `faust.App`.
@@ -46,10 +60,14 @@ patched internal changes shape.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import types
 import weakref
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+
+from mode.services import WaitResults
 
 log = logging.getLogger("jump.pipeline")
 
@@ -114,6 +132,7 @@ def install() -> None:
     """Install the patches of Faust's aiokafka driver and consumer (idempotent)."""
     _patch_fetch_wait()
     _patch_recovery_highwaters()
+    _patch_eager_message_callback()
     _patch_seek_stops_flow()
 
 
@@ -276,6 +295,76 @@ def _patch_seek_stops_flow() -> None:
     perform_seek.jump_patched = True
     perform_seek.jump_original = original
     Consumer.perform_seek = perform_seek
+
+
+# --------------------------------------------------------------------------- 7. eager message callback
+
+
+@types.coroutine
+def _resume(coro, yielded):
+    """Drive `coro`, started by hand and suspended on `yielded`, to its end (what a task does;
+    sends, throws, including cancellation, and its return value pass through)."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as e:  # a cancellation, or an exception thrown in by the task
+            try:
+                yielded = coro.throw(e)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resumed(coro, yielded):
+    return await _resume(coro, yielded)
+
+
+def eager_wait_first(original):
+    """`original` (mode's `Service.wait_first`) with the first coroutine started eagerly when
+    `self` (a Faust Consumer) is running and no flow suspension is signalled (7. above)."""
+
+    async def wait_first(self, *coros, timeout=None):
+        if (
+            len(coros) == 2
+            and timeout is None
+            and inspect.iscoroutine(coros[0])
+            and not (self._stopped.is_set() or self._crashed.is_set() or self.suspend_flow.is_set())
+        ):
+            first, other = coros
+            try:
+                yielded = first.send(None)
+            except StopIteration as stop:  # finished without waiting: no task, no race
+                if inspect.iscoroutine(other):
+                    other.close()
+                return WaitResults([first], [stop.value], False)
+            except BaseException:
+                if inspect.iscoroutine(other):
+                    other.close()
+                raise
+            coros = (_resumed(first, yielded), other)
+        return await original(self, *coros, timeout=timeout)
+
+    return wait_first
+
+
+def _patch_eager_message_callback() -> None:
+    """Give Faust's Consumer the eager `wait_first` (see 7. in the module docstring)."""
+    from faust.transport.consumer import Consumer
+
+    original = Consumer.wait_first
+    if getattr(original, "jump_patched", False):
+        return
+    wait_first = eager_wait_first(original)
+    wait_first.jump_patched = True
+    wait_first.jump_original = original
+    Consumer.wait_first = wait_first
 
 
 # --------------------------------------------------------------------------- 6. readiness

@@ -15,7 +15,11 @@ What each test pins down:
 - `Consumer._read_offset`: the mapping of the last offset handed to the streams;
 - `Consumer.perform_seek` (patched): that Faust's recovery still seeks, then clears the stream
   queues (`flow_control.resume()`), then resumes the consumer's flow, and that the patched seek
-  stops the flow before it seeks (faust-streaming/faust#596).
+  stops the flow before it seeks (faust-streaming/faust#596);
+- `Consumer.wait_first` (patched): that the drain loop still races each record's delivery against
+  the flow suspension with it, and that the eager one returns a delivery that does not wait with
+  no task, resumes one that waits in a task raced as before (cancelled by a suspension), lets
+  errors through, and leaves a signalled suspension to the original.
 """
 
 from __future__ import annotations
@@ -347,3 +351,122 @@ def test_the_patched_seek_stops_the_flow_before_it_seeks():
     assert not consumer.flow_active and consumer.suspend_flow.is_set()  # the recovery's resume_flow() restarts it
     consumer.resume_flow()
     assert consumer.flow_active
+
+
+# --------------------------------------------------------------------------- 7. eager message callback
+
+
+def test_faust_races_each_records_delivery_against_the_flow_suspension():
+    """The call the patch makes cheap: one `wait_first(callback(message), suspend_flow.wait())` per
+    record, in the Consumer's drain loop (and that loop still lets other tasks run every 100)."""
+    from faust.transport.consumer import Consumer as FaustConsumer
+
+    src = inspect.getsource(FaustConsumer._drain_messages)
+    assert re.search(r"await self\.wait_first\(\s*callback\(message\), self\.suspend_flow\.wait\(\)\s*\)", src)
+    assert "yield_every = 100" in src and "await sleep(0)" in src
+    faust_compat.install()
+    assert FaustConsumer.wait_first.jump_patched
+
+
+class Racer:
+    """What eager_wait_first reads of a Faust Consumer, and mode's own `wait_first` as the original."""
+
+    def __init__(self):
+        self._stopped, self._crashed, self.suspend_flow = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+        self.original_calls = 0
+
+    async def original(self, *coros, timeout=None):
+        from mode.services import Service
+
+        self.original_calls += 1
+        return await Service.wait_first(self, *coros, timeout=timeout)
+
+
+def _eager(racer: Racer):
+    async def original(self, *coros, timeout=None):
+        return await self.original(*coros, timeout=timeout)
+
+    return faust_compat.eager_wait_first(original).__get__(racer)
+
+
+def test_a_delivery_that_does_not_wait_finishes_without_a_task_or_the_original_race():
+    async def run():
+        racer = Racer()
+
+        async def deliver():
+            return "delivered"
+
+        other = racer.suspend_flow.wait()
+        tasks_before = len(asyncio.all_tasks())
+        res = await _eager(racer)(deliver(), other)
+        assert len(asyncio.all_tasks()) == tasks_before
+        assert inspect.getcoroutinestate(other) == inspect.CORO_CLOSED  # no "never awaited" warning
+        return res, racer.original_calls
+
+    res, calls = asyncio.run(run())
+    assert res.results == ["delivered"] and not res.stopped and calls == 0
+
+
+def test_a_delivery_that_waits_is_resumed_in_a_task_and_raced_as_before():
+    async def run():
+        racer = Racer()
+        go = asyncio.Event()
+        trace = []
+
+        async def deliver():
+            trace.append("started")
+            await go.wait()  # a full queue, suspended flow control, ...
+            trace.append("resumed")
+            return 7
+
+        asyncio.get_running_loop().call_later(0.05, go.set)
+        res = await _eager(racer)(deliver(), racer.suspend_flow.wait())
+        return res, trace, racer.original_calls
+
+    res, trace, calls = asyncio.run(run())
+    assert 7 in res.results and not res.stopped and trace == ["started", "resumed"] and calls == 1
+
+
+def test_a_waiting_delivery_is_cancelled_when_the_flow_is_suspended_as_before():
+    async def run():
+        racer = Racer()
+        cancelled = []
+
+        async def deliver():
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        asyncio.get_running_loop().call_later(0.05, racer.suspend_flow.set)
+        res = await _eager(racer)(deliver(), racer.suspend_flow.wait())
+        await asyncio.sleep(0)  # let the cancelled task run its handler
+        return res, cancelled
+
+    res, cancelled = asyncio.run(run())
+    assert res.results == [True] and cancelled == [True]  # the suspension won, the delivery was cancelled
+
+
+def test_an_error_in_the_delivery_propagates_and_a_signalled_suspension_takes_the_original_race():
+    async def run():
+        racer = Racer()
+
+        async def fails():
+            raise ValueError("decode")
+
+        other = racer.suspend_flow.wait()
+        with pytest.raises(ValueError, match="decode"):
+            await _eager(racer)(fails(), other)
+        assert inspect.getcoroutinestate(other) == inspect.CORO_CLOSED
+        racer.suspend_flow.set()
+
+        async def deliver():
+            return 1
+
+        res = await _eager(racer)(deliver(), racer.suspend_flow.wait())
+        return res, racer.original_calls
+
+    res, calls = asyncio.run(run())
+    assert calls == 1 and 1 in res.results
