@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= runs/demo
 DEMO_CLICKS ?= 60000
 
-.PHONY: demo test lint format bench benchmark benchmark-scale clean venv
+.PHONY: demo test lint format bench bench-gpu benchmark benchmark-scale clean venv
 
 venv: $(STAMP)
 
@@ -68,6 +68,12 @@ demo: $(STAMP) $(DEMO)/jump_paper.ckpt $(DEMO)/jump.ckpt
 bench: $(STAMP)
 	$(JUMP) bench train
 
+# The GPU path (README "GPU benchmark"): CUDA vs CPU predictions, inference predictions/s, training clicks/s,
+# peak CUDA memory; < 8 min on one GPU. BENCH_GPU_ARGS="--device cpu --quick" runs it small on a CPU.
+BENCH_GPU_ARGS ?=
+bench-gpu: $(STAMP)
+	$(PY) scripts/bench_gpu.py --json $(BENCH)/gpu/bench_gpu.json $(BENCH_GPU_ARGS)
+
 # docs/RESULTS.md: the benchmark on the real samples in ../shared/data (each skipped when absent),
 # main tables (RecSys15 extract: 1 seed; the three small samples: 5 seeds), then the RecSys15 extras.
 SHARED ?= ../shared/data
@@ -104,6 +110,26 @@ benchmark-scale: $(STAMP)
 	$(JUMP) benchmark --data $(BENCH)/synth5m/data --config configs/benchmark/scale.yaml --max-test-sessions 5000 \
 		--models pop,item_median,item_lognormal,sknn,vsknn,gru4rec_bprmax,narm,jump,jump_variant \
 		--json $(BENCH)/synth5m/report/synth5m.json --no-progress
+
+# `jump bench stream --workload sessions`: the sessionizer against Quix Streams and Bytewax. The peers
+# (the optional `bench` extra) get their own virtualenv, .venv-bench, pinned by requirements-bench.txt:
+# installed next to the project they would not conflict, but faust-streaming would pick up orjson.
+BENCH_VENV    ?= .venv-bench
+BENCH_STAMP   := $(BENCH_VENV)/.installed
+SESSIONS_JSON ?= runs/bench-sessions/sessions.json
+SESSIONS_PNG  ?= docs/results/stream_sessions.png
+.PHONY: bench-peers-venv bench-stream-peers
+
+bench-peers-venv: $(BENCH_STAMP)
+
+$(BENCH_STAMP): requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --disable-pip-version-check -q -r requirements-bench.txt
+	touch $@
+
+bench-stream-peers: $(STAMP) $(BENCH_STAMP)
+	JUMP_BENCH_PYTHON=$(BENCH_VENV)/bin/python $(JUMP) bench stream --workload sessions \
+		--json $(SESSIONS_JSON) --png $(SESSIONS_PNG)
 
 clean:
 	rm -rf $(VENV) runs

@@ -87,8 +87,10 @@ class InferenceEngine:
     ):
         self.path = Path(checkpoint)
         self.device = resolve_device(device)
-        # `loaded`: (model, meta) already loaded and verified from `checkpoint` (ModelStore.verify)
+        # `loaded`: (model, meta) already loaded and verified from `checkpoint` (ModelStore.verify, which
+        # loads onto the CPU): moved to this engine's device here, or its inputs and weights would differ
         self.model, self.meta = loaded or load_checkpoint(self.path, map_location=self.device)
+        self.model = self.model.to(self.device).eval()
         self.items: list[str] = self.meta["items"]
         self.index = {name: i + 1 for i, name in enumerate(self.items)}  # 0 = unknown item
         self.top_k = min(top_k, len(self.items))
@@ -100,6 +102,9 @@ class InferenceEngine:
         self.cache_sessions = cache_sessions
         self.cache: OrderedDict[str, Cached] = OrderedDict()
         self.stats = {"cached": 0, "full": 0}
+        # the state before a session's first click, shared (read-only: `_cached` copies, `_store` clones)
+        zero = torch.zeros(self.dim, device=self.device)
+        self._first = Cached([], [], zero, zero, torch.zeros(0, self.dim, device=self.device))
 
     def predict(self, requests: list[dict]) -> tuple[list[dict], int]:
         """Predictions (without emit_ts) for decoded request records, and the count of unknown items
@@ -168,8 +173,7 @@ class InferenceEngine:
             return None, False
         n, r = len(req.ids), req.record
         if n == 1:
-            z = torch.zeros(self.dim, device=self.device)
-            return Cached([], [], z, z, torch.zeros(0, self.dim, device=self.device)), False
+            return self._first, False
         e = self.cache.get(r["session_id"])
         if e is None:
             return None, False
@@ -196,8 +200,9 @@ class InferenceEngine:
         items = torch.tensor([h.request.ids[-1] for h in hits], device=dev)
         out, state = self.model.live_step(state, prev_items, prev_tau, has_prev, items)
         self._emit(out.scores, out.median, [h.slot for h in hits], results)
+        lengths = state.length.tolist()  # one host copy (on CUDA, int() of each element waits for the device)
         for b, h in enumerate(hits):
-            j, r = int(state.length[b]), h.request.record
+            j, r = lengths[b], h.request.record
             self._store(r["session_id"], r["items"][:j], r["ts"][:j], state.fast[b], state.slow[b], state.memory[b, :j])
         self.stats["cached"] += B
 

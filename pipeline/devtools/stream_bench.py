@@ -150,8 +150,9 @@ def _warmup_clicks(items: list[str], first_ts: float) -> list[tuple[bytes, bytes
     return out
 
 
-def _produce(settings, topic: str, msgs: list[tuple[bytes, bytes]]) -> dict:
-    """Send the messages in order with kafka-python (acks=1, no idempotence: Tansu lacks it) and flush."""
+def _produce(settings, topic: str, msgs: list[tuple]) -> dict:
+    """Send the messages in order with kafka-python (acks=1, no idempotence: Tansu lacks it) and flush.
+    Each message is (key, value), or (key, value, timestamp_ms) to set its Kafka timestamp."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
@@ -167,8 +168,9 @@ def _produce(settings, topic: str, msgs: list[tuple[bytes, bytes]]) -> dict:
     errors = []
     try:
         t0 = time.time()
-        for k, v in msgs:
-            producer.send(topic, key=k, value=v).add_errback(errors.append)
+        for m in msgs:
+            ts_ms = m[2] if len(m) > 2 else None
+            producer.send(topic, key=m[0], value=m[1], timestamp_ms=ts_ms).add_errback(errors.append)
         producer.flush()
         t1 = time.time()
     finally:
@@ -278,8 +280,19 @@ async def _aiokafka_passthrough(settings, src: str, out: str, n: int, timeout_s:
 
 
 def _faust_passthrough(
-    settings, mode: str, src: str, out: str, n: int, work: Path, logs: Path, timeout_s: float, broker_pid: int | None
+    settings,
+    mode: str,
+    src: str,
+    out: str,
+    n: int,
+    work: Path,
+    logs: Path,
+    timeout_s: float,
+    broker_pid: int | None,
+    on_start=None,
 ) -> dict:
+    """Run the Faust pass-through subprocess until `n` records are forwarded; `on_start(proc)`, when
+    given, is called right after the process starts (the sessions benchmark samples its CPU)."""
     from ..config import settings_env
     from . import procs
 
@@ -310,6 +323,8 @@ def _faust_passthrough(
             start_new_session=True,
             cwd=str(Path(__file__).resolve().parents[2]),
         )
+    if on_start is not None:
+        on_start(proc)
     try:
         cpu0 = (_cpu_s(proc.pid), _cpu_s(broker_pid), _self_cpu())
         recs = _consume(
@@ -741,43 +756,92 @@ def _print(res: dict) -> None:
 def add_bench_stream(bsub) -> None:
     p = bsub.add_parser(
         "stream",
-        help="stream events/s: bare aiokafka and Faust pass-throughs vs the pipeline",
-        description="Produce N synthetic clicks once, then measure side by side: (a) a bare "
-        "aiokafka consume->produce pass-through, (b) a bare Faust pass-through agent "
+        help="stream events/s: bare aiokafka and Faust pass-throughs vs the pipeline, or sessionizers side by side",
+        description="--workload pipeline (default): produce N synthetic clicks once, then measure side by "
+        "side: (a) a bare aiokafka consume->produce pass-through, (b) a bare Faust pass-through agent "
         "(per event; b2: take_events batches), (c) the full pipeline (sessionizer + "
-        "inference workers, one random-weight JUMP model per --dims value). Uses an "
-        "embedded Tansu broker unless --bootstrap / $KAFKA_BOOTSTRAP_SERVERS.",
+        "inference workers, one random-weight JUMP model per --dims value). "
+        "--workload sessions: a sessionizing workload (many users, many open sessions) through this "
+        "project's sessionizer, the Faust and aiokafka pass-throughs, and Quix Streams and Bytewax session "
+        "windows (optional `bench` extra; skipped when absent) -- pipeline/devtools/sessions_bench.py. "
+        "Uses an embedded Tansu broker unless --bootstrap / $KAFKA_BOOTSTRAP_SERVERS.",
     )
-    p.add_argument("--clicks", type=int, default=100_000, help="synthetic clicks (N)")
-    p.add_argument("--partitions", type=int, default=1, help="partitions of every topic")
-    p.add_argument("--dims", default="16,100", help="comma-separated JUMP dimensions, one pipeline run each")
-    p.add_argument("--work-dir", default="runs/bench-stream", help="data, checkpoints, worker logs")
+    p.add_argument(
+        "--workload",
+        choices=("pipeline", "sessions"),
+        default="pipeline",
+        help="pipeline: the stream against its ceilings; sessions: sessionizers side by side",
+    )
+    p.add_argument("--clicks", type=int, default=None, help="clicks (N; default 100000, sessions: 200000)")
+    p.add_argument("--partitions", type=int, default=None, help="partitions of every topic (default 1, sessions: 4)")
+    p.add_argument("--dims", default="16,100", help="pipeline: comma-separated JUMP dimensions, one pipeline run each")
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="data, checkpoints, worker logs (default runs/bench-stream, sessions: runs/bench-sessions)",
+    )
     p.add_argument("--json", default=None, help="write the figures as JSON here")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default: embedded broker)")
-    p.add_argument("--no-faust-batch", action="store_true", help="skip the (b2) take_events pass-through")
+    p.add_argument("--no-faust-batch", action="store_true", help="pipeline: skip the (b2) take_events pass-through")
     p.add_argument(
         "--runtimes",
         default="faust,aiokafka",
-        help="inference worker runtimes to run (c) with (JUMP_INFERENCE_RUNTIME values)",
+        help="pipeline: inference worker runtimes to run (c) with (JUMP_INFERENCE_RUNTIME values)",
     )
-    p.add_argument("--span-days", type=float, default=30.0, help="synthetic data: event-time span (SynthConfig)")
+    p.add_argument(
+        "--span-days", type=float, default=30.0, help="pipeline: synthetic data: event-time span (SynthConfig)"
+    )
     p.add_argument(
         "--users",
         type=int,
         default=None,
-        help="synthetic data: users (default clicks // 40); more users = more concurrent sessions",
+        help="pipeline: synthetic data: users (default clicks // 40); more users = more concurrent sessions",
+    )
+    p.add_argument("--keys", type=int, default=None, help="sessions: users of the workload (default 5000)")
+    p.add_argument(
+        "--contenders",
+        default=None,
+        help="sessions: comma-separated, run in this order (default: sessionizer,faust_batch,aiokafka,quix,bytewax)",
+    )
+    p.add_argument("--png", default=None, help="sessions: write a bar chart of events/s and CPU per click here")
+    p.add_argument(
+        "--peer-python",
+        default=None,
+        help="sessions: interpreter with the `bench` extra for the Quix Streams / Bytewax peers "
+        "(default $JUMP_BENCH_PYTHON, else .venv-bench/bin/python when present, else this one)",
     )
     p.set_defaults(func=cmd_bench_stream)
 
 
 def cmd_bench_stream(a) -> int:
+    if a.workload == "sessions":
+        from .sessions_bench import CONTENDERS, bench_sessions
+
+        contenders = (
+            CONTENDERS if a.contenders is None else tuple(c.strip() for c in a.contenders.split(",") if c.strip())
+        )
+        bench_sessions(
+            clicks=200_000 if a.clicks is None else a.clicks,
+            keys=5_000 if a.keys is None else a.keys,
+            partitions=4 if a.partitions is None else a.partitions,
+            contenders=contenders,
+            work_dir=a.work_dir or "runs/bench-sessions",
+            json_out=a.json,
+            png_out=a.png,
+            bootstrap=a.bootstrap,
+            peer_python_path=a.peer_python,
+        )
+        return 0
+    only = [f"--{k.replace('_', '-')}" for k in ("keys", "contenders", "png", "peer_python") if getattr(a, k)]
+    if only:
+        raise ValueError(f"{', '.join(only)}: only with --workload sessions")
     dims = tuple(int(x) for x in str(a.dims).split(",") if x.strip())
     if not dims:
         raise ValueError("--dims: give at least one dimension")
     bench_stream(
-        clicks=a.clicks,
-        partitions=a.partitions,
-        work_dir=a.work_dir,
+        clicks=100_000 if a.clicks is None else a.clicks,
+        partitions=1 if a.partitions is None else a.partitions,
+        work_dir=a.work_dir or "runs/bench-stream",
         json_out=a.json,
         dims=dims,
         bootstrap=a.bootstrap,
