@@ -60,7 +60,8 @@ def censor_gap(gap, c1: float = C1_DEFAULT):
     be in time order.
     """
     g = np.asarray(gap, dtype=np.float64)
-    if not np.all(np.isfinite(g)) or np.any(g < 0):
+    # one pass each for min and max: a NaN makes the min comparison false, an inf the max check
+    if g.size and not (g.min() >= 0 and np.isfinite(g.max())):
         raise ValueError(f"clicks must be in time order with finite times (gap {gap})")
     censored = g >= c1
     tau, delta = np.where(censored, float(c1), g), censored.astype(np.uint8)
@@ -80,8 +81,13 @@ def censor(
     """
     ts = np.asarray(ts, dtype=np.float64)
     n = len(ts)
-    offsets = np.asarray([0, n] if offsets is None else offsets, dtype=np.int64)
     tau, delta = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.uint8)
+    if offsets is None:  # one session (the stream's case, per closed session): the same, without masks
+        if n:
+            tau[:-1], delta[:-1] = censor_gap(ts[1:] - ts[:-1], c1)
+            tau[-1], delta[-1] = float(c2), 1
+        return tau, delta
+    offsets = np.asarray(offsets, dtype=np.int64)
     last = np.zeros(n, dtype=bool)
     last[offsets[1:][offsets[1:] > offsets[:-1]] - 1] = True
     inner = np.flatnonzero(~last)

@@ -230,15 +230,8 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
                 state["owned"] = set(state["assigned"])
                 state["loaded_generation"] = state["generation"]
             msgs = [
-                Message(
-                    topic_index[e.message.topic],
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
-                    e.message.timestamp,
-                )
-                for e in events
+                Message(topic_index[m.topic], m.partition, m.offset, m.key, m.value, m.timestamp)
+                for m in (e.message for e in events)
             ]
             out = core.process(msgs)
             # 1. outputs first, delivery awaited: a persisted state never hides a lost output
