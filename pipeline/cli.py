@@ -250,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .devtools.broker import add_broker
     from .devtools.demo import add_demo
     from .devtools.replay import add_replay
+    from .devtools.sessions_bench import add_sessionizer_workers_option
     from .devtools.stream_bench import add_bench_stream
     from .devtools.tail import add_tail
 
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_models,
         add_demo,
     ]
-    extra_bench = [add_bench_stream]
+    extra_bench = [add_bench_stream, add_sessionizer_workers_option]  # the latter extends the former's parser
     return core_cli.build_parser(extra=extra, extra_bench=extra_bench)
 
 

@@ -87,3 +87,68 @@ def test_bench_sessions_skips_an_absent_peer(kafka_bootstrap, tmp_path, capsys):
     assert res["ratios"] == {}
     assert "skipped" in capsys.readouterr().out
     assert not (tmp_path / "none.png").exists()  # nothing ran: no chart
+
+
+def test_sessionizer_workers_option():
+    """--sessionizer-workers: `sessionizer` becomes one contender per worker count, in its place."""
+    import pytest
+
+    from pipeline.devtools.sessions_bench import expand_contenders, parse_workers, workers_of
+
+    assert parse_workers("1, 2,2") == (1, 2) and parse_workers((2,)) == (2,)
+    for bad in ("0", "x", ""):
+        with pytest.raises(ValueError):
+            parse_workers(bad)
+    assert expand_contenders(("faust_batch", "sessionizer"), (1, 2)) == ("faust_batch", "sessionizer", "sessionizer_x2")
+    assert expand_contenders(("sessionizer", "sessionizer_x2"), (2,)) == ("sessionizer_x2",)
+    assert [workers_of(n) for n in ("sessionizer", "sessionizer_x2", "sessionizer_x", "quix")] == [1, 2, None, None]
+
+
+def test_bench_sessions_two_workers(kafka_bootstrap, tmp_path):
+    """Two `jump sessionizer` workers in one consumer group split the 4 partitions (both hold some, no
+    rebalance while measured) and close exactly the sessions one worker closes: the rule is per
+    partition. Through the CLI, so --sessionizer-workers is wired to the `sessionizer` contender."""
+    from pipeline.cli import main
+
+    out = tmp_path / "x2.json"
+    argv = ["bench", "stream", "--workload", "sessions", "--clicks", str(N), "--keys", str(KEYS), "--partitions", "4"]
+    argv += ["--contenders", "sessionizer", "--sessionizer-workers", "2", "--bootstrap", kafka_bootstrap]
+    argv += ["--work-dir", str(tmp_path / "work"), "--json", str(out), "--png", str(tmp_path / "x2.png")]
+    assert main(argv) == 0
+    res = json.loads(out.read_text())
+    assert list(res["contenders"]) == ["sessionizer_x2"] and res["sessionizer_workers"] == [2]
+    s = res["contenders"]["sessionizer_x2"]
+    assert "error" not in s, s.get("error")
+
+    clicks = generate(Workload(clicks=N, keys=KEYS))
+    want = expected_closed(
+        clicks, "partition_stream_time", partition_of=lambda k: kafka_partition(k.encode(), 4), grace_s=60.0
+    )
+    assert s["workers"] == 2 and s["closing_rule"] == "partition_stream_time"
+    assert s["closed_sessions"] == s["expected_closed"] == s["training_log_records"] == want
+    assert s["sessions_ok"] and s["sessions"]["missing"] == s["sessions"]["extra"] == 0
+    assert s["requests"] == N and s["dead_letters"] == 0
+
+    workers = s["per_worker"]
+    assert len(workers) == 2
+    assert all(w["clicks_accepted"] > 0 for w in workers), workers  # both got partitions
+    assert sum(w["clicks_accepted"] for w in workers) == N
+    assert sorted(p for w in workers for p in w["partitions"]) == [0, 1, 2, 3], workers  # split, disjoint
+    by_partition = [0] * 4
+    for c in clicks:
+        by_partition[kafka_partition(c.key.encode(), 4)] += 1
+    for w in workers:
+        assert w["clicks_accepted"] == sum(by_partition[p] for p in w["partitions"]), w
+        assert w["cpu_us_per_click"] > 0 and w["cpu_us_per_own_click"] > 0
+    assert len({w["metrics_port"] for w in workers}) == 2 and len({w["data_dir"] for w in workers}) == 2
+    assert abs(sum(w["cpu_s"] for w in workers) - s["cpu_s"]) <= 0.05 * s["cpu_s"] + 0.05
+    for key in ("contender", "harness", "machine"):  # the broker's too when the benchmark started it
+        assert s["cores_busy"][key] is not None, key
+    assert s["rebalances_during_run"] == 0
+    group = s["group_before_fill"]
+    if "error" not in group:  # the broker's own view (DescribeGroups), where it can tell
+        assert group["state"] == "Stable" and group["members"] == 2, group
+        if group["member_partitions"] is not None:
+            assert group["member_partitions"] == sorted(s["assigned_before_fill"]), group
+    assert res["scaleout"]["runs"]["sessionizer_x2"]["workers"] == 2
+    assert res["source_records_after"] == N
