@@ -149,25 +149,34 @@ def set_fetch_max_wait(consumer, ms: int) -> None:
     consumer._fetch_max_wait_ms = ms
 
 
+def _replace(cls, name: str, wrap) -> None:
+    """Set `cls.name` to `wrap(original)` once (marked `jump_patched`, the original kept as
+    `jump_original`); a second call finds the mark and does nothing."""
+    original = getattr(cls, name)
+    if getattr(original, "jump_patched", False):
+        return
+    patched = wrap(original)
+    patched.jump_patched = True
+    patched.jump_original = original
+    setattr(cls, name, patched)
+
+
 def _patch_fetch_wait() -> None:
     """Faust hard-codes the worker consumer's fetch_max_wait_ms (1500); use the app's
     JUMP_FETCH_MAX_WAIT_MS instead (Tansu answers a waiting fetch late: ~0.5 s a hop at low load)."""
     from faust.transport.drivers import aiokafka as driver
 
-    create = driver.AIOKafkaConsumerThread._create_worker_consumer  # private: Faust's consumer factory
-    if getattr(create, "jump_patched", False):
-        return
+    def wrap(create):  # private: Faust's consumer factory
+        def _create_worker_consumer(self, transport):
+            consumer = create(self, transport)
+            opts = _options.get(self.app)
+            if opts is not None and opts.fetch_max_wait_ms:
+                set_fetch_max_wait(consumer, opts.fetch_max_wait_ms)  # the consumer is not started yet
+            return consumer
 
-    def _create_worker_consumer(self, transport):
-        consumer = create(self, transport)
-        opts = _options.get(self.app)
-        if opts is not None and opts.fetch_max_wait_ms:
-            set_fetch_max_wait(consumer, opts.fetch_max_wait_ms)  # the consumer is not started yet
-        return consumer
+        return _create_worker_consumer
 
-    _create_worker_consumer.jump_patched = True
-    _create_worker_consumer.jump_original = create
-    driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    _replace(driver.AIOKafkaConsumerThread, "_create_worker_consumer", wrap)
 
 
 # --------------------------------------------------------------------------- 2. recovery end offsets
@@ -181,21 +190,18 @@ def _patch_recovery_highwaters() -> None:
     (which Tansu reports right); on Kafka the two agree."""
     from faust.transport.drivers import aiokafka as driver
 
-    original = driver.AIOKafkaConsumerThread._highwaters  # private: Faust's ListOffsets call
-    if getattr(original, "jump_patched", False):
-        return
+    def wrap(original):  # private: Faust's ListOffsets call
+        async def _highwaters(self, partitions):
+            reported = dict(await original(self, partitions))
+            opts = _options.get(self.app)
+            kwargs = opts.kafka_kwargs if opts is not None else None
+            if not kwargs or not partitions or self.consumer.in_transaction:
+                return reported
+            return await fetch_highwaters(kwargs, list(partitions), reported)
 
-    async def _highwaters(self, partitions):
-        reported = dict(await original(self, partitions))
-        opts = _options.get(self.app)
-        kwargs = opts.kafka_kwargs if opts is not None else None
-        if not kwargs or not partitions or self.consumer.in_transaction:
-            return reported
-        return await fetch_highwaters(kwargs, list(partitions), reported)
+        return _highwaters
 
-    _highwaters.jump_patched = True
-    _highwaters.jump_original = original
-    driver.AIOKafkaConsumerThread._highwaters = _highwaters
+    _replace(driver.AIOKafkaConsumerThread, "_highwaters", wrap)
 
 
 async def fetch_highwaters(kafka_kwargs: dict, partitions: list, reported: dict, tries: int = 50) -> dict:
@@ -287,14 +293,7 @@ def _patch_seek_stops_flow() -> None:
     recovery resumes the flow."""
     from faust.transport.consumer import Consumer
 
-    original = Consumer.perform_seek
-    if getattr(original, "jump_patched", False):
-        return
-
-    perform_seek = seek_stopping_flow(original)
-    perform_seek.jump_patched = True
-    perform_seek.jump_original = original
-    Consumer.perform_seek = perform_seek
+    _replace(Consumer, "perform_seek", seek_stopping_flow)
 
 
 # --------------------------------------------------------------------------- 7. eager message callback
@@ -358,13 +357,7 @@ def _patch_eager_message_callback() -> None:
     """Give Faust's Consumer the eager `wait_first` (see 7. in the module docstring)."""
     from faust.transport.consumer import Consumer
 
-    original = Consumer.wait_first
-    if getattr(original, "jump_patched", False):
-        return
-    wait_first = eager_wait_first(original)
-    wait_first.jump_patched = True
-    wait_first.jump_original = original
-    Consumer.wait_first = wait_first
+    _replace(Consumer, "wait_first", eager_wait_first)
 
 
 # --------------------------------------------------------------------------- 6. readiness
