@@ -15,6 +15,15 @@ clicks are produced once to a source topic, then measured side by side:
 Prints a table (events/s, ratios to (a) and (b), click -> prediction latency) with the
 definitions of every figure, the inference batch-size distribution and the workers' CPU time,
 and writes it all as JSON when asked. No assertions: figures only (the target is (c) >= 1.0 x (b)).
+
+Latency at a given load (`rate`, `--rate`): unpaced, (c)'s latency is that of a drained backlog
+(mostly queueing). `--rate R` paces the replay of (c)'s measured clicks at R clicks/s by wall
+clock (10 ms ticks, time order kept), so its latency is that of a stream arriving at R/s;
+`--rate half` runs (c) unpaced first -- its events/s is the maximum sustainable rate -- then again
+paced at half of it (the `_paced` variant), reporting both. Latency is broken down per hop from
+the Kafka CreateTime of the click and of the sessionizer's request record (see DEFINITIONS);
+the latency target (issue 13) is p99 end to end <= JUMP_MAX_WAIT_S + 100 ms at such a load.
+`--set JUMP_X=V` overrides a setting of (c)'s workers (to try e.g. JUMP_FETCH_MAX_WAIT_MS).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import subprocess
@@ -43,7 +53,36 @@ DEFINITIONS = {
     "out_span": "out-span: N / (last - first output record timestamp: CreateTime for (a), (b), (b2); "
     "emit_ts for (c)) -- the same steady-state yardstick for every variant",
     "cpu": "cpu_s: user+system CPU seconds of the process tree during the measured interval "
-    "(broker, workers, this process)",
+    "(broker, workers, this process); for (c) also machine = non-idle CPU seconds of the whole machine "
+    "(all cores, /proc/stat) in that interval (cpu_window_s long): machine minus the rest is other work",
+    "rate": "paced (c) (--rate R; '_paced' variants): the i-th measured click is due at t0 + i / R; "
+    "every 10 ms tick of wall clock (or the next due time, when later) sends the clicks due by then, in "
+    "time order, as one record batch per partition (aiokafka send_batch, acks=1; partition = murmur2 of the "
+    "key, as the unpaced kafka-python replay; CreateTime = the tick), all acknowledged at the end; achieved = "
+    "(N - 1) / (last send - first send); behind = the most a click was sent after its due time. --rate "
+    "half: (c) unpaced first (its events/s = the maximum sustainable rate of this run), then (c) again, "
+    "fresh workers and topics, paced at half of it",
+    "latency": "latency per measured prediction, p50/p90/p99 (sorted value at index round(q (n - 1))) and "
+    "max (unpaced: a drained backlog, mostly queueing; paced: latency at that load). end to end = "
+    "emit_ts - ingest_ts (the click's Kafka CreateTime, set by the replay producer as it sends the click). "
+    "sessionizer hop = the request record's CreateTime (set by the sessionizer's producer as it appends "
+    "the request, after the batch is processed, before delivery) - the click's CreateTime: the click's "
+    "delivery + the sessionizer's fetch (long poll JUMP_FETCH_MAX_WAIT_MS) + take_events buffering "
+    "(JUMP_SESSIONIZER_WAIT_S) + the previous batch still in progress + processing. inference hop = "
+    "emit_ts - the request's CreateTime: the sessionizer's delivery of the request + the inference "
+    "worker's fetch + queueing behind the micro-batch in progress + its own micro-batch's compute (at "
+    "most JUMP_MAX_BATCH requests; the Faust runtime also waits up to JUMP_MAX_WAIT_S to fill one). "
+    "Requests read from the requests topic, matched by (session_id, position), first copy. by_quarter: "
+    "the same per quarter of the replay's span of click CreateTimes (a drift over the run shows there). "
+    "The sessionizer's output delivery and changelog write after the request's CreateTime delay the "
+    "next batch, not this one",
+    "histograms": "worker histograms (Prometheus, deltas over the measured interval; *_le = upper bound of "
+    "the bucket holding that quantile): jump_inference_queue_wait_seconds = request CreateTime -> start of "
+    "its micro-batch (per request), jump_inference_compute_seconds = model time per micro-batch, "
+    "jump_sessionizer_batch_seconds = one sessionizer batch: processing + output delivery + changelog write",
+    "latency_target": "latency target (issue 13), paced variants: p99 end to end <= JUMP_MAX_WAIT_S "
+    "(inference micro-batch wait) + 100 ms",
+    "loadavg": "loadavg: os.getloadavg() (1, 5, 15 min) of the machine at the end of the measured interval",
 }
 
 _WARM_SESSIONS, _WARM_CLICKS = 40, 5
@@ -78,6 +117,15 @@ def _cpu_s(pid: int | None) -> float | None:
             if p == pid:
                 return None
     return total
+
+
+def _machine_busy_s() -> float | None:
+    """Non-idle CPU seconds of the whole machine since boot, all cores (/proc/stat), None if unknown."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait; guest is in user
 
 
 def _self_cpu() -> float:
@@ -150,9 +198,12 @@ def _warmup_clicks(items: list[str], first_ts: float) -> list[tuple[bytes, bytes
     return out
 
 
-def _produce(settings, topic: str, msgs: list[tuple]) -> dict:
+def _produce(settings, topic: str, msgs: list[tuple], rate: float | None = None) -> dict:
     """Send the messages in order with kafka-python (acks=1, no idempotence: Tansu lacks it) and flush.
-    Each message is (key, value), or (key, value, timestamp_ms) to set its Kafka timestamp."""
+    Each message is (key, value), or (key, value, timestamp_ms) to set its Kafka timestamp.
+    `rate` (messages/s): paced by wall clock instead (`_produce_paced`)."""
+    if rate is not None:
+        return asyncio.run(_produce_paced(settings, topic, msgs, rate))
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
@@ -182,6 +233,70 @@ def _produce(settings, topic: str, msgs: list[tuple]) -> dict:
         "t_done": t1,
         "seconds": round(t1 - t0, 3),
         "events_per_s": round(len(msgs) / max(t1 - t0, 1e-9), 1),
+    }
+
+
+async def _produce_paced(settings, topic: str, msgs: list[tuple], rate: float, tick_s: float = 0.01) -> dict:
+    """Send (key, value) messages paced at `rate`/s by wall clock: message i is due at start + i / rate;
+    every `tick_s` (or at the next due time, when later) the messages due by then are appended to one
+    record batch per partition (the default partitioner's murmur2 of the key, as kafka-python and the
+    Java client pick it; CreateTime = the moment of appending) and sent (aiokafka send_batch, acks=1);
+    a partition's batches keep their order. Record batches, not one send() per message: a per-message
+    client cost ~0.35 ms of CPU per click paced (kafka-python), a large share of 2 cores at 1k/s."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
+
+    producer = AIOKafkaProducer(
+        **settings.aiokafka_kwargs(),
+        client_id="jump-bench-producer",
+        acks=1,
+        enable_idempotence=False,
+        linger_ms=0,
+        max_batch_size=1 << 18,
+    )
+    await producer.start()
+    n, behind, futures = len(msgs), 0.0, []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a full collection of this process (torch, the clicks) stalls the pacer ~0.1-0.2 s
+    try:
+        parts = sorted(await producer.partitions_for(topic))
+        partitioner = DefaultPartitioner()
+        part = [partitioner(m[0], parts, parts) for m in msgs]
+        t0 = time.time()
+        start, i = time.perf_counter(), 0
+        while i < n:
+            now = time.perf_counter()
+            due = min(n, int((now - start) * rate) + 1)
+            if due > i:
+                behind = max(behind, now - (start + i / rate))
+                batches: dict[int, list] = {}
+                for j in range(i, due):
+                    p, m = part[j], msgs[j]
+                    chain = batches.setdefault(p, [producer.create_batch()])
+                    if chain[-1].append(timestamp=None, key=m[0], value=m[1]) is None:  # full: the next one
+                        chain.append(producer.create_batch())
+                        chain[-1].append(timestamp=None, key=m[0], value=m[1])
+                for p, chain in batches.items():
+                    for b in chain:
+                        futures.append(await producer.send_batch(b, topic, partition=p))
+                i = due
+            if i < n:
+                await asyncio.sleep(max(0.0, max(now + tick_s, start + i / rate) - time.perf_counter()))
+        t_sent = time.time()
+        await asyncio.gather(*futures)
+        t1 = time.time()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        await producer.stop()
+    return {
+        "t_first": t0,
+        "t_done": t1,
+        "seconds": round(t1 - t0, 3),
+        "events_per_s": round(n / max(t1 - t0, 1e-9), 1),
+        "rate_target": round(rate, 1),
+        "achieved_rate": round((n - 1) / (t_sent - t0), 1) if n > 1 and t_sent > t0 else None,
+        "max_behind_s": round(behind, 4),
     }
 
 
@@ -354,7 +469,7 @@ def _faust_passthrough(
 
 
 def _cpu_delta(before, after, *names) -> dict:
-    labels = [*list(names), "broker", "bench"]
+    labels = [*list(names), "broker", "bench", "machine"]
     out = {}
     for label, a, b in zip(labels, before, after):
         if a is not None and b is not None:
@@ -399,12 +514,39 @@ def _hist(samples_before: dict, samples_after: dict, name: str) -> dict:
 
     count = metric_sum(samples_after, name + "_count") - metric_sum(samples_before, name + "_count")
     total = metric_sum(samples_after, name + "_sum") - metric_sum(samples_before, name + "_sum")
-    return {
+    out = {
         "buckets": {k: v for k, v in buckets.items() if v},
         "count": int(count),
         "sum": round(total, 4),
         "mean": round(total / count, 4) if count else None,
     }
+    for q in (50, 90, 99):  # the upper bound of the bucket holding the quantile
+        le = next((le for le, c in zip(les, cum) if count and c >= q / 100.0 * count), None)
+        out[f"p{q}_le"] = None if le is None or le == float("inf") else le
+    return out
+
+
+def _dist(values: list[float]) -> dict:
+    """count, mean, p50, p90, p99 (see _pct) and max of `values` (seconds, rounded to 0.1 ms)."""
+    if not values:
+        return {"count": 0}
+    out = {"count": len(values), "mean": round(sum(values) / len(values), 4)}
+    for q in (50, 90, 99):
+        out[f"p{q}"] = round(_pct(values, q), 4)
+    out["max"] = round(max(values), 4)
+    return out
+
+
+def _worker_overrides(env: dict[str, str]) -> dict:
+    """Settings field -> value for `{"JUMP_X": "value"}` (parsed and validated as Settings.from_env does)."""
+    from ..config import Settings
+
+    by_env = {f.metadata["env"]: f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(k for k in env if k not in by_env)
+    if unknown:
+        raise ValueError(f"--set: unknown setting(s) {', '.join(unknown)} (see `jump sessionizer --help`)")
+    parsed = Settings.from_env(env=dict(env))
+    return {by_env[k]: getattr(parsed, by_env[k]) for k in env}
 
 
 def _pipeline(
@@ -421,7 +563,11 @@ def _pipeline(
     broker_pid: int | None,
     timeout_s: float,
     runtime: str = "faust",
+    rate: float | None = None,
+    overrides: dict | None = None,
 ) -> dict:
+    """(c): fresh workers and topics, a warm-up, then the measured clicks replayed as fast as possible
+    or, with `rate`, paced at `rate` clicks/s; `overrides` (Settings field -> value) go to both workers."""
     from .. import codec
     from ..runtime.kafka import ensure_topics, topic_specs
     from . import procs
@@ -429,7 +575,8 @@ def _pipeline(
 
     ckpt = work / f"bench_d{dim}.ckpt"
     _checkpoint(ckpt, items, dim)
-    tag = f"{token}-d{dim}" + ("" if runtime == "faust" else f"-{runtime}")
+    label = f"d{dim}" + ("" if runtime == "faust" else f"-{runtime}") + ("" if rate is None else "-paced")
+    tag = f"{token}-{label}"
     topics = {f.name: f"{f.default}-bench-{tag}" for f in dataclasses.fields(base) if f.name.startswith("topic_")}
     s = dataclasses.replace(
         base,
@@ -446,13 +593,15 @@ def _pipeline(
         inference_runtime=runtime,
         **topics,
     )
+    if overrides:
+        s = dataclasses.replace(s, **overrides)
     (work / "data" / tag).mkdir(parents=True, exist_ok=True)
     ensure_topics(s, topic_specs(s))
     sess_port, inf_port = free_port(), free_port()
     while inf_port == sess_port:
         inf_port = free_port()
     s_sess, s_inf = dataclasses.replace(s, metrics_port=sess_port), dataclasses.replace(s, metrics_port=inf_port)
-    log_sess, log_inf = logs / f"sessionizer-d{dim}.log", logs / f"inference-d{dim}.log"
+    log_sess, log_inf = logs / f"sessionizer-{label}.log", logs / f"inference-{label}.log"
     sess = inf = None
     try:
         t_start = time.time()
@@ -477,8 +626,11 @@ def _pipeline(
         time.sleep(1.0)
         _log(f"(c d={dim}) warm ({time.time() - t_start:.1f} s after start); replaying {n:,} clicks")
         m_sess0, m_inf0 = procs.scrape(sess_port), procs.scrape(inf_port)
-        cpu0 = (_cpu_s(sess.pid), _cpu_s(inf.pid), _cpu_s(broker_pid), _self_cpu())
-        prod = _produce(s, s.topic_clicks, msgs)
+        cpu0 = (_cpu_s(sess.pid), _cpu_s(inf.pid), _cpu_s(broker_pid), _self_cpu(), _machine_busy_s())
+        t_cpu0 = time.time()
+        if rate is not None:
+            _log(f"(c d={dim}) replay paced at {rate:,.0f} clicks/s (~{n / rate:.0f} s)")
+        prod = _produce(s, s.topic_clicks, msgs, rate=rate)
         _log(f"(c d={dim}) replay: {n:,} clicks produced in {prod['seconds']:.2f} s ({prod['events_per_s']:,.0f}/s)")
         want = len(warm) + n
         last = [0.0, time.monotonic()]
@@ -499,7 +651,9 @@ def _pipeline(
             procs.wait_for(done, timeout_s, 0.5, f"{n} predictions")
         except TimeoutError as e:
             _log(f"(c d={dim}) {e}")
-        cpu1 = (_cpu_s(sess.pid), _cpu_s(inf.pid), _cpu_s(broker_pid), _self_cpu())
+        cpu1 = (_cpu_s(sess.pid), _cpu_s(inf.pid), _cpu_s(broker_pid), _self_cpu(), _machine_busy_s())
+        t_cpu1 = time.time()
+        loadavg = [round(x, 2) for x in os.getloadavg()]
         m_sess1, m_inf1 = procs.scrape(sess_port), procs.scrape(inf_port)
     finally:
         procs.stop(sess)
@@ -510,8 +664,32 @@ def _pipeline(
 
     recs = _consume(s, s.topic_predictions, want=n, timeout_s=60, key_of=key_of)
     preds = [codec.decode("prediction", r.value) for r in recs]
+    created: dict[tuple, float] = {}  # (session_id, position) -> the request's Kafka CreateTime (s)
+
+    def request_key(r):
+        if r.key is None or r.key.startswith(b"warmup-"):
+            return None
+        q = codec.decode("request", r.value)
+        k = (q["session_id"], q["position"])
+        created.setdefault(k, r.timestamp / 1000.0)  # the first copy
+        return k
+
+    _consume(s, s.topic_requests, want=n, timeout_s=60, key_of=request_key)
     emit = [p["emit_ts"] for p in preds]
     lat = [p["emit_ts"] - p["ingest_ts"] for p in preds]
+    hop_sess, hop_inf = [], []
+    quarters = [([], [], []) for _ in range(4)]  # by the click's ingest time: e2e, sessionizer, inference
+    t_in = [p["ingest_ts"] for p in preds]
+    t_lo, t_span = (min(t_in), max(t_in) - min(t_in)) if t_in else (0.0, 0.0)
+    for p in preds:
+        t_req = created.get((p["session_id"], p["position"]))
+        e2e, qs = p["emit_ts"] - p["ingest_ts"], quarters[min(3, int(4 * (p["ingest_ts"] - t_lo) / (t_span or 1)))]
+        qs[0].append(e2e)
+        if t_req is not None:
+            hop_sess.append(t_req - p["ingest_ts"])
+            hop_inf.append(p["emit_ts"] - t_req)
+            qs[1].append(hop_sess[-1])
+            qs[2].append(hop_inf[-1])
     t_last = max(emit) if emit else float("nan")
     seconds = t_last - prod["t_first"]
     span = (max(emit) - min(emit)) if len(emit) > 1 else float("nan")
@@ -527,15 +705,43 @@ def _pipeline(
         "out_span_events_per_s": round(len(preds) / span, 1) if len(emit) > 1 and span > 0 else 0.0,
         "seconds": round(seconds, 3),
         "replay": prod,
+        "rate_target": None if rate is None else round(rate, 1),
         "latency_p50_s": round(_pct(lat, 50), 4),
+        "latency_p90_s": round(_pct(lat, 90), 4),
         "latency_p99_s": round(_pct(lat, 99), 4),
         "latency_max_s": round(max(lat), 4) if lat else None,
+        "latency": {
+            "end_to_end": _dist(lat),
+            "sessionizer_hop": _dist(hop_sess),
+            "inference_hop": _dist(hop_inf),
+            "requests_matched": len(hop_sess),
+            "by_quarter": [
+                {
+                    "clicks": len(e),
+                    "end_to_end_p50": round(_pct(e, 50), 4) if e else None,
+                    "end_to_end_p99": round(_pct(e, 99), 4) if e else None,
+                    "sessionizer_hop_p99": round(_pct(hs, 99), 4) if hs else None,
+                    "inference_hop_p99": round(_pct(hi, 99), 4) if hi else None,
+                }
+                for e, hs, hi in quarters
+            ],
+        },
+        "worker_settings": {
+            "fetch_max_wait_ms": s.fetch_max_wait_ms,
+            "sessionizer_batch": s.sessionizer_batch,
+            "sessionizer_wait_s": s.sessionizer_wait_s,
+            "max_batch": s.max_batch,
+            "max_wait_s": s.max_wait_s,
+            **(overrides or {}),
+        },
+        "loadavg": loadavg,
         "inference_batch_size": batch,
         "inference_compute_seconds": compute,
         "inference_queue_wait_seconds": qwait,
         "sessionizer_batch_seconds": sbatch,
         "sessionizer_batch_seconds_mean": sbatch["mean"],
         "cpu_s": _cpu_delta(cpu0, cpu1, "sessionizer", "inference"),
+        "cpu_window_s": round(t_cpu1 - t_cpu0, 3),
         "logs": {"sessionizer": str(log_sess), "inference": str(log_inf)},
         "topics": topics,
         "checkpoint": str(ckpt),
@@ -556,12 +762,18 @@ def bench_stream(
     span_days: float = 30.0,
     users: int | None = None,
     runtimes=("faust", "aiokafka"),
+    rate: float | str | None = None,
+    worker_env: dict[str, str] | None = None,
 ) -> dict:
     """Run the benchmark once; returns (and optionally writes as JSON) the figures.
 
     `span_days` / `users` go to jump_core.data.synth.SynthConfig (defaults: its own, 30 days and
     clicks // 40 users). More users over a short span means more concurrent sessions, hence fewer
     clicks of one session in one inference micro-batch.
+
+    `rate`: None (default) replays (c)'s clicks as fast as possible; a number R paces that replay at
+    R clicks/s (variants `c_..._paced` only); "half" runs (c) unpaced, then paced at half of its
+    events/s (both variants). `worker_env` ({"JUMP_X": "value"}) overrides settings of (c)'s workers.
     """
     from ..config import Settings
     from ..runtime.kafka import ensure_topics, wait_for_broker
@@ -569,6 +781,11 @@ def bench_stream(
 
     if clicks < 1 or partitions < 1:
         raise ValueError("clicks and partitions must be >= 1")
+    if rate is not None and rate != "half":
+        rate = float(rate)
+        if not rate > 0 or rate == float("inf"):
+            raise ValueError("rate must be a positive number of clicks/s, 'half' or None")
+    overrides = _worker_overrides(worker_env or {})
     dims = tuple(int(d) for d in dims)
     work = Path(work_dir).resolve()
     logs = work / "logs"
@@ -576,6 +793,7 @@ def bench_stream(
     token = uuid.uuid4().hex[:8]
     bootstrap = bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
     t_run = time.time()
+    loadavg_start = [round(x, 2) for x in os.getloadavg()]
     broker = None
     if bootstrap is None:
         broker = EmbeddedBroker(log_path=str(logs / "tansu.log"))
@@ -623,6 +841,9 @@ def bench_stream(
             "cpus": os.cpu_count(),
             "source_topic": src,
             "source_produce": prod,
+            "rate": rate,
+            "worker_env": dict(worker_env or {}),
+            "loadavg_start": loadavg_start,
             "definitions": DEFINITIONS,
             "variants": {},
         }
@@ -653,17 +874,49 @@ def bench_stream(
             )
             _log(f"({name.split('_')[0]}) {v[name]['events_per_s']:,.0f} events/s")
 
+        def pipeline(dim, runtime, paced_at=None):
+            r = _pipeline(
+                base,
+                dim,
+                n,
+                msgs,
+                warm,
+                items,
+                partitions,
+                work,
+                logs,
+                token,
+                broker_pid,
+                timeout_s,
+                runtime,
+                rate=paced_at,
+                overrides=overrides,
+            )
+            r["inference_runtime"] = runtime
+            e2e = r["latency"]["end_to_end"]
+            _log(
+                f"(c d={dim}, {runtime}{'' if paced_at is None else f' @ {paced_at:,.0f}/s'}) "
+                f"{r['events_per_s']:,.0f} events/s, {r['predictions']:,}/{n:,} predictions, latency "
+                f"p50 {e2e.get('p50', float('nan')) * 1000:.0f} ms, p99 {e2e.get('p99', float('nan')) * 1000:.0f} ms"
+            )
+            return r
+
         for dim in dims:
             for runtime in runtimes:
                 name = f"c_pipeline_d{dim}" + ("" if runtime == "faust" else f"_{runtime}")
-                _log(f"(c) pipeline, JUMP d={dim}, inference runtime {runtime}")
-                v[name] = r = _pipeline(
-                    base, dim, n, msgs, warm, items, partitions, work, logs, token, broker_pid, timeout_s, runtime
-                )
-                r["inference_runtime"] = runtime
-                _log(
-                    f"(c d={dim}, {runtime}) {r['events_per_s']:,.0f} events/s, {r['predictions']:,}/{n:,} predictions"
-                )
+                if rate is None or rate == "half":
+                    _log(f"(c) pipeline, JUMP d={dim}, inference runtime {runtime}")
+                    v[name] = pipeline(dim, runtime)
+                if rate is None:
+                    continue
+                paced_at = rate if rate != "half" else v[name]["events_per_s"] / 2.0
+                if not paced_at > 0:
+                    _log(f"(c d={dim}, {runtime}) no events/s to halve: paced run skipped")
+                    continue
+                _log(f"(c) pipeline, JUMP d={dim}, inference runtime {runtime}, paced at {paced_at:,.0f} clicks/s")
+                v[name + "_paced"] = r = pipeline(dim, runtime, paced_at)
+                if rate == "half":
+                    r["max_rate_events_per_s"] = v[name]["events_per_s"]
 
         a_rate, b_rate = v["a_aiokafka"]["events_per_s"], v["b_faust"]["events_per_s"]
         for r in v.values():
@@ -672,9 +925,22 @@ def bench_stream(
         results["target"] = {
             name: {"x_b": r["x_b"], "met": bool(r["x_b"] is not None and r["x_b"] >= 1.0)}
             for name, r in v.items()
-            if name.startswith("c_")
+            if name.startswith("c_") and r.get("rate_target") is None
         }
+        results["latency_target"] = {}
+        for name, r in v.items():
+            if not name.startswith("c_") or r.get("rate_target") is None:
+                continue
+            limit = r["worker_settings"]["max_wait_s"] + 0.1
+            p99 = r["latency"]["end_to_end"].get("p99")
+            results["latency_target"][name] = {
+                "rate": r["rate_target"],
+                "p99_s": p99,
+                "limit_s": round(limit, 4),
+                "met": bool(p99 is not None and p99 <= limit),
+            }
         results["wall_s"] = round(time.time() - t_run, 1)
+        results["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         if broker is not None:
             broker.stop()
@@ -684,6 +950,10 @@ def bench_stream(
         Path(json_out).write_text(json.dumps(results, indent=2))
         print(f"wrote {json_out}")
     return results
+
+
+def _ms(x) -> str:
+    return "-" if x is None else f"{x * 1000:.0f}"
 
 
 def _print(res: dict) -> None:
@@ -697,7 +967,9 @@ def _print(res: dict) -> None:
     print(
         f"\njump bench stream: {res['clicks']:,} clicks, {res['partitions']} partition(s), "
         f"{'embedded Tansu' if res['embedded_broker'] else res['bootstrap']}, {res['cpus']} CPUs, "
-        f"wall {res.get('wall_s', 0):.0f} s"
+        f"wall {res.get('wall_s', 0):.0f} s; load average (1/5/15 min) at start "
+        f"{'/'.join(f'{x:g}' for x in res.get('loadavg_start', []))}, at end "
+        f"{'/'.join(f'{x:g}' for x in res.get('loadavg_end', []))}"
     )
     if syn:
         w = syn["max_session_clicks_per_256"]
@@ -706,48 +978,106 @@ def _print(res: dict) -> None:
             f"{syn['items']:,} items; clicks of one session per 256 consecutive clicks: mean {w['mean']}, "
             f"max {w['max']}"
         )
+    if res.get("worker_env"):
+        print("(c) workers' settings overridden: " + ", ".join(f"{k}={x}" for k, x in res["worker_env"].items()))
     head = (
-        f"{'variant':<38} {'events/s':>10} {'x (a)':>7} {'x (b)':>7} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'out-span/s':>11}  cpu s"
+        f"{'variant':<50} {'events/s':>10} {'x (a)':>7} {'x (b)':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7} {'out-span/s':>11}  cpu s"
     )
     print(head)
     print("-" * len(head) + "------------------------")
     for name, r in v.items():
         label = labels.get(name, f"(c) pipeline, d={r.get('dim')}, inference {r.get('inference_runtime', 'faust')}")
-        p50 = f"{r['latency_p50_s'] * 1000:8.0f}" if "latency_p50_s" in r else f"{'-':>8}"
-        p99 = f"{r['latency_p99_s'] * 1000:8.0f}" if "latency_p99_s" in r else f"{'-':>8}"
+        if r.get("rate_target") is not None:
+            label += f" @ {r['rate_target']:,.0f}/s"
+        e2e = r.get("latency", {}).get("end_to_end", {})
+        lat = " ".join(f"{_ms(e2e.get(q)):>7}" for q in ("p50", "p90", "p99", "max"))
         cpu = " ".join(f"{k}={x:g}" for k, x in r.get("cpu_s", {}).items())
         print(
-            f"{label:<38} {r['events_per_s']:>10,.0f} {r['x_a']:>7.2f} {r['x_b']:>7.2f} {p50} {p99} "
+            f"{label:<50} {r['events_per_s']:>10,.0f} {r['x_a']:>7.2f} {r['x_b']:>7.2f} {lat} "
             f"{r['out_span_events_per_s']:>11,.0f}  {cpu}"
         )
     for name, r in v.items():
         if not name.startswith("c_"):
             continue
-        b = r["inference_batch_size"]
+        b, rp = r["inference_batch_size"], r["replay"]
+        paced = r.get("rate_target") is not None
         print(
-            f"\n(c d={r['dim']}) predictions {r['predictions']:,}/{res['clicks']:,}; replay produced "
-            f"{r['replay']['events_per_s']:,.0f} clicks/s ({r['replay']['seconds']:.2f} s)"
+            f"\n({name}) predictions {r['predictions']:,}/{res['clicks']:,}; replay produced "
+            f"{rp['events_per_s']:,.0f} clicks/s ({rp['seconds']:.2f} s)"
+            + (
+                f", paced at {rp['rate_target']:,.0f}/s: achieved {rp.get('achieved_rate') or 0:,.0f}/s, at most "
+                f"{rp['max_behind_s'] * 1000:.0f} ms behind schedule"
+                + (
+                    f" (half of the unpaced {r['max_rate_events_per_s']:,.0f} events/s)"
+                    if r.get("max_rate_events_per_s")
+                    else ""
+                )
+                if paced
+                else " (unpaced: latency of a drained backlog)"
+            )
         )
+        lt = r["latency"]
+        print(f"  latency ms           {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'mean':>7}")
+        for key, what in (
+            ("end_to_end", "end to end"),
+            ("sessionizer_hop", "sessionizer hop"),
+            ("inference_hop", "inference hop"),
+        ):
+            d = lt[key]
+            print(f"  {what:<20} " + " ".join(f"{_ms(d.get(q)):>7}" for q in ("p50", "p90", "p99", "max", "mean")))
+        bq = lt.get("by_quarter", [])
+        if bq:
+            print(
+                "  by quarter of the replay (click time): end to end p50 "
+                + " / ".join(_ms(q["end_to_end_p50"]) for q in bq)
+                + ", p99 "
+                + " / ".join(_ms(q["end_to_end_p99"]) for q in bq)
+                + " ms; p99 sessionizer hop "
+                + " / ".join(_ms(q["sessionizer_hop_p99"]) for q in bq)
+                + ", inference hop "
+                + " / ".join(_ms(q["inference_hop_p99"]) for q in bq)
+                + " ms"
+            )
+        if lt["requests_matched"] < r["predictions"]:
+            print(f"  (hops: {lt['requests_matched']:,} predictions matched to their request)")
         print(
             f"  inference batch size: {b['count']:,} batches, mean {b['mean']}; buckets "
             + ", ".join(f"{k}: {c}" for k, c in b["buckets"].items())
         )
         c, q, sb = r["inference_compute_seconds"], r["inference_queue_wait_seconds"], r["sessionizer_batch_seconds"]
         print(
-            f"  inference compute: {c['sum']:.2f} s total, mean {c['mean']} s/batch; queue wait mean "
-            f"{q['mean']} s/request"
+            f"  inference compute: {c['sum']:.2f} s total, mean {_ms(c['mean'])} ms/batch (p99 <= "
+            f"{_ms(c['p99_le'])} ms); queue wait mean {_ms(q['mean'])} ms/request (p50 <= {_ms(q['p50_le'])}, "
+            f"p99 <= {_ms(q['p99_le'])} ms)"
         )
         print(
-            f"  sessionizer: {sb['count']:,} batches, {sb['sum']:.2f} s total, mean {sb['mean']} s/batch "
-            f"(jump_sessionizer_batch_seconds)"
+            f"  sessionizer: {sb['count']:,} batches, {sb['sum']:.2f} s total, mean {_ms(sb['mean'])} ms/batch "
+            f"(p99 <= {_ms(sb['p99_le'])} ms; jump_sessionizer_batch_seconds)"
         )
+        ws, cs = r.get("worker_settings", {}), r.get("cpu_s", {})
+        print(
+            "  settings: " + ", ".join(f"{k}={x}" for k, x in ws.items()) + "; load average "
+            f"{'/'.join(f'{x:g}' for x in r.get('loadavg', []))}"
+        )
+        if cs.get("machine") is not None and r.get("cpu_window_s"):
+            ours = sum(x for k, x in cs.items() if k != "machine")
+            print(
+                f"  machine CPU over the {r['cpu_window_s']:.0f} s measured: {cs['machine']:.1f} s busy "
+                f"({cs['machine'] / r['cpu_window_s'] / (res['cpus'] or 1) * 100:.0f} % of {res['cpus']} cores), "
+                f"of which this benchmark {ours:.1f} s, other work {cs['machine'] - ours:.1f} s"
+            )
     print("\ndefinitions:")
     for _k, d in res["definitions"].items():
         print(f"  {d}")
     print("  x (a), x (b): events/s divided by that of (a), (b)")
     for name, t in res.get("target", {}).items():
         print(f"target (c) >= 1.0 x (b): {name}: {t['x_b']:.2f} x -> {'met' if t['met'] else 'NOT met'}")
+    for name, t in res.get("latency_target", {}).items():
+        print(
+            f"latency target p99 <= {t['limit_s'] * 1000:.0f} ms at {t['rate']:,.0f} clicks/s: {name}: "
+            f"p99 {_ms(t['p99_s'])} ms -> {'met' if t['met'] else 'NOT met'}"
+        )
 
 
 # --------------------------------------------------------------------------- CLI
@@ -797,6 +1127,20 @@ def add_bench_stream(bsub) -> None:
         default=None,
         help="pipeline: synthetic data: users (default clicks // 40); more users = more concurrent sessions",
     )
+    p.add_argument(
+        "--rate",
+        default=None,
+        help="pipeline: pace (c)'s replay at this many clicks/s (latency at that load; default: as fast as "
+        "possible), or 'half': (c) unpaced, then again paced at half of its events/s",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="JUMP_X=VALUE",
+        help="pipeline: a setting of (c)'s workers as its environment variable (repeatable), e.g. "
+        "--set JUMP_FETCH_MAX_WAIT_MS=10",
+    )
     p.add_argument("--keys", type=int, default=None, help="sessions: users of the workload (default 5000)")
     p.add_argument(
         "--contenders",
@@ -813,7 +1157,33 @@ def add_bench_stream(bsub) -> None:
     p.set_defaults(func=cmd_bench_stream)
 
 
+def _parse_rate(raw: str | None) -> float | str | None:
+    if raw is None:
+        return None
+    if raw.strip().lower() == "half":
+        return "half"
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = float("nan")
+    if not 0 < rate < float("inf"):
+        raise ValueError(f"--rate {raw!r}: give clicks/s (a positive number) or 'half'")
+    return rate
+
+
+def _parse_set(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set {item!r}: expected JUMP_X=VALUE")
+        out[name.strip()] = value
+    return out
+
+
 def cmd_bench_stream(a) -> int:
+    if a.workload == "sessions" and (a.rate is not None or a.set):
+        raise ValueError("--rate, --set: only with --workload pipeline")
     if a.workload == "sessions":
         from .sessions_bench import CONTENDERS, bench_sessions
 
@@ -849,5 +1219,7 @@ def cmd_bench_stream(a) -> int:
         span_days=a.span_days,
         users=a.users,
         runtimes=tuple(r for r in a.runtimes.split(",") if r),
+        rate=_parse_rate(a.rate),
+        worker_env=_parse_set(a.set),
     )
     return 0
