@@ -228,26 +228,11 @@ class CpuSampler:
 def _read_all(settings, topic: str, timeout_s: float = 120.0) -> list:
     """Every record of `topic` (kafka-python ConsumerRecords, all partitions), read up to the high
     watermark of a real fetch -- not ListOffsets, which Tansu reports too low."""
-    from kafka import KafkaConsumer, TopicPartition
+    from .stream_bench import reader
 
-    consumer = KafkaConsumer(
-        **settings.kafka_python_kwargs(),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-        max_partition_fetch_bytes=8 << 20,
-        fetch_max_bytes=32 << 20,
-    )
+    deadline = time.monotonic() + timeout_s
+    consumer, tps = reader(settings, topic, deadline, fetch_max_wait_ms=50)
     try:
-        deadline = time.monotonic() + timeout_s
-        while not (parts := consumer.partitions_for_topic(topic)):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {topic} does not exist")
-            time.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
         records: list = []
         while True:
             for recs in consumer.poll(timeout_ms=200, max_records=100_000).values():

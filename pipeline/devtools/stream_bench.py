@@ -300,11 +300,9 @@ async def _produce_paced(settings, topic: str, msgs: list[tuple], rate: float, t
     }
 
 
-def _consume(
-    settings, topic: str, *, want: int, timeout_s: float, key_of=None, progress: str | None = None, stop=None
-) -> list:
-    """kafka-python ConsumerRecords of `topic` (all partitions, from the beginning) until `want` distinct
-    records (by key_of(record), default: every record counts), or timeout, or stop() is truthy."""
+def reader(settings, topic: str, deadline: float, fetch_max_wait_ms: int = 250):
+    """A kafka-python consumer (no group) assigned every partition of `topic`, at the beginning;
+    waits for the topic until `deadline` (time.monotonic()). Returns (consumer, partitions)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -312,12 +310,11 @@ def _consume(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=250,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         max_partition_fetch_bytes=8 << 20,
         fetch_max_bytes=32 << 20,
     )
     try:
-        deadline = time.monotonic() + timeout_s
         while not (parts := consumer.partitions_for_topic(topic)):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topic {topic} does not exist")
@@ -325,6 +322,20 @@ def _consume(
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer, tps
+
+
+def _consume(
+    settings, topic: str, *, want: int, timeout_s: float, key_of=None, progress: str | None = None, stop=None
+) -> list:
+    """kafka-python ConsumerRecords of `topic` (all partitions, from the beginning) until `want` distinct
+    records (by key_of(record), default: every record counts), or timeout, or stop() is truthy."""
+    deadline = time.monotonic() + timeout_s
+    consumer, _tps = reader(settings, topic, deadline, fetch_max_wait_ms=250)
+    try:
         records, keys = [], set()
         last_print = time.monotonic()
         while time.monotonic() < deadline:
