@@ -72,7 +72,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .stream_bench import _aiokafka_passthrough, _cpu_s, _faust_passthrough, _produce
+from .stream_bench import _aiokafka_passthrough, _cpu_s, _faust_passthrough, _produce, bench_settings, reader
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENDERS = ("sessionizer", "faust_batch", "aiokafka", "quix", "quix_count", "bytewax")
@@ -228,7 +228,6 @@ class CpuSampler:
 def _read_all(settings, topic: str, timeout_s: float = 120.0) -> list:
     """Every record of `topic` (kafka-python ConsumerRecords, all partitions), read up to the high
     watermark of a real fetch -- not ListOffsets, which Tansu reports too low."""
-    from .stream_bench import reader
 
     deadline = time.monotonic() + timeout_s
     consumer, tps = reader(settings, topic, deadline, fetch_max_wait_ms=50)
@@ -907,8 +906,7 @@ def bench_sessions(
 
     `sessionizer_workers` ("1,2" or (1, 2)): the `sessionizer` contender runs once per worker count,
     as `sessionizer` (1 worker) and `sessionizer_x<N>` (N workers); see _sessionizer."""
-    from ..config import Settings
-    from ..runtime.kafka import ensure_topics, wait_for_broker
+    from ..runtime.kafka import ensure_topics
     from .broker import EmbeddedBroker
     from .sessions_workload import UNSURE, Workload, check_gaps, generate, sessions
 
@@ -956,18 +954,7 @@ def bench_sessions(
         sampler.watch("harness", lambda: sum(os.times()[:2]))
         # the whole machine, whose share left over by the contender, broker and harness is other work
         sampler.watch("machine", _machine_cpu_s)
-        kafka_env = {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
-        base = Settings.from_env(
-            env=kafka_env,
-            bootstrap_servers=bootstrap,
-            partitions=partitions,
-            output_partitions=partitions,
-            app_id=f"jump-sessbench-{token}",
-            data_dir=str(work / "data" / token / "{conf.id}"),
-            log_level="warning",
-        )
-        (work / "data" / token).mkdir(parents=True, exist_ok=True)
-        wait_for_broker(base, 30)
+        base = bench_settings(bootstrap, partitions, f"jump-sessbench-{token}", work / "data" / token)
         src = f"sessbench-src-{token}"
         ensure_topics(base, {src: partitions})
         msgs = _source_messages(data)

@@ -300,6 +300,27 @@ async def _produce_paced(settings, topic: str, msgs: list[tuple], rate: float, t
     }
 
 
+def bench_settings(bootstrap: str, partitions: int, app_id: str, data: Path):
+    """The benchmarks' base Settings ($KAFKA_* client options kept, data under `data`), once the
+    broker answers."""
+    from ..config import Settings
+    from ..runtime.kafka import wait_for_broker
+
+    kafka_env = {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
+    base = Settings.from_env(
+        env=kafka_env,
+        bootstrap_servers=bootstrap,
+        partitions=partitions,
+        output_partitions=partitions,
+        app_id=app_id,
+        data_dir=str(data / "{conf.id}"),
+        log_level="warning",
+    )
+    data.mkdir(parents=True, exist_ok=True)
+    wait_for_broker(base, 30)
+    return base
+
+
 def reader(settings, topic: str, deadline: float, fetch_max_wait_ms: int = 250):
     """A kafka-python consumer (no group) assigned every partition of `topic`, at the beginning;
     waits for the topic until `deadline` (time.monotonic()). Returns (consumer, partitions)."""
@@ -786,8 +807,7 @@ def bench_stream(
     R clicks/s (variants `c_..._paced` only); "half" runs (c) unpaced, then paced at half of its
     events/s (both variants). `worker_env` ({"JUMP_X": "value"}) overrides settings of (c)'s workers.
     """
-    from ..config import Settings
-    from ..runtime.kafka import ensure_topics, wait_for_broker
+    from ..runtime.kafka import ensure_topics
     from .broker import EmbeddedBroker
 
     if clicks < 1 or partitions < 1:
@@ -813,18 +833,7 @@ def bench_stream(
         _log(f"embedded Tansu broker at {bootstrap} (pid {broker.pid})")
     broker_pid = broker.pid if broker is not None else None
     try:
-        kafka_env = {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
-        base = Settings.from_env(
-            env=kafka_env,
-            bootstrap_servers=bootstrap,
-            partitions=partitions,
-            output_partitions=partitions,
-            app_id=f"jump-bench-{token}",
-            data_dir=str(work / "data" / token / "{conf.id}"),
-            log_level="warning",
-        )
-        (work / "data" / token).mkdir(parents=True, exist_ok=True)
-        wait_for_broker(base, 30)
+        base = bench_settings(bootstrap, partitions, f"jump-bench-{token}", work / "data" / token)
         msgs, items, first_ts = _clicks(clicks, work, span_days, users)
         warm = _warmup_clicks(items, first_ts)
         n = len(msgs)
