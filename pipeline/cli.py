@@ -39,7 +39,7 @@ def _add_sessionizer(sub):
         "request per click, a training-log record per closed session, dead letters for bad "
         "input. Scale out by running more workers (at most one per clicks partition).",
     )
-    p.set_defaults(func=cmd_sessionizer)
+    p.set_defaults(func=_logged_errors(cmd_sessionizer))
 
 
 def _add_inference(sub):
@@ -50,7 +50,7 @@ def _add_inference(sub):
         "Consume inference requests in micro-batches (JUMP_MAX_BATCH, JUMP_MAX_WAIT_S), run "
         "JUMP's live prediction, emit one prediction per click.",
     )
-    p.set_defaults(func=cmd_inference)
+    p.set_defaults(func=_logged_errors(cmd_inference))
 
 
 def _add_trainer(sub):
@@ -65,14 +65,37 @@ def _add_trainer(sub):
         "a versioned checkpoint in JUMP_MODEL_DIR, announced on jump-model-updates. One trainer "
         "per deployment.",
     )
-    p.set_defaults(func=cmd_trainer)
+    p.set_defaults(func=_logged_errors(cmd_trainer))
 
 
-def _start_logging(s) -> None:
-    """The workers' log format, set before anything can log (the broker wait logs at once)."""
-    import logging
+def _start_logging(s, role: str) -> None:
+    """The workers' log format (JUMP_LOG_FORMAT, JUMP_LOG_LEVEL), set before anything can log (the
+    broker wait logs at once)."""
+    from . import logs
 
-    logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    logs.setup(s, role)
+
+
+def _logged_errors(cmd):
+    """A worker command whose fatal one-line error (exit status 2) is, once it logs JSON, a JSON
+    record too rather than a plain line among them."""
+    import functools
+
+    @functools.wraps(cmd)
+    def run(a):
+        try:
+            return cmd(a)
+        except (FileNotFoundError, ValueError, RuntimeError) as e:
+            import logging
+
+            from . import logs
+
+            if not logs.json_enabled():
+                raise
+            logging.getLogger("jump.pipeline").error("jump %s: error: %s", a.command, e)
+            return 2
+
+    return run
 
 
 def _wait_for_broker(s, role: str) -> None:
@@ -81,7 +104,7 @@ def _wait_for_broker(s, role: str) -> None:
 
     from .runtime.kafka import wait_for_broker
 
-    _start_logging(s)
+    _start_logging(s, role)
     log = logging.getLogger("jump.pipeline")
     wait_for_broker(s, say=lambda line: log.info("%s: %s", role, line))
 

@@ -1,7 +1,15 @@
 """Every wire format of the stream, in one place.
 
 Values are msgpack maps carrying a `schema` version. Input clicks may also be JSON objects: the
-format is detected per message from its first byte. `RECORDS` lists the fields of each record
+format is detected per message from its first byte. The output topics a downstream service reads
+(predictions, the training log, dead letters) are msgpack or JSON (`JUMP_OUTPUT_FORMAT`); `decode`
+reads either (a JSON value starts with `{`, a msgpack map never does), and gives the same dict for
+both. In JSON, a dead letter's original `key` / `value` bytes are base64 text.
+
+Identity: every output record carries its idempotent identity (`identity`: `{session_id}/{position}`
+for a prediction, the session id for a training-log record, `{topic}/{partition}/{offset}` of the
+rejected message for a dead letter) in its value and in the `jump-id` header, and its format in the
+`content-type` header; its Kafka key is the session key (`output_headers`). `RECORDS` lists the fields of each record
 type; `deploy/asyncapi.yaml` describes the same fields and a test keeps the two in step. `Msg` is
 a consumed record (topic, partition, offset, key, value, timestamp) as the runtimes hand it to the
 inference and trainer cores, which never see a Kafka client's record type (the sessionizer core
@@ -10,6 +18,7 @@ has its own `Message`, whose topic is an index).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from dataclasses import dataclass
@@ -128,7 +137,7 @@ REASONS = (
     "bad_training_log",
 )
 
-#: the key of the internal idle-check tick records sent to every input partition
+#: the key of the internal idle-check tick records (sent to every partition of the ticks topic)
 TICK_KEY = b"__jump_tick__"
 
 
@@ -163,6 +172,46 @@ class Msg:
 
 _packer = msgpack.Packer(use_bin_type=True)
 
+#: value formats of the output topics (JUMP_OUTPUT_FORMAT) and their content-type header
+OUTPUT_FORMATS = {"msgpack": b"application/msgpack", "json": b"application/json"}
+#: output kinds whose format JUMP_OUTPUT_FORMAT chooses (the other records are always msgpack)
+FORMATTED = ("prediction", "training_log", "dead_letter")
+ID_HEADER = "jump-id"
+#: fields holding raw bytes (msgpack bin; base64 text in JSON)
+_BYTES_FIELDS = {"dead_letter": ("key", "value")}
+
+
+def identity(kind: str, record: dict) -> str:
+    """The idempotent identity of an output record: two records with the same identity are copies
+    (at-least-once) with the same content."""
+    if kind == "prediction":
+        return f"{record['session_id']}/{record['position']}"
+    if kind == "training_log":
+        return record["session_id"]
+    if kind == "dead_letter":
+        return dead_letter_id(record["source_topic"], record["source_partition"], record["source_offset"])
+    raise ValueError(f"{kind} records have no identity header")
+
+
+def dead_letter_id(topic: str, partition: int, offset: int) -> str:
+    """A dead letter's identity: where the rejected message was."""
+    return f"{topic}/{partition}/{offset}"
+
+
+def output_headers(ident: str, fmt: str) -> list[tuple[str, bytes]]:
+    """The Kafka headers of an output record: its identity and its content type."""
+    return [(ID_HEADER, ident.encode()), ("content-type", OUTPUT_FORMATS[fmt])]
+
+
+def _json_bytes(kind: str, record: dict) -> bytes:
+    for name in _BYTES_FIELDS.get(kind, ()):
+        v = record[name]
+        if v is not None:
+            record = {**record, name: base64.b64encode(v).decode("ascii")}
+    # allow_nan=False: NaN / Infinity are not JSON (other languages' parsers refuse them)
+    # ASCII output: a lone surrogate from a JSON input key is escaped, not an encoding error
+    return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+
 
 def pack(obj) -> bytes:
     return _packer.pack(obj)
@@ -172,8 +221,9 @@ def unpack(raw: bytes):
     return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
-def encode(kind: str, record: dict) -> bytes:
-    """msgpack bytes of a record; its fields must be exactly RECORDS[kind] (schema added)."""
+def encode(kind: str, record: dict, fmt: str = "msgpack") -> bytes:
+    """The bytes of a record (msgpack, or JSON for `fmt="json"`); its fields must be exactly
+    RECORDS[kind] (schema added)."""
     schema = record.get("schema", SCHEMA)
     if isinstance(schema, bool) or schema != SCHEMA:
         raise ValueError(f"{kind} record: schema {schema!r}, this code writes {SCHEMA}")
@@ -181,6 +231,8 @@ def encode(kind: str, record: dict) -> bytes:
     if kind != "click" and record.keys() != _FIELDS[kind]:  # per record on the hot path: set views
         missing, extra = _FIELDS[kind] - record.keys(), record.keys() - _FIELDS[kind]
         raise ValueError(f"{kind} record: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    if fmt == "json":
+        return _json_bytes(kind, record)
     return pack(record)
 
 
@@ -200,6 +252,7 @@ def encode_dead_letter(
     key: bytes | None,
     value: bytes | None,
     dead_ts: float,
+    fmt: str = "msgpack",
 ) -> bytes:
     """The dead-letter record of a rejected message: the reason, and the original bytes -- cut to
     DEAD_VALUE_MAX / DEAD_KEY_MAX bytes (`key_size`, `value_size`: the full sizes): a rejected 1 MB
@@ -219,15 +272,26 @@ def encode_dead_letter(
             "key_size": None if key is None else len(key),
             "value_size": None if value is None else len(value),
         },
+        fmt,
     )
 
 
 def decode(kind: str, raw: bytes) -> dict:
-    """A record written by `encode` (output topics); raises ValueError on a foreign schema."""
-    try:
-        obj = unpack(raw)
-    except Exception as e:  # msgpack raises assorted types on foreign bytes
-        raise ValueError(f"not a msgpack {kind} record: {type(e).__name__}") from None
+    """A record written by `encode`, msgpack or JSON (detected); raises ValueError on a foreign
+    schema. A JSON dead letter's base64 `key` / `value` come back as bytes."""
+    if raw[:1] == b"{":  # JSON (JUMP_OUTPUT_FORMAT=json); a msgpack map starts at 0x80 or above
+        try:
+            obj = json.loads(raw)
+            for name in _BYTES_FIELDS.get(kind, ()):
+                if isinstance(obj, dict) and isinstance(obj.get(name), str):
+                    obj[name] = base64.b64decode(obj[name], validate=True)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise ValueError(f"not a JSON {kind} record: {type(e).__name__}") from None
+    else:
+        try:
+            obj = unpack(raw)
+        except Exception as e:  # msgpack raises assorted types on foreign bytes
+            raise ValueError(f"not a msgpack {kind} record: {type(e).__name__}") from None
     schema = obj.get("schema") if isinstance(obj, dict) else None
     if isinstance(schema, bool) or schema != SCHEMA:
         raise ValueError(f"not a schema-{SCHEMA} {kind} record")

@@ -43,6 +43,32 @@ class Settings:
         "at start, how long a worker or tool waits for a broker to answer (logging every 5 s) "
         "before it exits with status 2",
     )
+    producer_acks: str = _opt(
+        "JUMP_PRODUCER_ACKS",
+        "all",
+        "acknowledgements every worker's producer waits for: all (every in-sync replica: what "
+        "at-least-once needs on a replicated cluster), 1 (the leader only) or 0 (none)",
+    )
+    producer_idempotence: str = _opt(
+        "JUMP_PRODUCER_IDEMPOTENCE",
+        "auto",
+        "idempotent producers (no duplicates from a producer's own retries; needs acks=all): auto "
+        "(on when the broker grants a producer id at start; the embedded Tansu broker does not, so "
+        "off there), true or false",
+    )
+    auto_offset_reset: str = _opt(
+        "JUMP_AUTO_OFFSET_RESET",
+        "earliest",
+        "where the sessionizer starts on a clicks partition its group has no offset for (a first "
+        "deployment): earliest (the topic's whole retention is sessionized) or latest (from now: at "
+        "start, such partitions are committed at their end); internal topics always start at their beginning",
+    )
+    output_format: str = _opt(
+        "JUMP_OUTPUT_FORMAT",
+        "msgpack",
+        "value format of predictions, the training log and dead letters: msgpack or json "
+        "(JSON Schemas in deploy/asyncapi.yaml; readers detect the format per record)",
+    )
     app_id: str = _opt("JUMP_APP_ID", "jump-stream", "Faust app id: consumer-group and changelog-topic prefix")
     data_dir: str = _opt(
         "JUMP_DATA_DIR", "", "Faust data directory (default: a per-app folder in the temp dir; made with its parents)"
@@ -53,6 +79,11 @@ class Settings:
         "JUMP_TOPIC_REKEYED",
         "jump-clicks-rekeyed",
         "internal: clicks whose message key was not their session key, re-keyed",
+    )
+    topic_ticks: str = _opt(
+        "JUMP_TOPIC_TICKS",
+        "jump-sessionizer-ticks",
+        "internal: the sessionizer's idle-check ticks (co-partitioned with clicks; no worker writes to clicks)",
     )
     topic_requests: str = _opt("JUMP_TOPIC_REQUESTS", "jump-inference-requests", "internal: one request per click")
     topic_predictions: str = _opt("JUMP_TOPIC_PREDICTIONS", "jump-predictions", "one prediction per click")
@@ -171,6 +202,11 @@ class Settings:
     metrics_port: int = _opt("JUMP_METRICS_PORT", 9464, "Prometheus /metrics port (0: none)")
     metrics_addr: str = _opt("JUMP_METRICS_ADDR", "0.0.0.0", "address the metrics endpoint binds")
     log_level: str = _opt("JUMP_LOG_LEVEL", "info", "worker log level")
+    log_format: str = _opt(
+        "JUMP_LOG_FORMAT",
+        "text",
+        "worker log format: text, or json (one JSON object per line: time, worker, level, logger, message, exc_info)",
+    )
     health_stale_s: float = _opt(
         "JUMP_HEALTH_STALE_S", 120.0, "/healthz fails when the worker's loop made no progress for this long (s)"
     )
@@ -224,6 +260,28 @@ class Settings:
         need(self.max_wait_s >= 0, "JUMP_MAX_WAIT_S", "must be >= 0")
         need(self.sessionizer_wait_s >= 0, "JUMP_SESSIONIZER_WAIT_S", "must be >= 0")
         need(self.top_k >= 1, "JUMP_TOP_K", "must be >= 1")
+        acks = self.producer_acks
+        need(acks in ("all", "1", "0"), "JUMP_PRODUCER_ACKS", f"must be all, 1 or 0, not {acks!r}")
+        need(
+            self.producer_idempotence in ("auto", "true", "false"),
+            "JUMP_PRODUCER_IDEMPOTENCE",
+            f"must be auto, true or false, not {self.producer_idempotence!r}",
+        )
+        need(
+            self.producer_idempotence != "true" or self.producer_acks == "all",
+            "JUMP_PRODUCER_IDEMPOTENCE",
+            "true needs JUMP_PRODUCER_ACKS=all",
+        )
+        need(
+            self.auto_offset_reset in ("earliest", "latest"),
+            "JUMP_AUTO_OFFSET_RESET",
+            f"must be earliest or latest, not {self.auto_offset_reset!r}",
+        )
+        need(
+            self.output_format in ("msgpack", "json"),
+            "JUMP_OUTPUT_FORMAT",
+            f"must be msgpack or json, not {self.output_format!r}",
+        )
         need(self.inference_runtime in ("faust", "aiokafka"), "JUMP_INFERENCE_RUNTIME", "must be faust or aiokafka")
         need(self.torch_threads >= 0, "JUMP_TORCH_THREADS", "must be >= 0")
         need(self.reload_check_s >= 0, "JUMP_RELOAD_CHECK_S", "must be >= 0")
@@ -272,7 +330,13 @@ class Settings:
             "JUMP_LOG_LEVEL",
             f"must be debug, info, warning, error or critical, not {self.log_level!r}",
         )
+        need(self.log_format in ("text", "json"), "JUMP_LOG_FORMAT", f"must be text or json, not {self.log_format!r}")
         need(bool(self.bootstrap_hosts), "KAFKA_BOOTSTRAP_SERVERS", "must list at least one host:port")
+
+    @property
+    def acks(self) -> int | str:
+        """JUMP_PRODUCER_ACKS as the Kafka clients take it."""
+        return "all" if self.producer_acks == "all" else int(self.producer_acks)
 
     # -- Kafka client settings (security passes through to every client) -----------------------
     def kafka_python_kwargs(self) -> dict:

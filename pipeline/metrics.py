@@ -7,6 +7,10 @@ Identities checked by the tests, per process:
     trainer:     jump_trainer_records_consumed_total = jump_trainer_sessions_windowed_total
                  + sum(jump_trainer_sessions_skipped_total) + jump_dead_letters_total{reason="bad_training_log"}
 
+Every worker also exports its process (`process_*`: resident memory, CPU seconds, start time, open
+file descriptors), `python_info` and `python_gc_*`, and -- in a process that uses CUDA -- the
+`jump_gpu_*` gauges, read at scrape time (`GpuCollector`).
+
 Endpoints (one port, JUMP_METRICS_PORT): /metrics; /healthz (200 while the worker's loop made
 progress within JUMP_HEALTH_STALE_S: a liveness probe); /readyz (200 once the worker is ready --
 model loaded, consumer started -- and healthy: a readiness probe).
@@ -14,10 +18,22 @@ model loaded, consumer started -- and healthy: a readiness probe).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    make_wsgi_app,
+)
+from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -59,7 +75,9 @@ dwell = Histogram(
     registry=REGISTRY,
 )
 stream_time = Gauge(
-    "jump_stream_time_seconds", "Largest event time accepted (max over this worker's partitions)", registry=REGISTRY
+    "jump_stream_time_timestamp_seconds",
+    "Largest event time accepted (Unix s; max over this worker's partitions)",
+    registry=REGISTRY,
 )
 batch_seconds = Histogram(
     "jump_sessionizer_batch_seconds",
@@ -75,7 +93,13 @@ consumer_lag = Gauge(
 )
 
 # -- inference --------------------------------------------------------------------------------------
-predictions = Counter("jump_predictions", "Predictions emitted", registry=REGISTRY)
+predictions = Counter(
+    "jump_predictions",
+    "Predictions emitted, by the version of the model that made them; bounded: only the served version "
+    "and the one it replaced keep a series (older versions' series are removed at a model swap)",
+    ["model_version"],
+    registry=REGISTRY,
+)
 unknown_items = Counter(
     "jump_unknown_items", "Requests whose current item is not in the model vocabulary", registry=REGISTRY
 )
@@ -115,8 +139,32 @@ model_created = Gauge(
     registry=REGISTRY,
 )
 model_loaded = Gauge(
-    "jump_model_loaded_timestamp_seconds", "When the served model was loaded by this worker", registry=REGISTRY
+    "jump_model_loaded_timestamp_seconds", "When the served model was loaded by this worker (Unix s)", registry=REGISTRY
 )
+
+_served_versions: list[str] = []  # the versions whose jump_predictions_total series are kept, oldest first
+_served_lock = threading.Lock()
+
+
+def serving(model_version: str) -> None:
+    """`model_version` starts serving: its jump_predictions_total series starts at 0, and only it and
+    the version it replaces keep a series (the label is bounded, whatever the number of swaps)."""
+    with _served_lock:
+        if model_version in _served_versions:
+            _served_versions.remove(model_version)
+        _served_versions.append(model_version)
+        predictions.labels(model_version)
+        while len(_served_versions) > 2:
+            with contextlib.suppress(KeyError):
+                predictions.remove(_served_versions.pop(0))
+
+
+def count_predictions(model_version: str, n: int) -> None:
+    """`n` predictions made by `model_version` (a version not yet announced by `serving` is served now)."""
+    if model_version not in _served_versions:
+        serving(model_version)
+    predictions.labels(model_version).inc(n)
+
 
 # -- trainer ----------------------------------------------------------------------------------------
 _RUN_SECONDS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -142,14 +190,23 @@ trainer_run_seconds = Histogram(
     buckets=_RUN_SECONDS,
     registry=REGISTRY,
 )
-trainer_last_run = Gauge("jump_trainer_last_run_timestamp_seconds", "End of the last training run", registry=REGISTRY)
+trainer_last_run = Gauge(
+    "jump_trainer_last_run_timestamp_seconds", "End of the last training run (Unix s)", registry=REGISTRY
+)
 trainer_last_promotion = Gauge(
-    "jump_trainer_last_promotion_timestamp_seconds", "Time of the last promotion", registry=REGISTRY
+    "jump_trainer_last_promotion_timestamp_seconds", "Time of the last promotion (Unix s)", registry=REGISTRY
 )
 trainer_holdout = Gauge(
-    "jump_trainer_holdout_metric",
-    "Last run's held-out evaluation (live protocol) of the candidate and the serving model",
+    "jump_trainer_holdout_ratio",
+    "Last run's held-out ranking quality (live protocol, 0..1) of the candidate and the serving model: "
+    "metric recall_at_20 or mrr_at_20",
     ["model", "metric"],
+    registry=REGISTRY,
+)
+trainer_holdout_dwell_mae = Gauge(
+    "jump_trainer_holdout_dwell_mae_seconds",
+    "Last run's held-out dwell MAE (live protocol, uncensored clicks) of the candidate and the serving model",
+    ["model"],
     registry=REGISTRY,
 )
 trainer_train_loss = Gauge("jump_trainer_train_loss_per_click", "Last run's training loss per click", registry=REGISTRY)
@@ -162,6 +219,73 @@ trainer_vocabulary = Gauge(
 trainer_new_items = Counter(
     "jump_trainer_new_items", "Items added to the vocabulary by promoted models", registry=REGISTRY
 )
+
+
+# -- process, platform and GPU (read at scrape time) ----------------------------------------------
+class GpuCollector:
+    """GPU gauges of this process, read at each scrape, one series per CUDA device on which this
+    process holds memory (label device="cuda:N"): memory allocated by tensors and reserved by
+    torch's caching allocator (torch.cuda.memory_allocated / memory_reserved), and the device's
+    utilisation (torch.cuda.utilization, 0..1) where NVML is available (the nvidia-ml-py package;
+    without it there is no utilisation series).
+
+    Registered in every worker, it yields nothing in a process that has not initialised CUDA (a CPU
+    inference worker, a CPU-only torch) and never imports torch: a process that never imported it
+    (the sessionizer) is not made to. Its families are described even where no GPU is in use.
+    """
+
+    FAMILIES: tuple[tuple[str, str], ...] = (
+        ("jump_gpu_memory_allocated_bytes", "GPU memory allocated by this process's tensors (memory_allocated)"),
+        ("jump_gpu_memory_reserved_bytes", "GPU memory reserved by this process's caching allocator (memory_reserved)"),
+        ("jump_gpu_utilization_ratio", "Fraction of the last sample period a kernel ran on the device (needs NVML)"),
+    )
+
+    def __init__(self):
+        self._utilization = True  # False once NVML is found missing (not retried at every scrape)
+
+    def _families(self) -> dict[str, GaugeMetricFamily]:
+        return {name: GaugeMetricFamily(name, doc, labels=["device"]) for name, doc in self.FAMILIES}
+
+    def describe(self):
+        return list(self._families().values())
+
+    def collect(self):
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return []
+        cuda = torch.cuda
+        try:
+            if not cuda.is_initialized():
+                return []
+            devices = range(cuda.device_count())
+        except Exception:
+            return []
+        fams = self._families()
+        for i in devices:
+            try:
+                reserved, allocated = cuda.memory_reserved(i), cuda.memory_allocated(i)
+            except Exception:
+                continue
+            if not reserved:
+                continue  # a device this process does not use
+            device = f"cuda:{i}"
+            fams["jump_gpu_memory_allocated_bytes"].add_metric([device], allocated)
+            fams["jump_gpu_memory_reserved_bytes"].add_metric([device], reserved)
+            if self._utilization:
+                try:
+                    fams["jump_gpu_utilization_ratio"].add_metric([device], cuda.utilization(i) / 100.0)
+                except ImportError:  # no pynvml (nvidia-ml-py)
+                    self._utilization = False
+                except Exception:
+                    pass
+        return [f for f in fams.values() if f.samples]
+
+
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+gpu = GpuCollector()
+REGISTRY.register(gpu)
 
 # Labelled counters appear at their first increment, which increase() cannot see: start them at 0.
 for _result in ("promoted", "rejected", "failed"):

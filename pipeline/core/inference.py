@@ -95,6 +95,7 @@ class InferenceRunner:
         if old is not None:
             metrics.model_info.remove(old.version, str(old.device))
         metrics.model_info.labels(engine.version, str(engine.device)).set(1)
+        metrics.serving(engine.version)  # bounds jump_predictions_total{model_version}
         metrics.model_created.set(created_ts)
         metrics.model_loaded.set(time.time())
 
@@ -207,8 +208,12 @@ class InferenceRunner:
         self.staged = (engine, 0, os.path.getmtime(self.s.checkpoint))
 
     async def _dead(self, send, m: Msg, reason: str, detail: str) -> None:
-        value = codec.encode_dead_letter(reason, detail, m.topic, m.partition, m.offset, m.key, m.value, time.time())
-        await send(self.s.topic_dead_letters, m.key, value, m.partition % self.s.output_partitions)
+        fmt = self.s.output_format
+        value = codec.encode_dead_letter(
+            reason, detail, m.topic, m.partition, m.offset, m.key, m.value, time.time(), fmt
+        )
+        headers = codec.output_headers(codec.dead_letter_id(m.topic, m.partition, m.offset), fmt)
+        await send(self.s.topic_dead_letters, m.key, value, headers)
 
     async def _predict(self, engine, requests):
         if engine.device.type == "cpu":
@@ -218,8 +223,11 @@ class InferenceRunner:
         return await asyncio.get_running_loop().run_in_executor(None, engine.predict, requests)
 
     async def handle(self, messages: list[Msg], send) -> int:
-        """One micro-batch; `send(topic, key, value, partition)` is awaited per record (it queues
-        the record with the producer). Returns the number of predictions sent."""
+        """One micro-batch; `send(topic, key, value, headers)` is awaited per record (it queues the
+        record with the producer, which picks the key's partition: Kafka's default partitioner).
+        Predictions are keyed by the session key, so a session's predictions stay in one partition,
+        in order; their identity (`{session_id}/{position}`) is in the value and the `jump-id`
+        header. Returns the number of predictions sent."""
         s = self.s
         start = time.time()
         requests, origin = [], []
@@ -257,14 +265,16 @@ class InferenceRunner:
         # offsets, so an unacknowledged prediction is recomputed after a crash (at-least-once).
         emitted = 0
         emit = time.time()
-        for pred, r in zip(preds, requests):
+        fmt = s.output_format
+        for pred in preds:
             if pred is None:
                 continue
             pred["emit_ts"] = emit
-            key = f"{pred['session_id']}/{pred['position']}".encode()
-            await send(s.topic_predictions, key, codec.encode("prediction", pred), r["partition"] % s.output_partitions)
+            headers = codec.output_headers(f"{pred['session_id']}/{pred['position']}", fmt)
+            value = codec.encode("prediction", pred, fmt)
+            await send(s.topic_predictions, pred["session_key"].encode(), value, headers)
             metrics.latency.observe(max(0.0, emit - pred["ingest_ts"]))
             metrics.predicted_dwell.observe(pred["dwell_s"])
             emitted += 1
-        metrics.predictions.inc(emitted)
+        metrics.count_predictions(engine.version, emitted)
         return emitted

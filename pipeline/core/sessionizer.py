@@ -4,8 +4,9 @@
 requests, closed sessions for the training log, dead letters, re-keyed clicks) and the state
 changes the agent must persist to its changelog-backed Table. The rules, in order, per message:
 
-* A tick record (key `codec.TICK_KEY`) only drives the idle fallback: when a partition has had no
-  click for `idle_close` wall-clock seconds, its open sessions close (reason `idle`).
+* A tick record (any record of the ticks topic, or one keyed `codec.TICK_KEY`) only drives the idle
+  fallback: when a partition has had no click for `idle_close` wall-clock seconds, its open
+  sessions close (reason `idle`).
 * A message already applied before a crash (its offset is covered by the persisted state) is
   skipped and counted as `replayed` -- this is what makes a SIGKILL restart lose nothing and
   duplicate no click inside the sessions (see "Durability" below).
@@ -60,13 +61,14 @@ from .. import codec
 from ..config import Settings
 
 META_PREFIX = b"\x00meta:"  # table key of a partition's meta record: META_PREFIX + partition
+TICKS = 2  # Message.topic of the ticks topic (every record there is a tick, whatever its key)
 
 
 @dataclass(slots=True)
 class Message:
     """One consumed Kafka message, as the agent hands it over."""
 
-    topic: int  # 0: the clicks topic, 1: the re-key topic
+    topic: int  # 0: the clicks topic, 1: the re-key topic, 2 (TICKS): the ticks topic
     partition: int
     offset: int
     key: bytes | None
@@ -127,7 +129,11 @@ def meta_key(partition: int) -> bytes:
 
 @dataclass
 class Output:
-    """What one batch produces. Records are (partition, key, value) triples."""
+    """What one batch produces. Requests and re-keyed clicks are (partition, key, value) triples
+    (a request goes to its click's partition: co-partitioned with the state); training-log records
+    and dead letters are (headers, key, value) triples, keyed by the session key (a dead letter: by
+    the rejected message's key) and partitioned by the key (Kafka's default partitioner), with their
+    identity in the `jump-id` header (codec.output_headers)."""
 
     requests: list = field(default_factory=list)
     training_log: list = field(default_factory=list)
@@ -147,9 +153,9 @@ class Output:
 class SessionizerCore:
     """Open sessions of the assigned partitions, mirrored from (and persisted to) the Table."""
 
-    def __init__(self, settings: Settings, topic_names: tuple[str, str] | None = None, clock=time.time):
+    def __init__(self, settings: Settings, topic_names: tuple[str, ...] | None = None, clock=time.time):
         self.s = settings
-        self.topic_names = topic_names or (settings.topic_clicks, settings.topic_rekeyed)
+        self.topic_names = topic_names or (settings.topic_clicks, settings.topic_rekeyed, settings.topic_ticks)
         self.clock = clock
         self.sessions: dict[bytes, Session] = {}
         self.meta: dict[int, Meta] = {}
@@ -204,7 +210,7 @@ class SessionizerCore:
             if meta is None:
                 meta = self.meta[p] = Meta()
             self.last_input_wall.setdefault(p, now)
-            if codec.is_tick(m.key):
+            if m.topic == TICKS or codec.is_tick(m.key):  # (a tick on clicks: written by an older version)
                 out.count("ticks")
                 self._on_tick(p, now, out)
                 touched.add(p)
@@ -223,12 +229,13 @@ class SessionizerCore:
         return out
 
     def _dead(self, m: Message, reason: str, detail: str, out: Output) -> None:
+        fmt, topic = self.s.output_format, self.topic_names[m.topic]
         out.dead_letters.append(
             (
-                m.partition,
+                codec.output_headers(codec.dead_letter_id(topic, m.partition, m.offset), fmt),
                 m.key,
                 codec.encode_dead_letter(
-                    reason, detail, self.topic_names[m.topic], m.partition, m.offset, m.key, m.value, self.clock()
+                    reason, detail, topic, m.partition, m.offset, m.key, m.value, self.clock(), fmt
                 ),
             )
         )
@@ -329,7 +336,8 @@ class SessionizerCore:
             "delta": delta,
             "close_reason": reason,
         }
-        out.training_log.append((sess.partition, sess.sid.encode(), codec.encode("training_log", record)))
+        fmt = self.s.output_format
+        out.training_log.append((codec.output_headers(sess.sid, fmt), key, codec.encode("training_log", record, fmt)))
         out.closed.append((reason, len(sess.items), tau, delta))
         del self.sessions[key]
         if out.state.get(key, (None, None))[1] is not sess:  # its final state is already persisted

@@ -87,7 +87,8 @@ class TrainerCore:
             log.info("serving model %s (%d items)", self.serving[2], len(self.serving[1]))
 
     def ingest(self, messages: list[Msg]) -> list[tuple[str, bytes | None, bytes, int]]:
-        """Add training-log records to the window; returns dead letters as (topic, key, value, partition)."""
+        """Add training-log records to the window; returns dead letters as (topic, key, value, headers)
+        (partitioned by their key, the rejected record's)."""
         dead = []
         for m in messages:
             metrics.trainer_consumed.inc()
@@ -95,14 +96,23 @@ class TrainerCore:
                 session = session_from_record(codec.decode("training_log", m.value))
             except ValueError as exc:
                 metrics.dead_letters.labels("bad_training_log").inc()
+                fmt = self.s.output_format
                 dead.append(
                     (
                         self.s.topic_dead_letters,
                         m.key,
                         codec.encode_dead_letter(
-                            "bad_training_log", str(exc), m.topic, m.partition, m.offset, m.key, m.value, time.time()
+                            "bad_training_log",
+                            str(exc),
+                            m.topic,
+                            m.partition,
+                            m.offset,
+                            m.key,
+                            m.value,
+                            time.time(),
+                            fmt,
                         ),
-                        m.partition % self.s.output_partitions,
+                        codec.output_headers(codec.dead_letter_id(m.topic, m.partition, m.offset), fmt),
                     )
                 )
                 continue
@@ -213,14 +223,12 @@ class TrainerCore:
         if rec["result"] == "failed":
             return
         for model in ("candidate", "serving"):
-            for metric, field in (
-                ("recall_at_20", "recall20"),
-                ("mrr_at_20", "mrr20"),
-                ("dwell_mae_seconds", "dwell_mae_s"),
-            ):
+            for metric, field in (("recall_at_20", "recall20"), ("mrr_at_20", "mrr20")):
                 value = rec[f"{model}_{field}"]
                 if value is not None:
                     metrics.trainer_holdout.labels(model, metric).set(value)
+            if rec[f"{model}_dwell_mae_s"] is not None:
+                metrics.trainer_holdout_dwell_mae.labels(model).set(rec[f"{model}_dwell_mae_s"])
         if rec["train_loss"] is not None:
             metrics.trainer_train_loss.set(rec["train_loss"])
         metrics.trainer_sessions_used.labels("train").set(rec["sessions_train"])

@@ -77,7 +77,7 @@ class Collector(threading.Thread):
     def __init__(self, settings, show: int):
         super().__init__(daemon=True)
         self.s, self.show = settings, show
-        self.records: dict[bytes, dict] = {}
+        self.records: dict[tuple, dict] = {}  # (session_id, position) -> prediction
         self.stop_flag = threading.Event()
         self.ready = threading.Event()
 
@@ -105,7 +105,7 @@ class Collector(threading.Thread):
                 for records in consumer.poll(timeout_ms=200, max_records=5000).values():
                     for r in records:
                         p = codec.decode("prediction", r.value)
-                        self.records[r.key] = p
+                        self.records[(p["session_id"], p["position"])] = p  # its identity (the key: the session key)
                         if self.shown < self.show and p["session_key"] != "__demo_warmup__":
                             self.shown += 1
                             print(

@@ -20,7 +20,7 @@ from pipeline.runtime.faust_app import base_app
 
 
 def create_app(s: Settings, mode: str, src: str, out: str) -> faust.App:
-    app = base_app(s, "passthrough-" + mode)
+    app = base_app(s, "passthrough-" + mode, prepare=False)
     source = app.topic(
         src, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=s.partitions
     )

@@ -20,14 +20,15 @@ from ..config import Settings, settings_env
 
 
 def start_worker(
-    role: str, settings: Settings, log_path: str | Path, extra_env: dict | None = None
+    role: str, settings: Settings, log_path: str | Path, extra_env: dict | None = None, argv: list[str] | None = None
 ) -> subprocess.Popen:
-    """Launch `jump <role>` (sessionizer or inference) with `settings`; output to log_path."""
+    """Launch `jump <role>` (sessionizer or inference) with `settings`; output to log_path. `argv`:
+    another Python command line instead (e.g. `-m faust -A pipeline.sessionizer worker`)."""
     env = {**os.environ, **settings_env(settings), **(extra_env or {})}
     env.setdefault("PYTHONUNBUFFERED", "1")
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", role],
+            [sys.executable, *(argv or ["-m", "pipeline.cli", role])],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ whole source topic from the beginning (its own consumer group, or none) and writ
 * `sessionizer`: this project's sessionizer as deployed -- a `jump sessionizer` subprocess (Faust,
   changelog-backed table, one inference request per click, a training-log record per closed session),
   session gap 3600 s, grace 60 s (its default), idle close off (1e9 s: no wall-clock closes) and no
-  tick records (they would be written into the shared source topic; they only drive the idle close);
+  tick records (they only drive the idle close, which is off here);
   with `--sessionizer-workers 1,2` once per worker count: `sessionizer_x2` is two `jump sessionizer`
   processes with the same Settings (one app id, so one consumer group splitting the P partitions; each
   its own metrics port and Faust data directory). They read a copy of the source -- a fresh topic of P
@@ -563,7 +563,7 @@ def _sessionizer(run: Run, name: str = "sessionizer") -> dict:
         session_gap_s=run.gap_s,
         grace_s=run.grace_s,
         idle_close_s=1e9,  # no wall-clock closes: only event time closes sessions, as in the peers
-        tick_interval_s=1e6,  # no tick records into the source topic (they only drive the idle close)
+        tick_interval_s=1e6,  # no tick records (they only drive the idle close, off here)
         data_dir=str(run.work / "data" / tag / "{conf.id}"),
         metrics_port=ports[0],
         metrics_addr="127.0.0.1",

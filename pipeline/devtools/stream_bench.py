@@ -691,8 +691,10 @@ def _pipeline(
         procs.stop(sess)
         procs.stop(inf)
 
-    def key_of(r):
-        return None if r.key is None or r.key.startswith(b"warmup-") else r.key
+    def key_of(r):  # a prediction's identity (the jump-id header; its key is the session key)
+        if r.key is None or r.key.startswith(b"warmup-"):
+            return None
+        return dict(r.headers or ()).get(codec.ID_HEADER)
 
     recs = _consume(s, s.topic_predictions, want=n, timeout_s=60, key_of=key_of)
     preds = [codec.decode("prediction", r.value) for r in recs]

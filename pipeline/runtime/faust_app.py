@@ -23,12 +23,12 @@ from pathlib import Path
 import faust
 from faust.sensors import Monitor
 
-from .. import codec, metrics
+from .. import codec, logs, metrics
 from ..config import Settings
-from ..core.sessionizer import Message, SessionizerCore
+from ..core.sessionizer import TICKS, Message, SessionizerCore
 from . import faust_compat
-from .batches import RecordBatches
-from .kafka import ensure_topics
+from .batches import KeyPartitioner, RecordBatches
+from .kafka import ensure_topics, producer_options, start_from_now
 
 log = logging.getLogger("jump.pipeline")
 
@@ -79,15 +79,44 @@ class QuietMonitor(Monitor):
         pass
 
 
-def base_app(settings: Settings, role: str) -> faust.App:
-    """A Faust app with the pipeline's settings (also the stream benchmark's pass-through app).
+class PipelineApp(faust.App):
+    """A Faust app that prepares its worker when it starts, before its producer and consumer do
+    (mode's `on_first_start`): it creates the pipeline's topics (JUMP_CREATE_TOPICS), gives the
+    producer its acks and idempotence (JUMP_PRODUCER_ACKS, JUMP_PRODUCER_IDEMPOTENCE), lets the
+    role do its own preparation (`prepare`: the sessionizer's JUMP_AUTO_OFFSET_RESET=latest) and
+    serves the metrics. `jump sessionizer` and `faust -A pipeline.sessionizer worker` therefore
+    start the same way, while `faust -A ... tables|agents` only load the app."""
+
+    jump_settings: Settings | None = None
+    jump_role = ""  # sessionizer | inference
+    jump_prepare = None  # async (app) -> None, the role's own preparation
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        s = self.jump_settings
+        if s is None:
+            return
+        if s.log_format == "json" and not logs.json_enabled():
+            logs.setup(s, self.jump_role)  # under `faust -A ... worker` (Faust's CLI set up text logging)
+        if s.create_topics:
+            await asyncio.get_running_loop().run_in_executor(None, ensure_topics, s)
+        options = await producer_options(s)
+        faust_compat.set_producer_options(self, options)
+        if self.jump_prepare is not None:
+            await self.jump_prepare(self)
+        metrics.serve(s.metrics_port, s.metrics_addr, s.health_stale_s)
+
+
+def base_app(settings: Settings, role: str, prepare: bool = True) -> faust.App:
+    """A Faust app with the pipeline's settings (also the stream benchmark's pass-through app, with
+    `prepare=False`: no topics, producer options or metrics of the pipeline's).
 
     Refuses (RuntimeError) to build one on faust-streaming / aiokafka versions other than the tested
     ones: see faust_compat."""
     faust_compat.check_versions()
     app_id = f"{settings.app_id}-{role}"
     datadir = settings.data_dir or str(Path(tempfile.gettempdir()) / "jump-stream" / app_id)
-    app = faust.App(
+    app = PipelineApp(
         app_id,
         broker=[f"kafka://{h}" for h in settings.bootstrap_hosts],
         broker_credentials=settings.faust_broker_credentials(),
@@ -100,7 +129,10 @@ def base_app(settings: Settings, role: str) -> faust.App:
         broker_session_timeout=10,
         broker_heartbeat_interval=3,
         broker_commit_interval=1.0,
+        # earliest for every topic: JUMP_AUTO_OFFSET_RESET=latest commits the clicks partitions' ends
+        # before the first start instead (kafka.start_from_now), so internal topics never skip a record
         consumer_auto_offset_reset="earliest",
+        producer_acks=-1 if settings.producer_acks == "all" else int(settings.producer_acks),
         stream_buffer_maxsize=16384,
         broker_max_poll_records=2000,
         producer_linger_ms=2,
@@ -110,6 +142,8 @@ def base_app(settings: Settings, role: str) -> faust.App:
         Monitor=QuietMonitor,
     )
     faust_compat.configure(app, fetch_max_wait_ms=settings.fetch_max_wait_ms, kafka_kwargs=settings.aiokafka_kwargs())
+    app.jump_settings = settings if prepare else None
+    app.jump_role = role
     # Faust creates its data directory without its parents: on a fresh machine the default
     # ($TMPDIR/jump-stream/<app>) has none, and the worker died at start-up (FileNotFoundError)
     Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
@@ -154,18 +188,40 @@ def _processed(events, into: dict) -> None:
 def create_sessionizer_app(settings: Settings) -> faust.App:
     s = settings
     app = base_app(s, "sessionizer")
+    # one agent on the three co-partitioned topics: Faust assigns partition p of each to one worker
     source = app.topic(
         s.topic_clicks,
         s.topic_rekeyed,
+        s.topic_ticks,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
         partitions=s.partitions,
     )
-    table = app.Table("sessions", partitions=s.partitions, key_type=bytes, value_type=bytes)  # raw bytes
-    topic_index = {s.topic_clicks: 0, s.topic_rekeyed: 1}
+    table = app.Table(
+        "sessions",
+        partitions=s.partitions,
+        key_type=bytes,
+        value_type=bytes,  # raw msgpack (core.sessionizer.Session / Meta)
+        help="open sessions by session key, and each partition's meta record (stream time, applied offsets)",
+    )
+    topic_index = {s.topic_clicks: 0, s.topic_rekeyed: 1, s.topic_ticks: TICKS}
     core = SessionizerCore(s)
+    partitioner = KeyPartitioner()
+
+    async def prepare(app_) -> None:
+        if s.auto_offset_reset == "latest":
+            committed = await start_from_now(s, app_.conf.id, s.topic_clicks)
+            if committed:
+                log.info(
+                    "JUMP_AUTO_OFFSET_RESET=latest: %s partitions %s start from now (offsets %s)",
+                    s.topic_clicks,
+                    sorted(committed),
+                    [committed[p] for p in sorted(committed)],
+                )
+
+    app.jump_prepare = prepare
     state = {
         "loaded_generation": -1,
         "generation": 0,
@@ -221,6 +277,7 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
     @crash_only("sessionizer")
     async def sessionize(stream):
         producer = faust_compat.kafka_producer(app)
+        await partitioner.prime(producer, (s.topic_training_log, s.topic_dead_letters))
         state["agent_started"] = True
         async for events in stream.take_events(s.sessionizer_batch, within=s.sessionizer_wait_s):
             t0 = time.perf_counter()
@@ -238,10 +295,9 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
             batches = RecordBatches(producer)
             for p, k, v in out.requests:
                 batches.add(s.topic_requests, p, k, v)
-            for p, k, v in out.training_log:
-                batches.add(s.topic_training_log, p % s.output_partitions, k, v)
-            for p, k, v in out.dead_letters:
-                batches.add(s.topic_dead_letters, p % s.output_partitions, k, v)
+            for topic, records in ((s.topic_training_log, out.training_log), (s.topic_dead_letters, out.dead_letters)):
+                for h, k, v in records:  # keyed records in the key's partition (Kafka's default partitioner)
+                    batches.add(topic, partitioner(producer, topic, k), k, v, h)
             futures = await batches.send()
             for _, k, v in out.rekeyed:  # the partitioner picks the session key's partition
                 futures.append(await producer.send(s.topic_rekeyed, v, k))
@@ -261,10 +317,12 @@ def create_sessionizer_app(settings: Settings) -> faust.App:
 
     @app.timer(interval=s.tick_interval_s)
     async def tick():
-        # The idle fallback must reach the agent as data (Table writes happen only there).
+        # The idle fallback must reach the agent as data (Table writes happen only there): one tick
+        # per partition of the internal ticks topic, co-partitioned with clicks (nothing is written
+        # to clicks, the producers' topic).
         value = codec.encode("tick", {"tick": True, "wall_ts": time.time()})
         for p in range(s.partitions):
-            await app.producer.send(s.topic_clicks, codec.TICK_KEY, value, p, None, None)
+            await app.producer.send(s.topic_ticks, codec.TICK_KEY, value, p, None, None)
 
     return app
 
@@ -302,8 +360,8 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
     async def infer(stream):
         producer = app.producer
 
-        async def send(topic, key, value, partition):
-            await producer.send(topic, key, value, partition, None, None)
+        async def send(topic, key, value, headers):  # partition: the key's (default partitioner)
+            await producer.send(topic, key, value, None, None, headers)
 
         await runner.wait_for_model()
         metrics.set_ready(True)
@@ -331,8 +389,12 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
 
 
 def run_worker(app: faust.App, settings: Settings) -> None:
-    """Run a Faust worker in the foreground (topics created first, metrics served)."""
-    if settings.create_topics:
-        ensure_topics(settings)
-    metrics.serve(settings.metrics_port, settings.metrics_addr, settings.health_stale_s)
-    faust.Worker(app, loglevel=settings.log_level, redirect_stdouts=False).execute_from_commandline()
+    """Run a Faust worker in the foreground (PipelineApp.on_first_start prepares it)."""
+    from .. import logs
+
+    worker = faust.Worker(
+        app, loglevel=settings.log_level, redirect_stdouts=False, **logs.faust_worker_options(settings)
+    )
+    if settings.log_format == "json":
+        worker.spinner = None  # its escape codes are no log record; Faust logs "Ready" instead
+    worker.execute_from_commandline()

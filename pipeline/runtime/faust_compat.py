@@ -242,6 +242,16 @@ def kafka_producer(app):
     return app.producer._ensure_producer()
 
 
+def set_producer_options(app, options: dict) -> None:
+    """aiokafka options of the app's producer on top of Faust's settings (`acks`,
+    `enable_idempotence`): Faust passes `enable_idempotence` only inside transactions. Its producer
+    merges `_settings_extra()` last when it builds the aiokafka producer (private); call this before
+    the producer starts."""
+    producer = app.producer
+    original = type(producer)._settings_extra
+    producer._settings_extra = lambda: {**original(producer), **options}
+
+
 def changelog_topic(table) -> str:
     """The Table's changelog topic name (`<app id>-<table name>-changelog`)."""
     return table.changelog_topic.get_topic_name()

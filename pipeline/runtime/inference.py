@@ -19,7 +19,7 @@ from .. import codec, metrics
 from ..codec import Msg
 from ..config import Settings
 from ..core.inference import InferenceRunner
-from .kafka import read_from_beginning, stop_on_signals
+from .kafka import producer_options, read_from_beginning, stop_on_signals
 
 log = logging.getLogger("jump.inference")
 
@@ -37,10 +37,14 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
     if s.reload_check_s:
         updates.append(asyncio.create_task(poll_model(runner, s.reload_check_s, stop)))
     common = s.aiokafka_kwargs()
-    producer = AIOKafkaProducer(linger_ms=2, acks=1, enable_idempotence=False, max_batch_size=1 << 18, **common)
+    options = await producer_options(s)
+    producer = AIOKafkaProducer(linger_ms=2, max_batch_size=1 << 18, **options, **common)
     consumer = AIOKafkaConsumer(
-        group_id=f"{s.app_id}-inference-direct",
+        # the Faust runtime's group (its app id): switching JUMP_INFERENCE_RUNTIME resumes from the
+        # same committed offsets (stop every worker first: the two runtimes' group protocols differ)
+        group_id=f"{s.app_id}-inference",
         enable_auto_commit=False,
+        # requests are internal (this pipeline wrote them): a new group reads them all
         auto_offset_reset="earliest",
         session_timeout_ms=10_000,
         heartbeat_interval_ms=3_000,
@@ -63,8 +67,8 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
         async def on_partitions_assigned(self, assigned):
             pass
 
-    async def send(topic, key, value, partition):
-        await producer.send(topic, value=value, key=key, partition=partition)
+    async def send(topic, key, value, headers):  # partition: the key's (default partitioner)
+        await producer.send(topic, value=value, key=key, headers=headers)
 
     await producer.start()
     await consumer.start()

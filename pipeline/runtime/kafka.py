@@ -34,6 +34,7 @@ def topic_specs(settings: Settings) -> dict[str, int]:
     return {
         settings.topic_clicks: settings.partitions,
         settings.topic_rekeyed: settings.partitions,
+        settings.topic_ticks: settings.partitions,  # co-partitioned: partition p's tick reaches p's owner
         settings.topic_requests: settings.partitions,
         settings.topic_predictions: settings.output_partitions,
         settings.topic_training_log: settings.output_partitions,
@@ -146,10 +147,10 @@ def ensure_topics(settings: Settings, specs: dict[str, int] | None = None, timeo
         missing = [n for n in specs if n not in existing]
         for name in missing:
             try:
-                admin.create_topics(
-                    {name: {"num_partitions": specs[name], "replication_factor": settings.replication_factor}},
-                    timeout_ms=int(timeout_s * 1000),
-                )
+                spec = {"num_partitions": specs[name], "replication_factor": settings.replication_factor}
+                if name == settings.topic_ticks:
+                    spec["configs"] = TOPIC_CONFIGS["ticks"]
+                admin.create_topics({name: spec}, timeout_ms=int(timeout_s * 1000))
                 result[name] = "created"
             except TopicAlreadyExistsError:  # created concurrently by another worker
                 result[name] = "exists"
@@ -173,6 +174,83 @@ def ensure_topics(settings: Settings, specs: dict[str, int] | None = None, timeo
         return {name: result[name] for name in specs}
     finally:
         admin.close()
+
+
+#: topic configs set when the pipeline creates a topic (Kafka; the embedded broker ignores them):
+#: a tick only matters to the worker that reads it within seconds
+TOPIC_CONFIGS = {"ticks": {"retention.ms": str(3600 * 1000)}}
+
+
+# --------------------------------------------------------------------------- producers
+
+
+async def broker_grants_producer_ids(settings: Settings, timeout_s: float = 10.0) -> bool:
+    """True when the cluster answers InitProducerId (what an idempotent producer needs): Kafka does,
+    the embedded Tansu broker answers UnknownError (and an idempotent aiokafka producer then fails
+    its first send)."""
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.transaction import InitProducerIdRequest
+
+    client = AIOKafkaClient(**settings.aiokafka_kwargs())
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        node = client.get_random_node()
+        resp = await asyncio.wait_for(client.send(node, InitProducerIdRequest(None, 60_000)), timeout_s)
+        return resp.error_code == 0
+    except Exception as e:
+        logging.getLogger("jump.kafka").info("InitProducerId refused (%s): idempotent producers off", e)
+        return False
+    finally:
+        await client.close()
+
+
+async def producer_options(settings: Settings) -> dict:
+    """acks and enable_idempotence of every worker's aiokafka producer (JUMP_PRODUCER_ACKS,
+    JUMP_PRODUCER_IDEMPOTENCE; auto: on when the broker grants producer ids and acks=all)."""
+    mode = settings.producer_idempotence
+    if mode == "auto":
+        idempotent = settings.producer_acks == "all" and await broker_grants_producer_ids(settings)
+    else:
+        idempotent = mode == "true"
+    logging.getLogger("jump.kafka").info(
+        "producer: acks=%s, idempotence %s (JUMP_PRODUCER_ACKS, JUMP_PRODUCER_IDEMPOTENCE=%s)",
+        settings.producer_acks,
+        "on" if idempotent else "off",
+        mode,
+    )
+    return {"acks": settings.acks, "enable_idempotence": idempotent}
+
+
+async def start_from_now(settings: Settings, group_id: str, topic: str) -> dict[int, int]:
+    """JUMP_AUTO_OFFSET_RESET=latest: commit, for `group_id`, the end offset of every partition of
+    `topic` the group has no committed offset for (what `kafka-consumer-groups --reset-offsets
+    --to-latest` does), so that a first deployment starts from now while the consumers themselves
+    keep `earliest` (an internal topic, or a partition the group already read, never skips a record).
+    End offsets are the larger of ListOffsets and a fetch's high watermark (ListOffsets is too low on
+    the embedded broker). Returns partition -> committed offset, for the partitions it committed."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from .faust_compat import fetch_highwaters
+
+    consumer = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, **settings.aiokafka_kwargs())
+    await consumer.start()
+    try:
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        if not parts:
+            await consumer.topics()
+            parts = sorted(consumer.partitions_for_topic(topic) or ())
+        fresh = [TopicPartition(topic, p) for p in parts]
+        fresh = [tp for tp in fresh if await consumer.committed(tp) is None]
+        if not fresh:
+            return {}
+        reported = await consumer.end_offsets(fresh)
+        ends = await fetch_highwaters(settings.aiokafka_kwargs(), fresh, reported)
+        consumer.assign(fresh)
+        await consumer.commit({tp: OffsetAndMetadata(ends[tp], "") for tp in fresh})
+        return {tp.partition: ends[tp] for tp in fresh}
+    finally:
+        await consumer.stop()
 
 
 # --------------------------------------------------------------------------- records

@@ -17,7 +17,7 @@ from .. import codec, metrics
 from ..codec import Msg
 from ..config import Settings
 from ..core.trainer import TrainerCore
-from .kafka import read_from_beginning, stop_on_signals
+from .kafka import producer_options, read_from_beginning, stop_on_signals
 
 log = logging.getLogger("jump.trainer")
 
@@ -46,7 +46,8 @@ async def run_trainer(settings: Settings, stop: asyncio.Event | None = None) -> 
     core = TrainerCore(s)
     await asyncio.get_running_loop().run_in_executor(None, core.load_serving)
     stop = stop_on_signals(stop)
-    producer = AIOKafkaProducer(acks="all", enable_idempotence=False, **s.aiokafka_kwargs())
+    options = await producer_options(s)
+    producer = AIOKafkaProducer(**options, **s.aiokafka_kwargs())
     await producer.start()
     consumer = None
     try:
@@ -67,8 +68,8 @@ async def run_trainer(settings: Settings, stop: asyncio.Event | None = None) -> 
                 for records in batches.values()
                 for r in records
             ]
-            for topic, key, value, partition in core.ingest(msgs):
-                await producer.send(topic, value=value, key=key, partition=partition)
+            for topic, key, value, headers in core.ingest(msgs):
+                await producer.send(topic, value=value, key=key, headers=headers)
             lag = 0
             for tp in assigned:
                 hw = consumer.highwater(tp)

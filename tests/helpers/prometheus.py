@@ -25,6 +25,24 @@ RULES = PROM_DIR / "rules" / "jump-alerts.yml"
 JOB = "jump-stream"
 
 
+def exported_series() -> dict[str, set[str]]:
+    """Every sample name the workers' registry (pipeline.metrics.REGISTRY) can expose -> the label names
+    it may carry: counters as _total, histograms as _bucket (with le), _sum and _count, gauges as
+    their name; the metric objects, the process, platform and GC collectors, and the GPU gauges --
+    read from each collector's description, so they are there even without a GPU."""
+    from pipeline import metrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
+    out: dict[str, set[str]] = {}
+    for collector in list(metrics.REGISTRY._collector_to_names):
+        describe = getattr(collector, "describe", None)
+        for family in describe() if describe else collector.collect():
+            labels = set(getattr(collector, "_labelnames", ()) or getattr(family, "_labelnames", ()))
+            for suffix in suffixes.get(family.type, ("",)):
+                out[family.name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    return out
+
+
 def need(binary: str) -> str:
     """The path of `binary`, or skip the test (with how to install it)."""
     path = shutil.which(binary)

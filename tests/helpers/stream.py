@@ -65,6 +65,26 @@ def random_model(path: Path, items: list[str], dim: int = 16) -> Jump:
     return model
 
 
+def output_identity(settings: Settings, kind: str, r) -> bytes:
+    """The identity (`jump-id` header) of a consumed output record (kafka-python ConsumerRecord),
+    after checking the output conventions on it; other kinds: the Kafka key."""
+    if kind not in codec.FORMATTED:
+        return r.key
+    from aiokafka.partitioner import murmur2
+
+    rec = codec.decode(kind, r.value)
+    headers = dict(r.headers or ())
+    ident = codec.identity(kind, rec).encode()
+    assert headers.get(codec.ID_HEADER) == ident, (headers, ident)
+    fmt = "json" if r.value[:1] == b"{" else "msgpack"
+    assert headers.get("content-type") == codec.OUTPUT_FORMATS[fmt] and fmt == settings.output_format, headers
+    if kind != "dead_letter":
+        assert r.key == rec["session_key"].encode(), (r.key, rec["session_key"])
+    if r.key is not None:  # Kafka's default partitioner: murmur2(key) over the topic's partitions
+        assert r.partition == (murmur2(r.key) & 0x7FFFFFFF) % settings.output_partitions, (r.key, r.partition)
+    return ident
+
+
 class Pipeline:
     """A sessionizer and an inference worker process on their own topics."""
 
@@ -91,10 +111,17 @@ class Pipeline:
             procs.stop(p)
 
     def records(self, topic: str, kind: str, idle_s: float = 1.0) -> list[tuple[bytes, dict]]:
-        return [(r.key, codec.decode(kind, r.value)) for r in consume_all(self.s, topic, idle_s=idle_s)]
+        """(identity, record) of every record: the key of a prediction / training-log record / dead
+        letter is the session key, its identity the `jump-id` header (checked here on every record:
+        the header equals the value's identity, the content type its format, the partition the
+        key's under Kafka's default partitioner)."""
+        return [
+            (output_identity(self.s, kind, r), codec.decode(kind, r.value))
+            for r in consume_all(self.s, topic, idle_s=idle_s)
+        ]
 
     def wait_count(self, topic: str, kind: str, n: int, timeout_s: float = 120.0):
-        """Wait until `topic` holds n distinct keys; returns {key: record} (last copy wins)."""
+        """Wait until `topic` holds n distinct identities; returns {identity: record} (last copy wins)."""
 
         def done():
             recs = dict(self.records(topic, kind))

@@ -91,7 +91,7 @@ def test_training_log_equals_offline_preparation(stream):
     logs = pipe.wait_count(pipe.s.topic_training_log, "training_log", len(offline))
     if src.real:
         assert len(offline) == 1861 and src.n == 5000  # PROVENANCE.md of the REDDIT sample
-    assert {k.decode() for k in logs} == set(offline)  # key = session id
+    assert {k.decode() for k in logs} == set(offline)  # identity (jump-id header) = session id
     for sid, rec in logs.items():
         d = offline[sid.decode()]
         assert (rec["items"], rec["ts"], rec["tau"], rec["delta"]) == (d["names"], d["ts"], d["tau"], d["delta"])
@@ -105,7 +105,7 @@ def test_predictions_equal_offline_live_inference(stream):
     assert len(preds) == src.n
     by_sid = {}
     for key, p in preds.items():
-        assert key.decode() == f"{p['session_id']}/{p['position']}"  # idempotency key
+        assert key.decode() == f"{p['session_id']}/{p['position']}"  # identity (jump-id header)
         by_sid.setdefault(p["session_id"], {})[p["position"]] = p
     assert set(by_sid) == set(offline)
     unknown = 0
@@ -426,13 +426,13 @@ def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path, seek_delay_s
                     )
                 )
             )
-            if extra or not _consumed_everything(pipe):
-                raise AssertionError(report) from None
-            # Known issue (README "Known issues"), about one plain restart in ten on the embedded
-            # broker: the restarted worker consumed every click and closed every session, but the
-            # training-log records it sent to one partition are absent (that partition's fetch high
-            # watermark stays 0 though the sends were acknowledged). The report shows every output.
-            pytest.xfail(f"known issue: a training-log partition empty after the restart\n{report}")
+            if not extra and _consumed_everything(pipe):
+                report = (
+                    "every click consumed, no extra session, yet sessions are missing from the training log "
+                    "(the symptom issue 14 saw about once in ten restarts before the record-batch write path)\n"
+                    + report
+                )
+            raise AssertionError(report) from None
         extra = {k.decode() for k in logs} - set(offline)
         if extra:  # explain the difference
             users = {x.rsplit("@", 1)[0] for x in extra}

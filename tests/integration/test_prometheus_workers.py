@@ -80,6 +80,17 @@ def test_prometheus_scrapes_the_workers_and_evaluates_the_rules(prometheus_bin, 
             timeout_s=90,
             extra=logs,
         )
+        # the predictions carry the served model's version (one here); every worker exports its process
+        by_version = prom.query('sum by (model_version) (jump_predictions_total{job="jump-stream"})')
+        assert len(by_version) == 1 and list(by_version.values()) == [n_accepted], by_version
+        assert re.fullmatch(r'model_version="model:[0-9a-f]{12}"', next(iter(by_version))), by_version
+        rss = prom.query('process_resident_memory_bytes{job="jump-stream"}')
+        assert {re.search(r'component="(\w+)"', k).group(1) for k in rss} == {"sessionizer", "inference"}
+        assert all(v > 10e6 for v in rss.values()), rss
+        cpu = prom.query('sum by (component) (process_cpu_seconds_total{job="jump-stream"})')
+        assert len(cpu) == 2 and all(v > 0 for v in cpu.values()), cpu
+        assert len(prom.query('python_info{job="jump-stream"}')) == 2
+        assert prom.query('jump_gpu_memory_reserved_bytes{job="jump-stream"}') == {}  # CPU workers: no GPU series
         # nothing counted twice: every other process reports zero of what it does not own
         assert prom.value('sum(jump_clicks_consumed_total{job="jump-stream"})') == sent
         assert prom.value('sum(jump_predictions_total{job="jump-stream"})') == n_accepted

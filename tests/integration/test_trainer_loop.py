@@ -180,7 +180,9 @@ def test_hot_reload_under_a_steady_replay_loses_and_duplicates_nothing(kafka_boo
                 return pipe.metrics("inference").get(f'jump_model_reloads_total{{result="{result}"}}', 0)
 
             procs.wait_for(
-                lambda: pipe.metrics("inference").get("jump_predictions_total", 0) > 0, 60, what="predictions to flow"
+                lambda: procs.metric_sum(pipe.metrics("inference"), "jump_predictions_total") > 0,
+                60,
+                what="predictions to flow",
             )
             for seq, corrupt, (result, n) in (
                 (2, False, ("loaded", 1)),

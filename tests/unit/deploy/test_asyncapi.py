@@ -28,8 +28,9 @@ DOC = yaml.safe_load(DOC_PATH.read_text())
 OUTPUT_KINDS = ("request", "prediction", "training_log", "dead_letter", "tick", "model_update", "training_metrics")
 #: channel id in the document -> (Settings field of its topic, record kinds of its messages)
 CHANNELS = {
-    "clicks": ("topic_clicks", {"click", "tick"}),
-    "clicksRekeyed": ("topic_rekeyed", {"click", "tick"}),
+    "clicks": ("topic_clicks", {"click"}),
+    "clicksRekeyed": ("topic_rekeyed", {"click"}),
+    "sessionizerTicks": ("topic_ticks", {"tick"}),
     "inferenceRequests": ("topic_requests", {"request"}),
     "predictions": ("topic_predictions", {"prediction"}),
     "trainingLog": ("topic_training_log", {"training_log"}),
@@ -544,12 +545,20 @@ def test_the_checker_tells_integers_numbers_and_booleans_apart():
     assert check(True, {"type": "integer", "const": 1})
 
 
-def test_documented_keys_match_the_idempotency_keys():
+def test_documented_keys_and_identities():
+    """Outputs are keyed by the session key; the identity travels in the `jump-id` header."""
     pred = SAMPLES["prediction"][0]
-    key = f"{pred['session_id']}/{pred['position']}"
     messages = DOC["components"]["messages"]
-    assert check(key, messages["prediction"]["bindings"]["kafka"]["key"]) == []
-    assert check(pred["session_id"], messages["training_log"]["bindings"]["kafka"]["key"]) == []
+    assert check(pred["session_key"], messages["prediction"]["bindings"]["kafka"]["key"]) == []
+    assert check(pred["session_key"], messages["training_log"]["bindings"]["kafka"]["key"]) == []
+    for kind in codec.FORMATTED:
+        assert deref(messages[kind]["headers"]) is schema_of("outputHeaders"), kind
+        assert messages[kind]["x-content-types"] == ["application/msgpack", "application/json"], kind
+        for sample in SAMPLES[kind]:
+            for fmt in codec.OUTPUT_FORMATS:
+                headers = {k: v.decode() for k, v in codec.output_headers(codec.identity(kind, sample), fmt)}
+                assert check(headers, schema_of("outputHeaders")) == [], headers
+    assert codec.identity("prediction", pred) == f"{pred['session_id']}/{pred['position']}"
     assert check(b"k", messages["dead_letter"]["bindings"]["kafka"]["key"]) == []
     assert check(None, messages["dead_letter"]["bindings"]["kafka"]["key"]) == []
     for update in SAMPLES["model_update"]:
@@ -608,12 +617,67 @@ def test_sessionizer_records_match_the_documented_types():
         ("training_log", out.training_log),
         ("dead_letter", out.dead_letters),
     ):
-        for _, key, value in triples:
+        for first, key, value in triples:
             obj = codec.decode(kind, value)
             assert check(obj, schema_of(kind)) == [], obj
             key_schema = records[kind]["bindings"]["kafka"]["key"]
             if key_schema.get("format") != "binary":
                 key = key.decode()
             assert check(key, key_schema) == [], key
+            if kind != "request":  # (headers, key, value): the identity and the format in the headers
+                assert dict(first) == {
+                    "jump-id": codec.identity(kind, obj).encode(),
+                    "content-type": b"application/msgpack",
+                }
+                if kind == "training_log":
+                    assert key == obj["session_key"]
     reasons = {codec.decode("dead_letter", v)["reason"] for _, _, v in out.dead_letters}
     assert reasons == {"undecodable", "wrong_type"}
+
+
+# -- JSON output (JUMP_OUTPUT_FORMAT=json) against the schemas, with the jsonschema library -----------
+def validator(kind: str):
+    """A jsonschema validator of components/schemas/<kind>, its references resolved in the document."""
+    import jsonschema
+
+    root = {"$ref": f"#/components/schemas/{kind}", "components": DOC["components"]}
+    # AsyncAPI 3's default schema format is a superset of JSON Schema draft 07
+    jsonschema.Draft7Validator.check_schema(schema_of(kind))
+    return jsonschema.Draft7Validator(root)
+
+
+@pytest.mark.parametrize("kind", codec.FORMATTED)
+def test_json_samples_validate_against_the_schemas(kind):
+    v = validator(kind)
+    for sample in SAMPLES[kind]:
+        raw = codec.encode(kind, sample, "json")
+        obj = json.loads(raw)  # what a consumer in any language reads
+        errors = [e.message for e in v.iter_errors(obj)]
+        assert errors == [], (obj, errors)
+        assert codec.decode(kind, raw) == codec.decode(kind, codec.encode(kind, sample))  # one dict, either format
+        bad = {**obj, "schema": 2}
+        assert list(v.iter_errors(bad)), "the validator accepted a wrong schema version"
+
+
+def test_sessionizer_json_records_validate_against_the_schemas():
+    from pipeline.core.sessionizer import Message, SessionizerCore
+
+    t0 = 1700000000.0
+    core = SessionizerCore(Settings(output_format="json"), clock=lambda: t0 + 10_000)
+    clicks = [
+        (b"u1", codec.encode_click("u1", "a", t0)),
+        (b"u1", codec.encode_click("u1", "b", t0 + 40)),
+        (None, b"\xc1garbage"),
+        (b"u\xff", b'{"user": "u\\ud800", "item": 1, "ts": 1e300}'),
+    ]
+    out = core.flush_all(core.process([Message(0, 0, o, k, v, t0) for o, (k, v) in enumerate(clicks)]))
+    assert len(out.training_log) == 1 and len(out.dead_letters) == 2
+    for kind, triples in (("training_log", out.training_log), ("dead_letter", out.dead_letters)):
+        v = validator(kind)
+        for headers, _key, value in triples:
+            obj = json.loads(value)
+            assert [e.message for e in v.iter_errors(obj)] == []
+            assert dict(headers)["content-type"] == b"application/json"
+            assert dict(headers)["jump-id"] == codec.identity(kind, obj).encode()
+            if kind == "dead_letter":  # the original bytes, base64 in JSON, back as bytes
+                assert codec.decode(kind, value)["value"] in {v for _, v in clicks}

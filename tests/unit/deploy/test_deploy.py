@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import metrics
 from pipeline.config import Settings
+from tests.helpers.prometheus import exported_series
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
@@ -419,31 +419,25 @@ def with_cpu_patch(docs: list[dict]) -> list[dict]:
 
 
 # -- Grafana ----------------------------------------------------------------------------------------
-METRIC_RE = re.compile(r"(?<![A-Za-z0-9_:])jump_[a-z0-9_]+")
-SELECTOR_RE = re.compile(r"(?<![A-Za-z0-9_:])(jump_[a-z0-9_]+)\s*\{([^}]*)\}")
+METRIC_RE = re.compile(r"(?<![A-Za-z0-9_:])(?:jump|process|python)_[a-z0-9_]+")
+SELECTOR_RE = re.compile(r"(?<![A-Za-z0-9_:])((?:jump|process|python)_[a-z0-9_]+)\s*\{([^}]*)\}")
 TARGET_LABELS = {"job", "component", "instance", "namespace", "pod", "container", "service", "endpoint"}
 
 
 def registry_series() -> dict[str, set[str]]:
-    """Every series name the workers expose -> the label names it may carry."""
-    labels = {
-        m._name: set(m._labelnames)
-        for m in vars(metrics).values()
-        if isinstance(m, metrics.Counter | metrics.Gauge | metrics.Histogram)
-    }
-    out = {}
-    for fam in metrics.REGISTRY.collect():
-        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(fam.type, [""])
-        for s in suffixes:
-            out[fam.name + s] = labels.get(fam.name, set()) | ({"le"} if s == "_bucket" else set())
-    return out
+    """Every series name the workers expose -> the label names it may carry (process_*, python_* and
+    the GPU gauges included)."""
+    return exported_series()
 
 
 def expr_problems(expr: str, series: dict[str, set[str]]) -> list[str]:
     out = []
     used = METRIC_RE.findall(expr)
     out += [f"not a series of the registry: {n}" for n in used if n not in series]
-    bare = [m.group(0) for m in re.finditer(r"(?<![A-Za-z0-9_:])jump_[a-z0-9_]+(?!\s*\{|[a-z0-9_])", expr)]
+    bare = [
+        m.group(0)
+        for m in re.finditer(r"(?<![A-Za-z0-9_:])(?:jump|process|python)_[a-z0-9_]+(?!\s*\{|[a-z0-9_])", expr)
+    ]
     out += [f'{n}: no selector (want job="{APP}")' for n in bare]
     for name, matchers in SELECTOR_RE.findall(expr):
         got = dict(re.findall(r'([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)\s*"([^"]*)"', matchers))
@@ -623,13 +617,22 @@ def test_dashboard(dash):
         "jump_model_reloads_total",
         "jump_model_refusals_total",
         "jump_trainer_runs_total",
-        "jump_trainer_holdout_metric",
+        "jump_trainer_holdout_ratio",
+        "jump_trainer_holdout_dwell_mae_seconds",
+        "jump_stream_time_timestamp_seconds",
         "jump_trainer_window_sessions",
         "jump_trainer_train_loss_per_click",
         "jump_trainer_run_seconds_count",
         "jump_trainer_last_promotion_timestamp_seconds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "jump_gpu_memory_allocated_bytes",
+        "jump_gpu_memory_reserved_bytes",
+        "jump_gpu_utilization_ratio",
     ):
         assert name in METRIC_RE.findall(exprs), name
+    assert "rate(process_cpu_seconds_total{" in exprs
+    assert "sum by (model_version) (rate(jump_predictions_total{" in exprs
     assert "time() - max(jump_model_created_timestamp_seconds" in exprs
     assert re.search(r'up\{job="jump-stream"', exprs)
     rows = {p["title"] for p in dash["panels"] if p["type"] == "row"}
@@ -673,7 +676,7 @@ def _drop(path_fn):
 
 
 #: a Procfile matching the Deployments (the real one is checked by test_commands_match_cli_and_procfile)
-SYNTHETIC_PROCFILE = "broker: jump broker\n" + "".join(f"{c}: .venv/bin/jump {c}\n" for c in sorted(COMPONENTS))
+SYNTHETIC_PROCFILE = "broker: jump broker\n" + "".join(f"{c}: jump {c}\n" for c in sorted(COMPONENTS))
 
 BREAKAGES = {
     # name: (mutation of the manifests, check that must notice)
@@ -846,7 +849,13 @@ def test_procfile_check_catches(docs):
         'jump_consumer_lag{job="jump-stream"}',  # no such metric
         'jump_open_sessions_total{job="jump-stream"}',  # a gauge as a counter
         'sum by (reasn) (rate(jump_dead_letters_total{job="jump-stream"}[5m]))',  # unknown label
-        'jump_trainer_holdout_metric{job="jump-stream", metrc="mrr_at_20"}',  # unknown label
+        'jump_trainer_holdout_ratio{job="jump-stream", metrc="mrr_at_20"}',  # unknown label
+        'jump_trainer_holdout_metric{job="jump-stream"}',  # the old mixed-unit family, split
+        'jump_trainer_holdout_dwell_mae_seconds{job="jump-stream", metric="dwell_mae_seconds"}',  # no metric label
+        'jump_stream_time_seconds{job="jump-stream"}',  # renamed *_timestamp_seconds
+        'process_resident_memory_bytes{job="jump-stream", device="cuda:0"}',  # unknown label
+        'rate(process_cpu_seconds{job="jump-stream"}[5m])',  # a counter without _total
+        "process_resident_memory_bytes",  # no job selector
         "jump_open_sessions",  # no job selector
         'jump_open_sessions{job="jump_stream"}',  # wrong job
     ],

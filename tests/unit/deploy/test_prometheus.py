@@ -29,6 +29,7 @@ from tests.helpers.prometheus import (
     ROOT,
     RULES,
     Prometheus,
+    exported_series,
     file_sd_variant,
     jump_job,
     load_config,
@@ -38,6 +39,8 @@ from tests.helpers.prometheus import (
 )
 
 RULES_TEST = PROM_DIR / "rules" / "jump-alerts.test.yml"
+RUNBOOK = ROOT / "deploy" / "README.md"  # the alerts' runbook_url sections
+RUNBOOK_BASE = "https://git.example.com/jump-stream/blob/main/"  # the placeholder deployers replace
 ENSURE = ROOT / "scripts" / "ensure-prometheus.sh"
 
 COMPONENTS = ("sessionizer", "inference", "trainer")
@@ -120,31 +123,27 @@ def test_promtool_rule_unit_tests(promtool):
 
 def exported_names() -> dict[str, set[str]]:
     """Sample names the metrics of pipeline.metrics expose (counters: _total; histograms: _bucket,
-    _sum, _count; gauges: the name) -> their label names."""
-    from pipeline import metrics
-
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    out = {}
-    for family in metrics.REGISTRY.collect():
-        collector = metrics.REGISTRY._names_to_collectors[family.name]
-        for suffix in suffixes[family.type]:
-            out[family.name + suffix] = set(collector._labelnames) | ({"le"} if suffix == "_bucket" else set())
-    return out
+    _sum, _count; gauges: the name; the process, platform and GPU collectors' too) -> their label names."""
+    return exported_series()
 
 
 def family_names() -> set[str]:
     from pipeline import metrics
 
-    return {family.name for family in metrics.REGISTRY.collect()}
+    return {
+        f.name
+        for c in metrics.REGISTRY._collector_to_names
+        for f in (c.describe() if hasattr(c, "describe") else c.collect())
+    }
 
 
-_NAME = re.compile(r"(?<![A-Za-z0-9_:])jump_[a-z0-9_]+")
-_SELECTOR = re.compile(r"(?<![A-Za-z0-9_:])(jump_[a-z0-9_]+)\s*\{([^}]*)\}")
+_NAME = re.compile(r"(?<![A-Za-z0-9_:])(?:jump|process|python)_[a-z0-9_]+")
+_SELECTOR = re.compile(r"(?<![A-Za-z0-9_:])((?:jump|process|python)_[a-z0-9_]+)\s*\{([^}]*)\}")
 
 
 def unknown_metric_names(text: str, known: set[str]) -> set[str]:
-    """jump_* identifiers of PromQL text that pipeline.metrics does not export (recording rules are
-    named jump:...:..., so they never match)."""
+    """jump_*, process_* and python_* identifiers of PromQL text that pipeline.metrics does not export
+    (recording rules are named jump:...:..., so they never match)."""
     return set(_NAME.findall(text)) - known
 
 
@@ -165,9 +164,10 @@ def test_rules_reference_only_exported_metrics_and_labels():
     assert len(set(_NAME.findall(text))) >= 10  # the check does look at something
     assert unknown_metric_names(text, set(known)) == set()
     assert unknown_selector_labels(text, known) == set()
-    # annotations (runbook hints) may name a histogram by its family name
+    # annotations and the runbook's hints may name a histogram by its family name
     notes = "\n".join(v for r in rules for v in r.get("annotations", {}).values())
     assert unknown_metric_names(notes, set(known) | family_names()) == set()
+    assert unknown_metric_names(runbook_text(), set(known) | family_names()) == set()
     # the unit tests' input series and expressions too (a test on a wrong name proves nothing)
     tests = yaml.safe_load(RULES_TEST.read_text())["tests"]
     test_text = "\n".join(
@@ -194,6 +194,45 @@ def test_name_check_catches_wrong_names():
     }
 
 
+def runbook_text() -> str:
+    text = RUNBOOK.read_text()
+    return text[text.index("\n## Runbook\n") :].split("\n## ", 2)[1]
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of `markdown` (lower case, punctuation dropped, spaces -> -)."""
+    return {
+        re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        for m in re.finditer(r"^#{1,6} (.+)$", markdown, re.M)
+    }
+
+
+def runbook_url_problems(url: str) -> list[str]:
+    """A runbook_url must be the placeholder base + a file of this repository + an anchor of one of its headings."""
+    if not url.startswith(RUNBOOK_BASE) or "#" not in url:
+        return [f"{url}: not {RUNBOOK_BASE}<path>#<anchor>"]
+    path, anchor = url[len(RUNBOOK_BASE) :].split("#", 1)
+    if not (ROOT / path).is_file():
+        return [f"{url}: no file {path} in the repository"]
+    if anchor not in github_anchors((ROOT / path).read_text()):
+        return [f"{url}: no heading with anchor #{anchor} in {path}"]
+    return []
+
+
+def test_every_runbook_url_names_a_section_of_the_runbook():
+    alerts = [r for r in load_rules() if "alert" in r]
+    for a in alerts:
+        url = a["annotations"]["runbook_url"]
+        assert runbook_url_problems(url) == [], a["alert"]
+        assert url == f"{RUNBOOK_BASE}deploy/README.md#{a['alert'].lower()}", a["alert"]
+    assert {f"### {a['alert']}" for a in alerts} <= set(runbook_text().splitlines())
+    # negative controls: a missing anchor, a missing file, another base
+    assert runbook_url_problems(f"{RUNBOOK_BASE}deploy/README.md#jumpnosuchalert")
+    assert runbook_url_problems(f"{RUNBOOK_BASE}deploy/RUNBOOK.md#jumpworkerdown")
+    assert runbook_url_problems("https://example.org/deploy/README.md#jumpworkerdown")
+    assert runbook_url_problems(f"{RUNBOOK_BASE}deploy/README.md#jumpworkerdown") == []
+
+
 def test_every_alert_has_severity_summary_description_runbook():
     alerts = [r for r in load_rules() if "alert" in r]
     assert {a["alert"] for a in alerts} == {
@@ -211,8 +250,9 @@ def test_every_alert_has_severity_summary_description_runbook():
     }
     for a in alerts:
         assert a["labels"]["severity"] in SEVERITIES, a["alert"]
-        for key in ("summary", "description", "runbook"):
+        for key in ("summary", "description", "runbook_url"):
             assert a["annotations"].get(key, "").strip(), f"{a['alert']}: no {key}"
+        assert "runbook" not in a["annotations"], f"{a['alert']}: runbook, not runbook_url"
     # every selector is restricted to the job, directly or through the recording rules it reads
     records = {r["record"]: r["expr"] for r in load_rules() if "record" in r}
     for r in load_rules():
@@ -239,7 +279,7 @@ def test_every_rule_is_unit_tested_firing_and_not_firing():
     for c in cases:  # fired alerts are checked in full
         for exp in c.get("exp_alerts") or []:
             assert exp["exp_labels"]["severity"] in SEVERITIES
-            assert {"summary", "description", "runbook"} <= set(exp["exp_annotations"])
+            assert {"summary", "description", "runbook_url"} <= set(exp["exp_annotations"])
     for component in COMPONENTS:  # one absent-alert per component
         assert any(
             c["alertname"] == "JumpComponentAbsent"

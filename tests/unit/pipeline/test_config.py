@@ -24,6 +24,11 @@ SPECIAL = {
     "trainer_keep": ("7", 7),
     "device": ("cuda:1", "cuda:1"),
     "log_level": ("debug", "debug"),
+    "log_format": ("json", "json"),
+    "producer_acks": ("1", "1"),
+    "producer_idempotence": ("false", "false"),
+    "auto_offset_reset": ("latest", "latest"),
+    "output_format": ("json", "json"),
 }
 BY_KIND = {int: ("7", 7), float: ("2.5", 2.5), bool: ("no", False), str: ("some-value", "some-value")}
 
@@ -159,6 +164,13 @@ def test_unparsable_values_name_the_variable(env, raw):
         ("JUMP_TRAINER_KEEP", "1"),
         ("JUMP_TRAINER_EPOCHS", "0"),
         ("JUMP_HEALTH_STALE_S", "0"),
+        ("JUMP_LOG_FORMAT", "xml"),
+        ("JUMP_LOG_FORMAT", "JSON"),
+        ("JUMP_PRODUCER_ACKS", "-1"),
+        ("JUMP_PRODUCER_ACKS", "leader"),
+        ("JUMP_PRODUCER_IDEMPOTENCE", "yes"),
+        ("JUMP_AUTO_OFFSET_RESET", "none"),
+        ("JUMP_OUTPUT_FORMAT", "avro"),
     ],
 )
 def test_validate_rejects_bad_values(env, raw):
@@ -337,3 +349,10 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     missing = [f.metadata["env"] for f in dc_fields(Settings) if f"`{f.metadata['env']}`" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_idempotence_needs_acks_all():
+    with pytest.raises(ValueError, match="JUMP_PRODUCER_IDEMPOTENCE: true needs JUMP_PRODUCER_ACKS=all"):
+        from_env(JUMP_PRODUCER_IDEMPOTENCE="true", JUMP_PRODUCER_ACKS="1")
+    assert from_env(JUMP_PRODUCER_IDEMPOTENCE="true").acks == "all"
+    assert from_env(JUMP_PRODUCER_ACKS="1").acks == 1 and from_env(JUMP_PRODUCER_ACKS="0").acks == 0

@@ -41,7 +41,7 @@ from faust.transport.drivers import aiokafka as driver
 
 from pipeline.config import Settings
 from pipeline.runtime import faust_compat
-from pipeline.runtime.faust_app import base_app
+from pipeline.runtime.faust_app import PipelineApp, base_app
 
 ROOT = Path(__file__).resolve().parents[3]
 Thread = driver.AIOKafkaConsumerThread
@@ -128,7 +128,9 @@ def test_settings_are_kept_per_app_not_on_the_app():
     a, b = base_app(settings(fetch_max_wait_ms=77), "a"), base_app(settings(fetch_max_wait_ms=33), "b")
     assert faust_compat.options(a).fetch_max_wait_ms == 77 and faust_compat.options(b).fetch_max_wait_ms == 33
     assert faust_compat.options(a).kafka_kwargs["bootstrap_servers"] == ["127.0.0.1:1"]
-    assert not [k for k in vars(a) if k.startswith("jump")]
+    # faust_compat keeps nothing on the app (PipelineApp's own declared attributes aside)
+    assert not [k for k in vars(a) if k.startswith("jump") and not hasattr(PipelineApp, k)]
+    assert isinstance(a, PipelineApp) and a.jump_settings.fetch_max_wait_ms == 77
     key = AnApp()
     faust_compat.configure(key, fetch_max_wait_ms=5, kafka_kwargs=None)
     assert key in faust_compat._options
@@ -470,3 +472,21 @@ def test_an_error_in_the_delivery_propagates_and_a_signalled_suspension_takes_th
 
     res, calls = asyncio.run(run())
     assert calls == 1 and 1 in res.results
+
+
+def test_producer_options_reach_the_aiokafka_producer():
+    """JUMP_PRODUCER_ACKS / idempotence reach the aiokafka producer Faust builds (set before it starts)."""
+    import asyncio
+
+    app = base_app(settings(), "producer-options")
+
+    async def build(options):
+        faust_compat.set_producer_options(app, options)
+        p = app.producer._new_producer()
+        try:
+            return p._sender._acks, p._txn_manager is not None
+        finally:
+            await p.client.close()
+
+    assert asyncio.run(build({"acks": 1, "enable_idempotence": False})) == (1, False)
+    assert asyncio.run(build({"acks": "all", "enable_idempotence": True})) == (-1, True)

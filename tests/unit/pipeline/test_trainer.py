@@ -78,11 +78,21 @@ def test_ingest_counts_add_up_and_bad_records_are_dead_lettered(core):
     assert (consumed, windowed, dup, short, bad) == (58, 50, 5, 1, 2)
     assert consumed == windowed + dup + short + bad
     assert len(core.window) == 50 and len(dead) == 2
-    for topic, _key, value, _partition in dead:
+    for topic, key, value, headers in dead:
         rec = codec.decode("dead_letter", value)
         assert topic == core.s.topic_dead_letters and rec["reason"] == "bad_training_log"
         assert check(rec, schema_of("dead_letter")) == []
+        assert key == rec["key"] and dict(headers)["jump-id"] == codec.identity("dead_letter", rec).encode()
     assert {codec.decode("dead_letter", v)["source_offset"] for _, _, v, _ in dead} == {56, 9}
+
+
+def test_ingest_reads_json_training_log_records(core):
+    """JUMP_OUTPUT_FORMAT=json: the trainer reads the JSON training log like the msgpack one."""
+    records = [as_record(s) for s in SESSIONS[:20]]
+    raw = [codec.encode("training_log", r, "json") for r in records]
+    assert all(v[:1] == b"{" for v in raw)
+    assert core.ingest([Msg("jump-training-log", 0, k, None, v, 0.0) for k, v in enumerate(raw)]) == []
+    assert len(core.window) == 20
 
 
 def test_runs_are_triggered_by_new_sessions_or_by_time(core):
