@@ -226,8 +226,8 @@ class GpuCollector:
     """GPU gauges of this process, read at each scrape, one series per CUDA device on which this
     process holds memory (label device="cuda:N"): memory allocated by tensors and reserved by
     torch's caching allocator (torch.cuda.memory_allocated / memory_reserved), and the device's
-    utilisation (torch.cuda.utilization, 0..1) where NVML is available (the nvidia-ml-py package;
-    without it there is no utilisation series).
+    utilisation (torch.cuda.utilization, 0..1) where NVML is available (the nvidia-ml-py package,
+    pinned, and the NVIDIA driver's library; without them there is no utilisation series).
 
     Registered in every worker, it yields nothing in a process that has not initialised CUDA (a CPU
     inference worker, a CPU-only torch) and never imports torch: a process that never imported it
