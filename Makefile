@@ -21,7 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 # `make test` lints first: a style or pyflakes error (an undefined name, an unused variable) fails it.
 test: lint
 	-@bash scripts/ensure-prometheus.sh
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=20
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
