@@ -19,7 +19,7 @@ from .. import codec, metrics
 from ..codec import Msg
 from ..config import Settings
 from ..core.inference import InferenceRunner
-from .kafka import producer_options, read_from_beginning, stop_on_signals
+from .kafka import adopt_offsets, producer_options, read_from_beginning, stop_on_signals
 
 log = logging.getLogger("jump.inference")
 
@@ -37,12 +37,22 @@ async def run_direct(settings: Settings, stop: asyncio.Event | None = None) -> N
     if s.reload_check_s:
         updates.append(asyncio.create_task(poll_model(runner, s.reload_check_s, stop)))
     common = s.aiokafka_kwargs()
+    group = f"{s.app_id}-inference"
+    # before this group was shared with the Faust runtime, the aiokafka runtime's was "-inference-direct":
+    # an upgraded worker resumes from that group's offsets instead of answering every request again
+    try:
+        adopted = await adopt_offsets(s, f"{s.app_id}-inference-direct", group, s.topic_requests)
+    except Exception as exc:
+        log.warning("could not look up the former group %s-inference-direct's offsets: %s", s.app_id, exc)
+        adopted = {}
+    if adopted:
+        log.info("resuming %s from the former group %s-inference-direct: %s", group, s.app_id, adopted)
     options = await producer_options(s)
     producer = AIOKafkaProducer(linger_ms=2, max_batch_size=1 << 18, **options, **common)
     consumer = AIOKafkaConsumer(
         # the Faust runtime's group (its app id): switching JUMP_INFERENCE_RUNTIME resumes from the
         # same committed offsets (stop every worker first: the two runtimes' group protocols differ)
-        group_id=f"{s.app_id}-inference",
+        group_id=group,
         enable_auto_commit=False,
         # requests are internal (this pipeline wrote them): a new group reads them all
         auto_offset_reset="earliest",

@@ -253,6 +253,34 @@ async def start_from_now(settings: Settings, group_id: str, topic: str) -> dict[
         await consumer.stop()
 
 
+async def adopt_offsets(settings: Settings, old_group: str, new_group: str, topic: str) -> dict[int, int]:
+    """Copy `old_group`'s committed offsets on `topic` to `new_group` for the partitions `new_group`
+    has none for (a renamed consumer group resumes where the old one stopped instead of reading the
+    topic again). Returns partition -> adopted offset."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    kw = settings.aiokafka_kwargs()
+    old = AIOKafkaConsumer(group_id=old_group, enable_auto_commit=False, **kw)
+    new = AIOKafkaConsumer(group_id=new_group, enable_auto_commit=False, **kw)
+    await old.start()
+    await new.start()
+    try:
+        await new.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(new.partitions_for_topic(topic) or ())]
+        adopt = {}
+        for tp in tps:
+            if await new.committed(tp) is None and (offset := await old.committed(tp)) is not None:
+                adopt[tp] = offset
+        if adopt:
+            new.assign(list(adopt))
+            await new.commit({tp: OffsetAndMetadata(o, "") for tp, o in adopt.items()})
+        return {tp.partition: o for tp, o in adopt.items()}
+    finally:
+        await old.stop()
+        await new.stop()
+
+
 # --------------------------------------------------------------------------- records
 
 

@@ -128,3 +128,43 @@ def test_idempotence_is_detected_off_on_the_embedded_broker(kafka_bootstrap, tmp
     assert asyncio.run(producer_options(one)) == {"acks": 1, "enable_idempotence": False}  # auto needs acks=all
     forced = make_settings(kafka_bootstrap, "idem", tmp_path, producer_idempotence="true")
     assert asyncio.run(producer_options(forced)) == {"acks": "all", "enable_idempotence": True}
+
+
+def test_a_renamed_group_adopts_the_former_groups_offsets(kafka_bootstrap, tmp_path):
+    """The aiokafka inference runtime's group was `<app>-inference-direct`; now both runtimes share
+    `<app>-inference`. An upgraded worker copies the old group's offsets (for partitions the new group
+    has none for) instead of answering every request on the topic again."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from pipeline.runtime.kafka import adopt_offsets, ensure_topics
+
+    s = make_settings(kafka_bootstrap, "adopt", tmp_path)
+    ensure_topics(s)
+    old, new = f"{s.app_id}-inference-direct", f"{s.app_id}-inference"
+    tp0, tp1 = TopicPartition(s.topic_requests, 0), TopicPartition(s.topic_requests, 1)
+
+    async def commit(group, offsets):
+        c = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **s.aiokafka_kwargs())
+        await c.start()
+        try:
+            c.assign(list(offsets))
+            await c.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+        finally:
+            await c.stop()
+
+    async def committed(group):
+        c = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **s.aiokafka_kwargs())
+        await c.start()
+        try:
+            return {tp.partition: await c.committed(tp) for tp in (tp0, tp1)}
+        finally:
+            await c.stop()
+
+    asyncio.run(commit(old, {tp0: 17, tp1: 4}))
+    asyncio.run(commit(new, {tp1: 9}))  # the new group's own offset wins
+    assert asyncio.run(adopt_offsets(s, old, new, s.topic_requests)) == {0: 17}
+    assert asyncio.run(committed(new)) == {0: 17, 1: 9}
+    assert asyncio.run(adopt_offsets(s, old, new, s.topic_requests)) == {}  # once only
