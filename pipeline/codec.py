@@ -276,6 +276,23 @@ def encode_dead_letter(
     )
 
 
+def dead_letter(
+    reason: str,
+    detail: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    dead_ts: float,
+    fmt: str = "msgpack",
+) -> tuple[list[tuple[str, bytes]], bytes]:
+    """(headers, value) of the dead letter of a rejected message (`encode_dead_letter`; its identity,
+    where the message was, in the `jump-id` header): what every worker writes, keyed by `key`."""
+    headers = output_headers(dead_letter_id(topic, partition, offset), fmt)
+    return headers, encode_dead_letter(reason, detail, topic, partition, offset, key, value, dead_ts, fmt)
+
+
 def decode(kind: str, raw: bytes) -> dict:
     """A record written by `encode`, msgpack or JSON (detected); raises ValueError on a foreign
     schema. A JSON dead letter's base64 `key` / `value` come back as bytes."""

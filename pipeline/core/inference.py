@@ -208,11 +208,9 @@ class InferenceRunner:
         self.staged = (engine, 0, os.path.getmtime(self.s.checkpoint))
 
     async def _dead(self, send, m: Msg, reason: str, detail: str) -> None:
-        fmt = self.s.output_format
-        value = codec.encode_dead_letter(
-            reason, detail, m.topic, m.partition, m.offset, m.key, m.value, time.time(), fmt
+        headers, value = codec.dead_letter(
+            reason, detail, m.topic, m.partition, m.offset, m.key, m.value, time.time(), self.s.output_format
         )
-        headers = codec.output_headers(codec.dead_letter_id(m.topic, m.partition, m.offset), fmt)
         await send(self.s.topic_dead_letters, m.key, value, headers)
 
     async def _predict(self, engine, requests):
@@ -270,7 +268,7 @@ class InferenceRunner:
             if pred is None:
                 continue
             pred["emit_ts"] = emit
-            headers = codec.output_headers(f"{pred['session_id']}/{pred['position']}", fmt)
+            headers = codec.output_headers(codec.identity("prediction", pred), fmt)
             value = codec.encode("prediction", pred, fmt)
             await send(s.topic_predictions, pred["session_key"].encode(), value, headers)
             metrics.latency.observe(max(0.0, emit - pred["ingest_ts"]))

@@ -229,16 +229,11 @@ class SessionizerCore:
         return out
 
     def _dead(self, m: Message, reason: str, detail: str, out: Output) -> None:
-        fmt, topic = self.s.output_format, self.topic_names[m.topic]
-        out.dead_letters.append(
-            (
-                codec.output_headers(codec.dead_letter_id(topic, m.partition, m.offset), fmt),
-                m.key,
-                codec.encode_dead_letter(
-                    reason, detail, topic, m.partition, m.offset, m.key, m.value, self.clock(), fmt
-                ),
-            )
+        topic = self.topic_names[m.topic]
+        headers, value = codec.dead_letter(
+            reason, detail, topic, m.partition, m.offset, m.key, m.value, self.clock(), self.s.output_format
         )
+        out.dead_letters.append((headers, m.key, value))
         out.dead_reasons[reason] = out.dead_reasons.get(reason, 0) + 1
         out.count("dead_lettered")
 

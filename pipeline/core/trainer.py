@@ -96,25 +96,18 @@ class TrainerCore:
                 session = session_from_record(codec.decode("training_log", m.value))
             except ValueError as exc:
                 metrics.dead_letters.labels("bad_training_log").inc()
-                fmt = self.s.output_format
-                dead.append(
-                    (
-                        self.s.topic_dead_letters,
-                        m.key,
-                        codec.encode_dead_letter(
-                            "bad_training_log",
-                            str(exc),
-                            m.topic,
-                            m.partition,
-                            m.offset,
-                            m.key,
-                            m.value,
-                            time.time(),
-                            fmt,
-                        ),
-                        codec.output_headers(codec.dead_letter_id(m.topic, m.partition, m.offset), fmt),
-                    )
+                headers, value = codec.dead_letter(
+                    "bad_training_log",
+                    str(exc),
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    time.time(),
+                    self.s.output_format,
                 )
+                dead.append((self.s.topic_dead_letters, m.key, value, headers))
                 continue
             result = self.window.add(session)
             if result == "added":

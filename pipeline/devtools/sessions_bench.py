@@ -72,7 +72,15 @@ import time
 import uuid
 from pathlib import Path
 
-from .stream_bench import _aiokafka_passthrough, _cpu_s, _faust_passthrough, _produce, bench_settings, reader
+from .stream_bench import (
+    _aiokafka_passthrough,
+    _cpu_s,
+    _faust_passthrough,
+    _machine_busy_s,
+    _produce,
+    bench_settings,
+    reader,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENDERS = ("sessionizer", "faust_batch", "aiokafka", "quix", "quix_count", "bytewax")
@@ -142,20 +150,6 @@ def _thread_cpu_s(pid: int, tid: int) -> float | None:
         return None
     parts = stat[stat.rindex(")") + 2 :].split()
     return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_cpu_s() -> float | None:
-    """CPU seconds the whole machine has been busy (every core, every process: /proc/stat's user, nice,
-    system, irq, softirq and steal), None if unknown."""
-    try:
-        with open("/proc/stat") as f:
-            parts = f.readline().split()
-    except OSError:
-        return None
-    if not parts or parts[0] != "cpu":
-        return None
-    busy = sum(int(x) for x in parts[1:4]) + sum(int(x) for x in parts[6:9])
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 class CpuSampler:
@@ -953,7 +947,7 @@ def bench_sessions(
         # of measuring, reported beside each contender
         sampler.watch("harness", lambda: sum(os.times()[:2]))
         # the whole machine, whose share left over by the contender, broker and harness is other work
-        sampler.watch("machine", _machine_cpu_s)
+        sampler.watch("machine", _machine_busy_s)
         base = bench_settings(bootstrap, partitions, f"jump-sessbench-{token}", work / "data" / token)
         src = f"sessbench-src-{token}"
         ensure_topics(base, {src: partitions})

@@ -390,8 +390,6 @@ def create_inference_app(settings: Settings, engine=None) -> faust.App:
 
 def run_worker(app: faust.App, settings: Settings) -> None:
     """Run a Faust worker in the foreground (PipelineApp.on_first_start prepares it)."""
-    from .. import logs
-
     worker = faust.Worker(
         app, loglevel=settings.log_level, redirect_stdouts=False, **logs.faust_worker_options(settings)
     )
