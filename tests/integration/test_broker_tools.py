@@ -26,6 +26,7 @@ from pipeline.devtools.replay import add_replay, replay
 from pipeline.devtools.tail import add_tail, tail
 from pipeline.runtime.kafka import ensure_topics, topic_specs, wait_for_broker
 from tests.conftest import consume_all, produce
+from tests.helpers.kafka import HighWatermarks
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,6 +132,37 @@ def test_main_broker_runs_until_sigterm():
 
 
 # --------------------------------------------------------------------------- topics
+
+
+def test_high_watermark_watcher_sees_growth_and_a_decrease(kafka_bootstrap):
+    """The crash test's watcher: it records each partition's growth and reports a high watermark
+    that goes down (here: the topic deleted and created again, its 30 records gone)."""
+    import time
+
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"watched-{os.getpid()}-{time.monotonic_ns()}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 2, 1)])
+        with HighWatermarks(kafka_bootstrap, [topic], interval_s=0.1) as watch:
+            produce(kafka_bootstrap, topic, [(b"k", b"v")] * 30, partition=0)
+            for _ in range(50):
+                if f"{topic}[0] 0 -> 30" in watch.report() or f"{topic}[0] None -> 30" in watch.report():
+                    break
+                time.sleep(0.1)
+            watch.mark("recreated")
+            admin.delete_topics([topic])
+            time.sleep(0.5)
+            admin.create_topics([NewTopic(topic, 2, 1)])
+            for _ in range(50):
+                if watch.decreases:
+                    break
+                time.sleep(0.1)
+        assert watch.decreases == [f"{topic}[0] 30 -> 0"], watch.report()
+        assert "-- recreated" in watch.report()
+    finally:
+        admin.close()
 
 
 def test_topic_specs_cover_every_topic(stream_settings):

@@ -23,7 +23,7 @@ from pipeline import codec
 from pipeline.devtools import procs
 from pipeline.devtools.broker import free_port
 from pipeline.devtools.replay import replay
-from tests.helpers.kafka import consume_all, kafka_kwargs, produce
+from tests.helpers.kafka import HighWatermarks, consume_all, kafka_kwargs, produce
 from tests.helpers.stream import Pipeline, make_settings, random_model
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -379,8 +379,13 @@ def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path, seek_delay_s
         ),
         tmp_path,
     )
+    watch = None
     try:
         src.replay(pipe.s)  # all input waits in the topic
+        # every output partition's high watermark, read 5 times a second: its history goes into a
+        # failure's report, and a decrease (acknowledged records gone) fails the test
+        watch = HighWatermarks(pipe.s, [pipe.s.topic_requests, pipe.s.topic_training_log, pipe.s.topic_predictions])
+        watch.__enter__()
         pipe.start("inference")
         pipe.start("sessionizer")
         procs.wait_for(
@@ -393,6 +398,7 @@ def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path, seek_delay_s
         before = procs.metric_sum(mid, "jump_clicks_accepted_total")
         assert procs.metric_sum(mid, "jump_consumer_lag_messages") > 0  # the backlog is visible as lag
         procs.kill(pipe.procs["sessionizer"])
+        watch.mark("sessionizer SIGKILLed")
         assert before < src.n, "the sessionizer finished before the kill; the test proves nothing"
         slow = (
             {
@@ -403,6 +409,7 @@ def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path, seek_delay_s
             else None
         )
         pipe.start("sessionizer", extra_env=slow)
+        watch.mark("sessionizer restarted")
         offline = src.offline(items)
         try:
             logs = pipe.wait_count(pipe.s.topic_training_log, "training_log", len(offline), timeout_s=120)
@@ -425,6 +432,7 @@ def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path, seek_delay_s
                         f"{pipe.s.app_id}-sessionizer-sessions-changelog",
                     )
                 )
+                + f"\n{watch.report()}"
             )
             if not extra and _consumed_everything(pipe):
                 report = (
@@ -469,12 +477,15 @@ def test_sigkill_sessionizer_loses_no_session(own_broker, tmp_path, seek_delay_s
             return all(offs.get(p, -1) > o for p, o in last.items()) or None
 
         procs.wait_for(committed_past_last_click, 60, interval_s=1.0, what="the group offset to pass the last click")
+        assert not watch.decreases, f"a high watermark went down: {watch.decreases}\n{watch.report()}"
         print(
             f"killed after {before:.0f} accepted clicks; after restart: replayed "
             f"{procs.metric_sum(m, 'jump_duplicates_dropped_total'):.0f}, training-log records "
             f"{len(all_logs)} for {len(offline)} sessions"
         )
     finally:
+        if watch is not None:
+            watch.__exit__(None, None, None)
         pipe.stop()
 
 
