@@ -243,39 +243,6 @@ DEAD_VALUE_MAX = 64 * 1024  # bytes of a rejected value kept in its dead letter
 DEAD_KEY_MAX = 1024  # bytes of a rejected key kept
 
 
-def encode_dead_letter(
-    reason: str,
-    detail: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    dead_ts: float,
-    fmt: str = "msgpack",
-) -> bytes:
-    """The dead-letter record of a rejected message: the reason, and the original bytes -- cut to
-    DEAD_VALUE_MAX / DEAD_KEY_MAX bytes (`key_size`, `value_size`: the full sizes): a rejected 1 MB
-    click must not make a dead letter larger than the producer's request limit."""
-    assert reason in REASONS, reason
-    return encode(
-        "dead_letter",
-        {
-            "reason": reason,
-            "detail": detail[:500],
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "key": key if key is None else key[:DEAD_KEY_MAX],
-            "value": value if value is None else value[:DEAD_VALUE_MAX],
-            "dead_ts": dead_ts,
-            "key_size": None if key is None else len(key),
-            "value_size": None if value is None else len(value),
-        },
-        fmt,
-    )
-
-
 def dead_letter(
     reason: str,
     detail: str,
@@ -287,10 +254,25 @@ def dead_letter(
     dead_ts: float,
     fmt: str = "msgpack",
 ) -> tuple[list[tuple[str, bytes]], bytes]:
-    """(headers, value) of the dead letter of a rejected message (`encode_dead_letter`; its identity,
-    where the message was, in the `jump-id` header): what every worker writes, keyed by `key`."""
-    headers = output_headers(dead_letter_id(topic, partition, offset), fmt)
-    return headers, encode_dead_letter(reason, detail, topic, partition, offset, key, value, dead_ts, fmt)
+    """(headers, value) of the dead letter of a rejected message, what every worker writes, keyed by
+    `key`: the reason, and the original bytes -- cut to DEAD_VALUE_MAX / DEAD_KEY_MAX bytes
+    (`key_size`, `value_size`: the full sizes), as a rejected 1 MB click must not make a dead letter
+    larger than the producer's request limit; its identity (where the message was) in the `jump-id`
+    header."""
+    assert reason in REASONS, reason
+    record = {
+        "reason": reason,
+        "detail": detail[:500],
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "key": key if key is None else key[:DEAD_KEY_MAX],
+        "value": value if value is None else value[:DEAD_VALUE_MAX],
+        "dead_ts": dead_ts,
+        "key_size": None if key is None else len(key),
+        "value_size": None if value is None else len(value),
+    }
+    return output_headers(dead_letter_id(topic, partition, offset), fmt), encode("dead_letter", record, fmt)
 
 
 def decode(kind: str, raw: bytes) -> dict:

@@ -332,7 +332,8 @@ class SessionizerCore:
             "close_reason": reason,
         }
         fmt = self.s.output_format
-        out.training_log.append((codec.output_headers(sess.sid, fmt), key, codec.encode("training_log", record, fmt)))
+        headers = codec.output_headers(codec.identity("training_log", record), fmt)
+        out.training_log.append((headers, key, codec.encode("training_log", record, fmt)))
         out.closed.append((reason, len(sess.items), tau, delta))
         del self.sessions[key]
         if out.state.get(key, (None, None))[1] is not sess:  # its final state is already persisted
