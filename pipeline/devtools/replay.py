@@ -34,7 +34,8 @@ def _topic_exists(settings: Settings, topic: str) -> bool:
 
 
 def _ensure_clicks_topic(settings: Settings) -> None:
-    """The clicks topic must exist (Tansu and many clusters do not auto-create topics)."""
+    """The clicks topic must exist with JUMP_PARTITIONS partitions (many clusters do not auto-create
+    topics; Tansu would create it with 4 on the producer's first send)."""
     if _topic_exists(settings, settings.topic_clicks):
         return
     if not settings.create_topics:
